@@ -1,0 +1,1 @@
+"""Generated datasets for tests (synthetic motion videos in official layouts)."""
