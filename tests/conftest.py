@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 from tests.services import MlflowServer, S3Server  # noqa: E402
 
-pytest_plugins = ["tests.fixtures_data"]
+pytest_plugins = ["tests.fixtures_data", "tests.fixtures_train"]
 
 
 @pytest.fixture(scope="session")

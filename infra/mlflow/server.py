@@ -1,0 +1,104 @@
+"""Start the MLflow tracking server with basic auth, artifacts proxied to S3, and a Host/CORS allowlist.
+
+The container entrypoint of infra/mlflow/Dockerfile (k8s and docker compose alike). Everything comes from the
+environment, secrets from k8s Secrets:
+
+    MLFLOW_BACKEND_STORE_URI        postgresql://mlflow:<password>@host:5432/mlflow   (secret)
+    MLFLOW_AUTH_DATABASE_URI        the users/permissions database (may equal the backend store)  (secret)
+    MLFLOW_AUTH_ADMIN_PASSWORD      first-start admin password (secret); MLFLOW_AUTH_ADMIN_USERNAME optional
+    MLFLOW_FLASK_SERVER_SECRET_KEY  CSRF key, identical on every replica (secret)
+    MLFLOW_ARTIFACTS_DESTINATION    e.g. s3://bucket/mlflow-artifacts (credentials: IRSA / instance profile)
+    MLFLOW_SERVER_ALLOWED_HOSTS     Host header allowlist, e.g. mlflow.example.com,mlflow.tdn.svc.cluster.local:5000
+    MLFLOW_SERVER_CORS_ALLOWED_ORIGINS  browser origins allowed, e.g. https://mlflow.example.com
+    MLFLOW_HOST / MLFLOW_PORT / MLFLOW_WORKERS   bind address (default 0.0.0.0:5000), worker processes (4)
+
+`python -m infra.mlflow.server --print` shows the command it would run, without starting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+TEMPLATE = Path(__file__).with_name("basic_auth.ini")
+REQUIRED = (
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_AUTH_DATABASE_URI",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "MLFLOW_ARTIFACTS_DESTINATION",
+    "MLFLOW_SERVER_ALLOWED_HOSTS",
+    "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
+)
+
+
+class ServerConfigError(ValueError):
+    """The environment lacks a setting the server needs; the message names every missing one."""
+
+
+def auth_config_text(database_uri: str, template: Path = TEMPLATE) -> str:
+    """basic_auth.ini with `database_uri` filled in."""
+    # No interpolation: a URL-encoded password contains '%', which ConfigParser would try to expand.
+    config = configparser.ConfigParser(interpolation=None)
+    config.read_string(template.read_text())
+    config["mlflow"]["database_uri"] = database_uri
+    if config["mlflow"].get("admin_password"):
+        raise ServerConfigError(f"{template} sets admin_password: it must come from MLFLOW_AUTH_ADMIN_PASSWORD")
+    lines = []
+    for key, value in config["mlflow"].items():
+        lines.append(f"{key} = {value}")
+    return "[mlflow]\n" + "\n".join(lines) + "\n"
+
+
+def server_command(env: Mapping[str, str]) -> list[str]:
+    """The `mlflow server` argv for this environment; raises ServerConfigError naming missing settings."""
+    missing = [name for name in REQUIRED if not env.get(name)]
+    if missing:
+        raise ServerConfigError(f"missing environment variables: {', '.join(missing)}")
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--app-name", "basic-auth",
+        "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
+        "--port", env.get("MLFLOW_PORT", "5000"),
+        "--workers", env.get("MLFLOW_WORKERS", "4"),
+        # The store URI stays in the environment (MLFLOW_BACKEND_STORE_URI is the flag's envvar): a password
+        # on the command line would show in `ps` and in the pod spec.
+        "--serve-artifacts",
+        "--artifacts-destination", env["MLFLOW_ARTIFACTS_DESTINATION"],
+        "--allowed-hosts", env["MLFLOW_SERVER_ALLOWED_HOSTS"],
+        "--cors-allowed-origins", env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"],
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.mlflow.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--print", action="store_true", help="print the command instead of running it")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    try:
+        argv_ = server_command(env)
+        ini = auth_config_text(env["MLFLOW_AUTH_DATABASE_URI"])
+    except ServerConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.print:
+        print(" ".join(argv_))
+        return 0
+    fd, ini_path = tempfile.mkstemp(prefix="basic_auth-", suffix=".ini")
+    with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600: it holds the database URI
+        f.write(ini)
+    env["MLFLOW_AUTH_CONFIG_PATH"] = ini_path
+    # Server-side job execution starts a second heavy process tree; this deployment does not use it.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.execvpe(argv_[0], argv_, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Re-evaluate registered model versions that have no result on the current evaluation shards.
+
+    python jobs/reevaluate.py --shards s3://bucket/shards/k400/val --protocol k400_10x3 \
+        --tracking-uri http://mlflow:5000 [--alias champion] [--models tdn-k400,tsn-k400] [--every 6h]
+
+Evaluates only versions without an evaluation run for the shards' index checksum (running it twice
+evaluates nothing new), then refreshes the tables. --every loops on this machine; on a cluster the schedule
+lives in infra/. Prints one JSON report per pass. Exit status 1 if a version failed (single pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python jobs/reevaluate.py` from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs.evaluate import add_aliases
+from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from pipeline.ray_utils import init_ray
+from tdn.reevaluate import (
+    ReevaluateConfig,
+    ReevaluateReport,
+    parse_interval,
+    reevaluate_loop,
+    reevaluate_once,
+)
+
+ALIASES = {
+    "--tracking-uri": "tracking_uri",
+    "--protocol": "eval.protocol",
+    "--replicas": "eval.replicas",
+    "--batch-size": "eval.batch_size",
+    "--tables-out": "tables_out",
+}
+
+
+def _print(report: ReevaluateReport) -> None:
+    print(json.dumps(dataclasses.asdict(report)), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    add_aliases(parser, ALIASES)
+    add_config_arguments(parser, ReevaluateConfig)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(ReevaluateConfig, args)
+        if cfg.every:
+            parse_interval(cfg.every)
+    except (ConfigError, ValueError) as exc:
+        parser.error(str(exc))
+    if not cfg.shards:
+        parser.error("--shards (the evaluation split folder with index.json) is required")
+    if cfg.eval.engine == "ray":
+        init_ray(args.address)
+    if cfg.every:
+        reevaluate_loop(cfg, on_report=_print)
+        return 0
+    report = reevaluate_once(cfg)
+    _print(report)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

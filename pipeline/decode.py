@@ -1,0 +1,309 @@
+"""Decoding exactly the frames a sample set needs: PyAV for video files, PIL for JPEG frame folders (SSv1).
+
+Each video is read in two cheap-then-once passes:
+
+1. ``probe()`` counts the video stream's packets by demuxing only (no decoding, ~1-2% of a decode pass).
+   Declared frame counts are not used: VP9/WebM and HEVC/MKV declare 0 and AVI headers can lie.
+2. ``frames(wanted)`` decodes forward from the start in a single pass, converts only the wanted frames
+   (``frame.reformat`` resizes and converts any pixel format to RGB in one swscale call), applies the
+   rotation metadata and stops after the last wanted frame. Nothing but the current frame is held.
+
+There is no seeking: the sampled windows of action-recognition clips span the whole video, so a seek could
+skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
+timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
+decoder's output (presentation order), the same numbering the official extract-every-frame route produces.
+
+When the decoder yields fewer frames than packets were counted (truncated or damaged files), the wanted
+indices at or past the end are served by the last decoded frame -- the clamping the samplers already apply
+at the end of a video -- and ``DecodeResult.num_decoded`` says so. A file whose decodable part is shorter
+than ``min_decoded_fraction`` of its packets is rejected instead.
+
+S3 videos are copied to a local temporary file first (one GET, then local reads for both passes); PyAV
+reading through a remote file object would issue many small ranged GETs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Literal
+
+import numpy as np
+
+from pipeline import storage
+
+Stage = Literal["missing", "open", "probe", "decode", "encode"]
+Interpolation = Literal["AREA", "BILINEAR", "BICUBIC"]
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+class VideoError(Exception):
+    """A video that cannot be used; ``stage`` says where it failed (goes to the quarantine report)."""
+
+    def __init__(self, stage: Stage, message: str) -> None:
+        super().__init__(message)
+        self.stage: Stage = stage
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int  # counted video packets (or JPEG files), not the container's declared count
+    fps: float  # average frame rate, 0.0 when unknown
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One frame to produce: source index and scale (1 = short side ``short_side``, 2 = half of that)."""
+
+    index: int
+    scale: int = 1
+
+
+def output_size(width: int, height: int, short_side: int, scale: int = 1) -> tuple[int, int]:
+    """(width, height) with the shorter side resized to ``short_side // scale`` (0 keeps the source size).
+
+    Rotation by 90 degrees swaps width and height but not the shorter side, so this is computed on the
+    coded frame and the rotation applied afterwards.
+    """
+    if short_side <= 0:
+        return max(1, width // scale), max(1, height // scale)
+    target = max(1, short_side // scale)
+    if height <= width:
+        return max(1, round(width * target / height)), target
+    return target, max(1, round(height * target / width))
+
+
+def rotate(rgb: np.ndarray, degrees_ccw: float) -> np.ndarray:
+    """Apply a display rotation (counter-clockwise degrees, PyAV's ``frame.rotation``) to (H, W, 3)."""
+    quarter_turns = int(round(degrees_ccw / 90.0)) % 4
+    if quarter_turns == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
+
+
+def _requests_by_index(wanted: Sequence[FrameRequest]) -> dict[int, list[int]]:
+    by_index: dict[int, list[int]] = {}
+    for req in wanted:
+        if req.index < 0:
+            raise ValueError(f"negative frame index {req.index}")
+        scales = by_index.setdefault(req.index, [])
+        if req.scale not in scales:
+            scales.append(req.scale)
+    return {i: sorted(s) for i, s in sorted(by_index.items())}
+
+
+@dataclass
+class DecodeResult:
+    """Filled while ``frames()`` runs: how many source frames were decoded and whether any were clamped."""
+
+    num_decoded: int = 0
+    clamped: bool = False
+
+
+class VideoFile:
+    """A video file (local path or s3:// URI) opened for ``probe()`` then one ``frames()`` pass.
+
+    Use as a context manager; the local copy of an S3 object is removed on exit.
+    """
+
+    def __init__(self, uri: str, threads: int = 1, min_decoded_fraction: float = 0.5,
+                 interpolation: Interpolation = "AREA") -> None:  # fmt: skip
+        self.uri = uri
+        self.threads = threads
+        self.min_decoded_fraction = min_decoded_fraction
+        self.interpolation = interpolation
+        self._local: str | None = None
+        self._info: VideoInfo | None = None
+
+    def __enter__(self) -> VideoFile:
+        try:
+            size = storage.file_size(self.uri)
+        except FileNotFoundError as exc:
+            raise VideoError("missing", f"file not found: {self.uri}") from exc
+        if size == 0:
+            raise VideoError("open", "empty file (0 bytes)")
+        try:
+            self._local = storage.download_to_temp(self.uri, suffix=os.path.splitext(self.uri)[1])
+        except OSError as exc:
+            raise VideoError("missing", f"cannot read: {exc}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._local is not None and self._local != self.uri and os.path.exists(self._local):
+            os.remove(self._local)
+        self._local = None
+
+    def _open(self):  # -> (container, stream)
+        import av
+
+        assert self._local is not None, "use VideoFile as a context manager"
+        try:
+            container = av.open(self._local, metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            # strerror leaves out the (temporary, for S3) file name, keeping reports reproducible.
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise VideoError("open", f"not a readable media file: {reason}") from exc
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            container.close()
+            raise VideoError("probe", f"no video stream (streams: {', '.join(kinds)})")
+        return container, container.streams.video[0]
+
+    def probe(self) -> VideoInfo:
+        """Count the video packets without decoding them; fps from the stream's average rate."""
+        import av
+
+        container, stream = self._open()
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size > 0:  # demux ends with an empty flush packet
+                    count += 1
+        except av.error.FFmpegError as exc:
+            # A damaged tail: keep what was read so far, decoding will confirm it.
+            if count == 0:
+                raise VideoError("probe", f"cannot read packets: {exc.strerror or exc}") from exc
+        finally:
+            rate = stream.average_rate or stream.guessed_rate
+            container.close()
+        if count == 0:
+            raise VideoError("probe", "video stream has no packets")
+        self._info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0)
+        return self._info
+
+    def frames(self, wanted: Sequence[FrameRequest], short_side: int,
+               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+        """Yield (request, rgb) in increasing index order; rgb is (H, W, 3) uint8, rotated for display.
+
+        One decode pass from the start, stopped after the last wanted index. Requests past the last
+        decodable frame get the last decoded frame (see module docstring).
+        """
+        import av
+
+        by_index = _requests_by_index(wanted)
+        if not by_index:
+            return
+        result = result if result is not None else DecodeResult()
+        info = self._info or self.probe()
+        last_wanted = max(by_index)
+        container, stream = self._open()
+        stream.codec_context.thread_count = self.threads
+        if self.threads != 1:
+            stream.thread_type = "AUTO"
+        pending = iter(by_index.items())
+        target, scales = next(pending)
+        previous = None
+        count = 0
+        error: object = None
+        try:
+            for frame in container.decode(stream):
+                index = count
+                count += 1
+                previous = frame
+                if index < target:
+                    continue
+                for scale in scales:
+                    yield FrameRequest(index, scale), self._convert(frame, short_side, scale)
+                if index >= last_wanted:
+                    break
+                target, scales = next(pending)
+        except av.error.FFmpegError as exc:
+            error = exc.strerror or exc
+        finally:
+            container.close()
+        result.num_decoded = count
+        if count > last_wanted:
+            return
+        # Fewer frames than needed: a damaged or truncated file.
+        if count == 0:
+            reason = f": {error}" if error else ""
+            raise VideoError("decode", f"no decodable frames{reason}")
+        if count < self.min_decoded_fraction * info.num_frames:
+            raise VideoError(
+                "decode",
+                f"only {count} of {info.num_frames} frames decodable" + (f" ({error})" if error else ""),
+            )
+        result.clamped = True
+        assert previous is not None
+        for index, scales in by_index.items():
+            if index >= count:
+                for scale in scales:
+                    yield FrameRequest(index, scale), self._convert(previous, short_side, scale)
+
+    def _convert(self, frame, short_side: int, scale: int) -> np.ndarray:
+        width, height = output_size(frame.width, frame.height, short_side, scale)
+        # One swscale call: any pixel format (10-bit, 4:4:4, yuvj) -> rgb24 at the output size.
+        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation=self.interpolation)
+        return rotate(rgb.to_ndarray(), frame.rotation)
+
+
+def _natural_key(name: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+class FrameFolder:
+    """A folder of JPEG frames (Something-Something V1: 00001.jpg, ...), frame i = the i-th file in
+    natural name order. Only the wanted files are read; PIL's draft mode decodes them at a reduced DCT
+    scale when the output is much smaller than the stored frame."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._files: list[str] = []
+
+    def __enter__(self) -> FrameFolder:
+        files = [f for f in storage.list_files(self.uri) if f.lower().endswith(JPEG_SUFFIXES)]
+        self._files = sorted(files, key=lambda f: _natural_key(os.path.basename(f)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._files = []
+
+    def probe(self) -> VideoInfo:
+        if not self._files:
+            raise VideoError("probe", f"no JPEG frames in folder {self.uri}")
+        return VideoInfo(num_frames=len(self._files), fps=0.0)
+
+    def frames(self, wanted: Sequence[FrameRequest], short_side: int,
+               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+        from PIL import Image
+
+        result = result if result is not None else DecodeResult()
+        for index, scales in _requests_by_index(wanted).items():
+            if index >= len(self._files):
+                raise VideoError("decode", f"frame {index} requested from a folder of {len(self._files)}")
+            path = self._files[index]
+            try:
+                with Image.open(BytesIO(storage.read_bytes(path))) as img:
+                    width, height = output_size(img.width, img.height, short_side, min(scales))
+                    img.draft("RGB", (width, height))
+                    rgb_img = img.convert("RGB")
+                    rgb_img.load()
+            except OSError as exc:
+                raise VideoError("decode", f"{os.path.basename(path)}: {exc}") from exc
+            for scale in scales:
+                size = output_size(img.width, img.height, short_side, scale)
+                resized = rgb_img if rgb_img.size == size else rgb_img.resize(size, Image.Resampling.BILINEAR)
+                yield FrameRequest(index, scale), np.asarray(resized)
+            result.num_decoded = index + 1
+
+
+def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -> VideoFile | FrameFolder:
+    """A ``VideoFile`` or, for a directory, a ``FrameFolder``; both are context managers with
+    ``probe()`` and ``frames()``."""
+    if storage.is_dir(uri):
+        return FrameFolder(uri)
+    return VideoFile(uri, threads=threads, min_decoded_fraction=min_decoded_fraction)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """(H, W, 3) uint8 -> JPEG bytes. PIL (libjpeg-turbo) measured faster than PyAV's mjpeg encoder here:
+    0.60 vs 0.86 ms per 428x320 frame including the RGB conversion (benchmarks/RESULTS_shard.md)."""
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

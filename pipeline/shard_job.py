@@ -1,0 +1,318 @@
+"""The shard job: dataset annotations + videos -> WebDataset shards of pre-sampled views, on Ray Data.
+
+    summary = run_shard_job(load_config(ShardConfig, "jobs/configs/shard_ucf101.yaml"))
+
+Flow (driver):
+    load_dataset -> per split: order videos (seeded hash of video_id, so shards mix classes), cut into
+    shards of ``videos_per_shard`` -> one Ray Data row per shard -> ``write_shard`` (one task per shard,
+    num_cpus=1) -> per split quarantine.jsonl and index.json (written last).
+
+The assignment of videos to shards depends only on the video ids, the seed and ``videos_per_shard``, and the
+sampling only on (seed, video_id, split), so a re-run after a crash skips the finished shards and rewrites the
+others byte for byte: the result is identical to an uninterrupted run. Plain tasks (not a fixed actor pool)
+avoid the Ray Data deadlock of a pool that takes every CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline import storage
+from pipeline.datasets import DatasetConfig, DatasetIndex, VideoRecord, load_dataset
+from pipeline.sampling import WINDOW, CentreSampler, MultiClipSampler, Sampler, TrainSampler
+from pipeline.shard_writer import (
+    EncodeSettings,
+    ShardResult,
+    ShardTask,
+    VideoItem,
+    build_index,
+    write_shard_row,
+)
+
+log = logging.getLogger(__name__)
+
+SplitName = Literal["train", "val", "test"]
+
+# Environment a driver forwards to its tasks so that workers reach the same S3 endpoint; values are never
+# logged or written anywhere (Ray keeps them in the task's runtime environment only).
+DEFAULT_FORWARD_ENV = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+]
+
+
+@dataclass
+class SplitShardConfig:
+    """How one split is sampled and stored."""
+
+    sampler: Literal["train", "centre", "multiclip"] = "centre"
+    views: int = 1  # train: pre-sampled views per video; multiclip: clips per video; centre: 1
+    short_side: int = 256  # shorter side of stored frames (0 keeps the source size)
+
+    def __post_init__(self) -> None:
+        if self.views < 1:
+            raise ValueError(f"views must be >= 1, got {self.views}")
+        if self.sampler == "centre" and self.views != 1:
+            raise ValueError("the centre sampler makes exactly 1 view; use sampler: multiclip for more")
+        if self.short_side < 0:
+            raise ValueError(f"short_side must be >= 0, got {self.short_side}")
+
+
+@dataclass
+class ShardConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    output: str = "data/shards"  # local folder or s3://bucket/prefix; splits go to <output>/<split>/
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])  # absent ones are skipped
+    num_segments: int = 8
+    train: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("train", 2, 320))
+    val: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("centre", 1, 256))
+    test: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("centre", 1, 256))
+    jpeg_quality: int = 90
+    context_scale: Literal[1, 2] = 1  # 2: frames used only for differences stored at half resolution
+    videos_per_shard: int = 64
+    seed: int = 0
+    max_failed_fraction: float = 0.05  # exit non-zero above this fraction of quarantined + missing videos
+    min_decoded_fraction: float = 0.5  # a file decoding to fewer frames than this share of packets is bad
+    decode_threads: int = 1  # per task; tasks already fill the CPUs
+    progress_interval_s: float = 10.0
+    max_videos_per_split: int = 0  # 0 = all; a prefix of the shard order, for trial runs
+    forward_env: list[str] = field(default_factory=lambda: list(DEFAULT_FORWARD_ENV))
+
+    def __post_init__(self) -> None:
+        if self.videos_per_shard < 1:
+            raise ValueError(f"videos_per_shard must be >= 1, got {self.videos_per_shard}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        for name in self.splits:
+            if name not in ("train", "val", "test"):
+                raise ValueError(f"unknown split {name!r}; splits are train, val, test")
+
+    def split_config(self, split: str) -> SplitShardConfig:
+        if split == "train":
+            return self.train
+        if split == "val":
+            return self.val
+        if split == "test":
+            return self.test
+        raise ValueError(f"unknown split {split!r}")
+
+    def sampler(self, split: str) -> Sampler:
+        sc = self.split_config(split)
+        if sc.sampler == "train":
+            return TrainSampler(self.num_segments, sc.views)
+        if sc.sampler == "multiclip":
+            return MultiClipSampler(self.num_segments, sc.views)
+        return CentreSampler(self.num_segments)
+
+    def encode_settings(self, split: str) -> EncodeSettings:
+        return EncodeSettings(
+            short_side=self.split_config(split).short_side,
+            jpeg_quality=self.jpeg_quality,
+            context_scale=self.context_scale,
+            decode_threads=self.decode_threads,
+            min_decoded_fraction=self.min_decoded_fraction,
+        )
+
+
+def shard_order_key(seed: int, video_id: str) -> str:
+    """Videos are ordered by a seeded hash of their id: stable for a dataset whatever the listing order,
+    and shards mix classes (ids usually start with the class name), which helps shuffle buffers."""
+    return hashlib.sha256(f"{seed}\x00{video_id}".encode()).hexdigest()
+
+
+def plan_shards(cfg: ShardConfig, split: str, records: list[VideoRecord]) -> list[ShardTask]:
+    """Deterministic assignment of a split's videos to shard tasks."""
+    ordered = sorted(records, key=lambda r: (shard_order_key(cfg.seed, r.video_id), r.video_id))
+    if cfg.max_videos_per_split > 0:
+        ordered = ordered[: cfg.max_videos_per_split]
+    split_dir = storage.join(cfg.output, split)
+    sampler, settings = cfg.sampler(split), cfg.encode_settings(split)
+    n = cfg.videos_per_shard
+    return [
+        ShardTask(
+            split=split, shard_index=i // n, split_dir=split_dir, sampler=sampler, seed=cfg.seed, encode=settings,
+            videos=tuple(VideoItem(r.video_id, r.path, r.label, split) for r in ordered[i : i + n]),
+        )  # fmt: skip
+        for i in range(0, len(ordered), n)
+    ]
+
+
+def _sampling_settings(cfg: ShardConfig, split: str) -> dict[str, Any]:
+    sc = cfg.split_config(split)
+    return {
+        "sampler": sc.sampler,
+        "num_segments": cfg.num_segments,
+        "window": WINDOW,
+        "views": sc.views,
+        "seed": cfg.seed,
+        "videos_per_shard": cfg.videos_per_shard,
+    }
+
+
+def _missing_entries(index: DatasetIndex, split: str) -> list[dict[str, str]]:
+    return [
+        {"path": m, "video_id": m, "stage": "missing", "error": "listed in the annotations, not found on storage"}
+        for m in index.missing.get(split, [])
+    ]
+
+
+class _Progress:
+    def __init__(self, total_shards: int, total_videos: int, interval_s: float) -> None:
+        self.total_shards, self.total_videos, self.interval_s = total_shards, total_videos, interval_s
+        self.start = self.last = time.monotonic()
+        self.shards = self.videos = self.processed = self.quarantined = self.skipped = 0
+
+    def update(self, result: ShardResult, videos_in_task: int) -> None:
+        self.shards += 1
+        self.videos += videos_in_task
+        self.quarantined += len(result.sidecar["quarantine"])
+        if result.skipped:
+            self.skipped += 1
+        else:
+            self.processed += videos_in_task
+        now = time.monotonic()
+        if now - self.last >= self.interval_s or self.shards == self.total_shards:
+            self.last = now
+            print(self.line(), flush=True)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        return (
+            f"[shard] {self.shards}/{self.total_shards} shards ({self.skipped} already done), "
+            f"{self.videos}/{self.total_videos} videos, {self.processed / elapsed:.1f} videos/s, "
+            f"{self.quarantined} quarantined, {elapsed:.0f}s"
+        )
+
+
+def dry_run(cfg: ShardConfig) -> dict[str, Any]:
+    """Counts only, nothing written: per split listed / found / missing videos and the number of classes."""
+    index = load_dataset(dataclasses.replace(cfg.dataset, check_exists=True))
+    splits = {}
+    for split in cfg.splits:
+        if split not in index.splits and split not in index.missing:
+            continue
+        found, missing = len(index.splits.get(split, [])), len(index.missing.get(split, []))
+        splits[split] = {"listed": found + missing, "found": found, "missing": missing}
+    return {"dataset": index.name, "num_classes": len(index.classes), "splits": splits}
+
+
+def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any]:
+    """Write every configured split; returns the summary (also printed by jobs/shard.py).
+
+    ``summary["ok"]`` is False when the failed fraction (quarantined + missing over listed) of some split
+    exceeds ``max_failed_fraction``.
+    """
+    import ray
+
+    from pipeline.ray_utils import init_ray
+
+    start = time.monotonic()
+    index = load_dataset(cfg.dataset)
+    splits = [s for s in cfg.splits if s in index.splits]
+    skipped_splits = [s for s in cfg.splits if s not in index.splits]
+    if skipped_splits:
+        print(f"[shard] dataset {index.name} has no split {', '.join(skipped_splits)}; skipped", flush=True)
+    tasks = [t for s in splits for t in plan_shards(cfg, s, index.splits[s])]
+    total_videos = sum(len(t.videos) for t in tasks)
+    print(f"[shard] {index.name}: {total_videos} videos in {len(tasks)} shards -> {cfg.output}", flush=True)
+
+    results: list[tuple[ShardTask, ShardResult]] = []
+    if tasks:
+        init_ray(address)
+        env = {k: os.environ[k] for k in cfg.forward_env if k in os.environ}
+        remote_args: dict[str, Any] = {"num_cpus": 1}
+        if env:
+            remote_args["runtime_env"] = {"env_vars": env}
+        rows = [{"task": pickle.dumps(t), "id": i} for i, t in enumerate(tasks)]
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(write_shard_row, **remote_args)
+        progress = _Progress(len(tasks), total_videos, cfg.progress_interval_s)
+        for row in ds.iter_rows():
+            task = tasks[int(row["id"])]
+            result = ShardResult(
+                sidecar=json.loads(row["sidecar"]), skipped=bool(row["skipped"]), seconds=float(row["seconds"]),
+                frames_decoded=int(row["frames_decoded"]), stats=json.loads(row["stats"]),
+            )  # fmt: skip
+            results.append((task, result))
+            progress.update(result, len(task.videos))
+
+    summary: dict[str, Any] = {"dataset": index.name, "output": cfg.output, "splits": {}, "ok": True}
+    for split in splits:
+        split_results = sorted((r for t, r in results if t.split == split), key=lambda r: r.sidecar["name"])
+        summary["splits"][split] = _finish_split(cfg, index, split, split_results)
+        if summary["splits"][split]["failed_fraction"] > cfg.max_failed_fraction:
+            summary["ok"] = False
+    elapsed = time.monotonic() - start
+    processed = sum(len(t.videos) for t, r in results if not r.skipped)
+    summary["seconds"] = round(elapsed, 3)
+    summary["videos_per_s"] = round(processed / elapsed, 3) if elapsed > 0 else 0.0
+    return summary
+
+
+def _finish_split(cfg: ShardConfig, index: DatasetIndex, split: str, results: list[ShardResult]) -> dict[str, Any]:
+    """quarantine.jsonl then index.json (last: its presence means the split is complete)."""
+    split_dir = storage.join(cfg.output, split)
+    quarantine = _missing_entries(index, split) + [q for r in results for q in r.sidecar["quarantine"]]
+    quarantine.sort(key=lambda q: (q["video_id"], q["stage"]))
+    storage.write_text_atomic(
+        storage.join(split_dir, "quarantine.jsonl"),
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine),
+    )
+    sc = cfg.split_config(split)
+    shard_index = build_index(
+        split=split,
+        dataset=index.name,
+        classes=index.classes,
+        sidecars=[r.sidecar for r in results],
+        views_per_video=sc.views,
+        sampling=_sampling_settings(cfg, split),
+        resize={"short_side": sc.short_side, "jpeg_quality": cfg.jpeg_quality, "context_scale": cfg.context_scale},
+        annotation_checksums=index.annotation_checksums,
+        quarantined=len(quarantine),
+    )
+    storage.write_text_atomic(
+        storage.join(split_dir, "index.json"), json.dumps(shard_index, ensure_ascii=False, indent=1)
+    )
+    _remove_stale_temporaries(split_dir)
+    listed = len(index.splits[split]) + len(index.missing.get(split, []))
+    if cfg.max_videos_per_split > 0:
+        listed = min(listed, cfg.max_videos_per_split + len(index.missing.get(split, [])))
+    return {
+        "listed": listed,
+        "missing": len(index.missing.get(split, [])),
+        "videos": shard_index["num_videos"],
+        "samples": shard_index["num_samples"],
+        "shards": len(shard_index["shards"]),
+        "quarantined": len(quarantine),
+        "failed_fraction": round(len(quarantine) / listed, 6) if listed else 0.0,
+        "checksum": shard_index["checksum"],
+    }
+
+
+def _remove_stale_temporaries(split_dir: str) -> None:
+    """Temporary files a killed run left beside the shards (local output only; S3 PUTs leave nothing)."""
+    if storage.is_s3(split_dir) or not os.path.isdir(split_dir):
+        return
+    for name in os.listdir(split_dir):
+        if name.startswith(".shard-") and name.endswith(".tmp"):
+            os.remove(os.path.join(split_dir, name))
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    json.dump(summary, sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+    sys.stdout.flush()

@@ -1,0 +1,325 @@
+"""One shard, start to finish: decode its videos, build the samples, write the tar, upload it atomically.
+
+``write_shard(task)`` is the unit of work of the Ray job (one task per shard). It never raises for a bad
+video: each video is processed inside its own try block and a failure becomes a quarantine entry, so one
+corrupt file never costs the good videos around it (Ray Data's block-level error handling would drop them).
+
+Output of one shard (``<split_dir>/shard-NNNNNN.tar`` then ``shard-NNNNNN.tar.json``)::
+
+    tar:     <key>.json <key>.frames <key>.cls  for every view of every good video, in assignment order
+    sidecar: {"name", "split", "samples", "videos", "bytes", "sha256", "video_ids", "clamped", "quarantine"}
+
+The sidecar is written after the tar, so "tar and sidecar both exist" means the shard is complete; a re-run
+skips such shards. Tars are byte-identical across runs: fixed member metadata (mtime 0, uid 0, mode 0644),
+deterministic sampling (``rng_for(seed, video_id, split)``) and deterministic decoding + JPEG encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline import storage
+from pipeline.decode import DecodeResult, FrameRequest, VideoError, encode_jpeg, open_source
+from pipeline.sampling import SampledClip, Sampler, rng_for
+from pipeline.shard_format import SampleMeta, encode_sample
+
+CENTRE_POSITION = 2  # the window position the RGB branch uses; the others only feed frame differences
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    short_side: int  # shorter side of full-scale frames, 0 = keep the source size
+    jpeg_quality: int
+    context_scale: int = 1  # 2 = store non-centre window frames at half resolution
+    decode_threads: int = 1
+    min_decoded_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """What a shard task needs to know about one video (a plain copy of datasets.VideoRecord)."""
+
+    video_id: str
+    path: str
+    label: int
+    split: str
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    shard_index: int
+    split_dir: str  # local folder or s3:// prefix
+    videos: tuple[VideoItem, ...]
+    sampler: Sampler
+    seed: int
+    encode: EncodeSettings
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.shard_index)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.tar"
+
+
+def quarantine_entry(video: VideoItem, stage: str, error: str) -> dict[str, str]:
+    return {"path": video.path, "video_id": video.video_id, "stage": stage, "error": error}
+
+
+@dataclass
+class VideoSamples:
+    samples: list[dict[str, bytes | str]]
+    clamped: bool = False
+    frames_decoded: int = 0
+    jpeg_bytes: int = 0
+
+
+def frame_requests(clips: Sequence[SampledClip], context_scale: int) -> list[list[FrameRequest]]:
+    """Per clip: its stored frames (sorted unique) with their scale. A frame is full scale when it is the
+    centre of any of the clip's windows, else ``context_scale``."""
+    out = []
+    for clip in clips:
+        centres = {window[CENTRE_POSITION] for window in clip.frame_indices}
+        out.append(
+            [FrameRequest(i, 1 if i in centres else context_scale) for i in clip.unique_frames()]
+        )
+    return out
+
+
+def _clamp_clip(clip: SampledClip, num_frames: int) -> SampledClip:
+    last = num_frames - 1
+    return SampledClip(tuple(tuple(min(i, last) for i in w) for w in clip.frame_indices), clip.view)
+
+
+def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: EncodeSettings) -> VideoSamples:
+    """All views of one video as encoded samples; raises VideoError (with its stage) for a bad video.
+
+    Each distinct (frame, scale) is decoded and JPEG-encoded once even when several views share it.
+    """
+    with open_source(video.path, settings.decode_threads, settings.min_decoded_fraction) as source:
+        info = source.probe()
+        clips = sampler.sample(info.num_frames, rng_for(seed, video.video_id, video.split))
+        per_clip = frame_requests(clips, settings.context_scale)
+        wanted = sorted({r for reqs in per_clip for r in reqs}, key=lambda r: (r.index, r.scale))
+        jpegs: dict[FrameRequest, bytes] = {}
+        full_size: tuple[int, int] | None = None
+        result = DecodeResult()
+        for request, rgb in source.frames(wanted, settings.short_side, result):
+            if request.scale == 1 and full_size is None:
+                full_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            try:
+                jpegs[request] = encode_jpeg(rgb, settings.jpeg_quality)
+            except (OSError, ValueError) as exc:
+                raise VideoError("encode", f"JPEG encoding failed: {exc}") from exc
+    assert full_size is not None  # every clip has centre frames, always requested at scale 1
+    num_frames = info.num_frames
+    if result.clamped:
+        # The file held fewer frames than packets: re-express the clips on the decodable frames; a clamped
+        # index reuses the JPEG of any request at or past it (they all hold the last decoded frame).
+        num_frames = result.num_decoded
+        clips = [_clamp_clip(c, num_frames) for c in clips]
+        per_clip = frame_requests(clips, settings.context_scale)
+        for request in {r for reqs in per_clip for r in reqs}:
+            if request not in jpegs:
+                jpegs[request] = next(
+                    data for r, data in sorted(jpegs.items(), key=lambda kv: kv[0].index)
+                    if r.index >= request.index and r.scale == request.scale
+                )  # fmt: skip
+    samples = []
+    for clip, requests in zip(clips, per_clip):
+        frames = [jpegs[r] for r in requests]
+        meta = SampleMeta(
+            video_id=video.video_id,
+            label=video.label,
+            view=clip.view,
+            num_views=len(clips),
+            split=video.split,
+            source=video.path,
+            fps=round(info.fps, 6),
+            num_frames=num_frames,
+            frame_indices=[list(w) for w in clip.frame_indices],
+            stored_frames=[r.index for r in requests],
+            jpeg_sizes=[len(f) for f in frames],
+            frame_scales=[r.scale for r in requests],
+            height=full_size[0],
+            width=full_size[1],
+        )
+        samples.append(encode_sample(meta, frames))
+    return VideoSamples(
+        samples=samples,
+        clamped=result.clamped,
+        frames_decoded=result.num_decoded,
+        jpeg_bytes=sum(len(b) for b in jpegs.values()),
+    )
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_tar(path: str, samples: Iterable[dict[str, bytes | str]]) -> int:
+    """Write samples (``encode_sample`` dicts) to a WebDataset tar with reproducible bytes; returns count."""
+    count = 0
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in samples:
+            key = sample["__key__"]
+            for ext in ("json", "frames", "cls"):
+                data = sample[ext]
+                _add_member(tar, f"{key}.{ext}", data if isinstance(data, bytes) else data.encode("utf-8"))
+            count += 1
+    return count
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ShardResult:
+    """What a shard task reports to the driver (the sidecar plus run-time counters)."""
+
+    sidecar: dict[str, Any]
+    skipped: bool
+    seconds: float = 0.0
+    frames_decoded: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["sidecar"] = json.dumps(self.sidecar, ensure_ascii=False)
+        row["stats"] = json.dumps(self.stats)
+        return row
+
+
+def read_sidecar(split_dir: str, name: str) -> dict[str, Any] | None:
+    """The sidecar of a finished shard (tar and sidecar both present), else None."""
+    tar_uri = storage.join(split_dir, name)
+    side_uri = tar_uri + ".json"
+    if not (storage.exists(side_uri) and storage.exists(tar_uri)):
+        return None
+    return json.loads(storage.read_text(side_uri))
+
+
+def write_shard(task: ShardTask) -> ShardResult:
+    """Decode, sample and encode every video of the shard; write tar then sidecar; skip a finished shard."""
+    existing = read_sidecar(task.split_dir, task.name)
+    if existing is not None:
+        return ShardResult(sidecar=existing, skipped=True)
+    start = time.perf_counter()
+    quarantine: list[dict[str, str]] = []
+    written: list[str] = []
+    clamped: list[str] = []
+    frames_decoded = 0
+    fd, tmp = tempfile.mkstemp(suffix=".tar", prefix="shard-")
+    os.close(fd)
+    try:
+
+        def good_samples() -> Iterable[dict[str, bytes | str]]:
+            nonlocal frames_decoded
+            for video in task.videos:
+                try:
+                    result = video_samples(video, task.sampler, task.seed, task.encode)
+                except VideoError as exc:
+                    quarantine.append(quarantine_entry(video, exc.stage, str(exc)))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one bad video must not stop the shard
+                    quarantine.append(quarantine_entry(video, "decode", f"{type(exc).__name__}: {exc}"))
+                    continue
+                frames_decoded += result.frames_decoded
+                written.append(video.video_id)
+                if result.clamped:
+                    clamped.append(video.video_id)
+                yield from result.samples
+
+        count = write_tar(tmp, good_samples())
+        size = os.path.getsize(tmp)
+        sidecar = {
+            "name": task.name,
+            "split": task.split,
+            "samples": count,
+            "videos": len(written),
+            "bytes": size,
+            "sha256": sha256_file(tmp),
+            "video_ids": written,
+            "clamped": clamped,
+            "quarantine": quarantine,
+        }
+        tar_uri = storage.join(task.split_dir, task.name)
+        storage.upload_file_atomic(tmp, tar_uri)
+        storage.write_text_atomic(tar_uri + ".json", json.dumps(sidecar, ensure_ascii=False, indent=1))
+    finally:
+        os.remove(tmp)
+    seconds = time.perf_counter() - start
+    return ShardResult(
+        sidecar=sidecar, skipped=False, seconds=seconds, frames_decoded=frames_decoded,
+        stats={"videos_per_s": len(task.videos) / seconds if seconds > 0 else 0.0},
+    )  # fmt: skip
+
+
+def write_shard_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data map function: one row = one pickled ShardTask (pickled so Arrow never sees nested objects).
+    It lives here, not in shard_job, so that workers import no annotation parsers."""
+    task: ShardTask = pickle.loads(row["task"])
+    return {"id": row["id"], **write_shard(task).to_row()}
+
+
+def build_index(
+    *,
+    split: str,
+    dataset: str,
+    classes: Sequence[str],
+    sidecars: Sequence[dict[str, Any]],
+    views_per_video: int,
+    sampling: dict[str, Any],
+    resize: dict[str, Any],
+    annotation_checksums: dict[str, str],
+    quarantined: int,
+) -> dict[str, Any]:
+    """The split's index.json (schema in docs/ARCHITECTURE.md) with its checksum. Shards without samples
+    (every video failed) stay on storage for resume but are not listed, so readers never open an empty tar."""
+    from pipeline.shard_format import SCHEMA, index_checksum
+
+    ordered = sorted(sidecars, key=lambda s: s["name"])
+    shards = [
+        {"name": s["name"], "samples": s["samples"], "videos": s["videos"], "bytes": s["bytes"], "sha256": s["sha256"]}
+        for s in ordered
+        if s["samples"] > 0
+    ]
+    index: dict[str, Any] = {
+        "schema": SCHEMA,
+        "split": split,
+        "dataset": dataset,
+        "classes": list(classes),
+        "num_samples": sum(s["samples"] for s in shards),
+        "num_videos": sum(s["videos"] for s in shards),
+        "views_per_video": views_per_video,
+        "shards": shards,
+        "sampling": sampling,
+        "resize": resize,
+        "annotation_checksums": dict(annotation_checksums),
+        "quarantined": quarantined,
+    }
+    index["checksum"] = index_checksum(index)
+    return index

@@ -1,0 +1,201 @@
+"""TDN's temporal modules: the short-term TDM (S-TDM), the long-term TDM (L-TDM) and the temporal conv.
+
+All of them take frames stacked in the batch dimension, clip-major: a (N*T, C, H, W) tensor whose row
+n*T + t is segment t of clip n (the released code's layout). Every op keeps the memory format of its input, so
+the modules run unchanged on channels_last tensors.
+
+Where they sit (see ``tdn/resnet.py`` for the block diagram): the S-TDM is a separate low-resolution stream
+whose outputs are added to the RGB stream after the stem and after layer1; the L-TDM and the temporal conv sit
+inside every block of layer2..layer4, after conv1+bn1+relu (in a basic block of ResNet-18/34: after the first
+3x3 conv+bn1+relu, before the second 3x3 conv).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LTDMOperator = Literal["diff", "avg"]  # Table 1a: temporal difference, or the average of the two segments
+LTDMFusion = Literal["attention", "add", "channel_attention"]  # Table 1c: F + F*G, F + G, F + F*G_channel
+STDMInput = Literal["diff", "stack"]  # Table 1a: 4 stacked RGB differences (12 ch), or the 5 frames (15 ch)
+STDMFusion = Literal["add", "mul", "add_mul", "channel_mul", "add_channel_mul"]  # Table 1b
+TemporalInit = Literal["shift", "identity"]
+
+
+class TemporalConv(nn.Module):
+    """Depthwise convolution over segments, kernel 3, zero padding, no bias (the released ``ShiftModule``).
+
+    (N*T, C, H, W) -> (N*T, C, H, W): out[t] = w[c,0]*x[t-1] + w[c,1]*x[t] + w[c,2]*x[t+1].
+
+    ``weight`` has the shape of the released Conv1d weight, (C, 1, 3). It is computed as three
+    multiply-adds on shifted views of the input instead of permuting to (N*H*W, C, T) and back, which costs
+    two full copies per call in the released code.
+    Initialised as TSM's shift: channels [0, C/8) read t+1, [C/8, 2C/8) read t-1, the rest are identity.
+    """
+
+    def __init__(self, channels: int, num_segments: int, init: TemporalInit = "shift", fold_div: int = 8):
+        super().__init__()
+        self.num_segments = num_segments
+        self.weight = nn.Parameter(torch.zeros(channels, 1, 3))
+        with torch.no_grad():
+            if init == "shift":
+                fold = channels // fold_div
+                self.weight[:fold, 0, 2] = 1.0
+                self.weight[fold : 2 * fold, 0, 0] = 1.0
+                self.weight[2 * fold :, 0, 1] = 1.0
+            else:
+                self.weight[:, 0, 1] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        x5 = x.view(nt // self.num_segments, self.num_segments, c, h, w)
+        k = self.weight.view(1, 1, c, 3, 1, 1)
+        out = x5 * k[:, :, :, 1]
+        out[:, 1:].addcmul_(x5[:, :-1], k[:, :, :, 0])
+        out[:, :-1].addcmul_(x5[:, 1:], k[:, :, :, 2])
+        return out.view(nt, c, h, w)
+
+
+class LongTermTDM(nn.Module):
+    """Bidirectional multi-scale temporal-difference attention (the released ``mSEModule``).
+
+    (N*T, C, H, W) -> (N*T, C, H, W). With F the features reduced to C/r channels (1x1 conv + BN),
+    S = depthwise 3x3 conv of F (spatial smoothing, Eq. 4):
+
+        forward  D[t] = S[t+1] - F[t]   (D[T-1] = 0)
+        backward D[t] = S[t-1] - F[t]   (D[0] = 0)
+        M = (D + up(BN(conv3x3(avgpool2(D)))) + BN(conv3x3(D))) / 3        (multi-scale, Eq. 5)
+        A = sigmoid(BN(conv1x1_{C/r -> C}(M))) - 1/2
+        out = x + x * (A_forward + A_backward) / 2                          (Eq. 6 + residual)
+
+    The branch convs and BNs are shared by both directions; each BN is applied to each direction separately,
+    as in the released code (separate batch statistics in training, two running-stat updates per step).
+    Ablations (Table 1a, 1c): ``operator="avg"`` uses (S[t+1] + F[t]) / 2; ``multiscale=False`` keeps only
+    D; ``bidirectional=False`` keeps only the forward direction; ``fusion="add"`` returns x + mean of the
+    un-squashed BN(conv1x1(M)); ``fusion="channel_attention"`` pools M over space before the 1x1 conv.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_segments: int,
+        reduction: int = 16,
+        operator: LTDMOperator = "diff",
+        multiscale: bool = True,
+        bidirectional: bool = True,
+        fusion: LTDMFusion = "attention",
+    ) -> None:
+        super().__init__()
+        if num_segments < 2:
+            raise ValueError(f"the L-TDM needs at least 2 segments, got {num_segments}")
+        reduced = max(1, channels // reduction)
+        self.num_segments = num_segments
+        self.operator = operator
+        self.multiscale = multiscale
+        self.bidirectional = bidirectional
+        self.fusion = fusion
+        self.reduce = nn.Conv2d(channels, reduced, 1, bias=False)
+        self.reduce_bn = nn.BatchNorm2d(reduced)
+        self.smooth = nn.Conv2d(reduced, reduced, 3, padding=1, groups=reduced, bias=False)
+        if multiscale:
+            self.pooled_conv = nn.Conv2d(reduced, reduced, 3, padding=1, bias=False)
+            self.pooled_bn = nn.BatchNorm2d(reduced)
+            self.full_conv = nn.Conv2d(reduced, reduced, 3, padding=1, bias=False)
+            self.full_bn = nn.BatchNorm2d(reduced)
+        self.expand = nn.Conv2d(reduced, channels, 1, bias=False)
+        self.expand_bn = nn.BatchNorm2d(channels)
+
+    def _pair(self, f: torch.Tensor, s: torch.Tensor, forward: bool) -> torch.Tensor:
+        """D for one direction, (N*T, C/r, H, W); zero at the clip boundary."""
+        nt = f.shape[0]
+        f5 = f.view(nt // self.num_segments, self.num_segments, *f.shape[1:])
+        s5 = s.view_as(f5)
+        d = torch.zeros_like(f5)
+        if forward:
+            other, here, target = s5[:, 1:], f5[:, :-1], d[:, :-1]
+        else:
+            other, here, target = s5[:, :-1], f5[:, 1:], d[:, 1:]
+        if self.operator == "diff":
+            target.copy_(other - here)
+        else:
+            target.copy_((other + here) * 0.5)
+        return d.view_as(f)
+
+    def _direction(self, d: torch.Tensor) -> torch.Tensor:
+        """(N*T, C/r, H, W) -> BN(conv1x1(M)), (N*T, C, H, W) or (N*T, C, 1, 1) for channel attention."""
+        if self.multiscale:
+            pooled = self.pooled_bn(self.pooled_conv(F.avg_pool2d(d, 2)))
+            pooled = F.interpolate(pooled, size=d.shape[-2:], mode="nearest")
+            full = self.full_bn(self.full_conv(d))
+            d = (d + pooled + full) * (1.0 / 3.0)
+        if self.fusion == "channel_attention":
+            d = d.mean(dim=(2, 3), keepdim=True)
+        return self.expand_bn(self.expand(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.reduce_bn(self.reduce(x))
+        s = self.smooth(f)
+        a_fwd = self._direction(self._pair(f, s, forward=True))
+        if self.fusion == "add":
+            if not self.bidirectional:
+                return x + a_fwd
+            a_bwd = self._direction(self._pair(f, s, forward=False))
+            return x + (a_fwd + a_bwd) * 0.5
+        if not self.bidirectional:
+            # x + x*(sigmoid(a) - 1/2) = x * (sigmoid(a) + 1/2)
+            return x * (torch.sigmoid(a_fwd) + 0.5)
+        a_bwd = self._direction(self._pair(f, s, forward=False))
+        # x + x*((sig(a_f) - 1/2) + (sig(a_b) - 1/2))/2 = x * ((sig(a_f) + sig(a_b))/2 + 1/2), one pass over x
+        return x * torch.add(torch.sigmoid(a_fwd), torch.sigmoid(a_bwd)).mul_(0.5).add_(0.5)
+
+
+class ShortTermTDM(nn.Module):
+    """The S-TDM stream: stacked RGB differences -> half resolution -> its own stem and ResNet stages.
+
+    ``stem(frames)``: (N*T, 5, 3, H, W) -> (N*T, C0, H/8, W/8):
+        D = [x2-x1, x3-x2, x4-x3, x5-x4] (12 ch; 15 stacked frames for ``input="stack"``)
+        -> avgpool 2x2 -> conv 7x7/2 (``conv1``) + BN + ReLU -> maxpool 3x3/2.
+    Average pooling is linear, so the frames are pooled before they are differenced (same function, a
+    quarter of the subtraction work). ``layers[i]`` are the stream's copies of ResNet stages layer1..,
+    each applied before the next fusion.
+    """
+
+    def __init__(self, stem_channels: int, layers: list[nn.Module], input: STDMInput = "diff") -> None:
+        super().__init__()
+        self.input = input
+        in_channels = 12 if input == "diff" else 15
+        self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_channels)
+        self.layers = nn.ModuleList(layers)
+
+    def stem(self, frames: torch.Tensor) -> torch.Tensor:
+        nt, five, three, h, w = frames.shape
+        pooled = F.avg_pool2d(frames.reshape(nt, five * three, h, w), 2)
+        if self.input == "diff":
+            p = pooled.view(nt, five, three, *pooled.shape[-2:])
+            pooled = (p[:, 1:] - p[:, :-1]).view(nt, (five - 1) * three, *pooled.shape[-2:])
+        x = F.relu(self.bn1(self.conv1(pooled)), inplace=True)
+        return F.max_pool2d(x, 3, stride=2, padding=1)
+
+
+def fuse(
+    x: torch.Tensor, h: torch.Tensor, form: STDMFusion, weights: tuple[float, float]
+) -> torch.Tensor:
+    """Lateral S-TDM fusion into the RGB stream; x: (N*T, C, H, W), h: (N*T, C, h, w), usually h = H/2.
+
+    ``add`` (the paper's F + H, the released a*x + b*up(h)) upsamples h with nearest neighbours. The
+    attention forms of Table 1b use sigmoid(up(h)) (spatio-temporal) or sigmoid(spatial mean of h) (channel)
+    as the map; the paper does not spell these out, this is our reading.
+    """
+    if form == "channel_mul" or form == "add_channel_mul":
+        attention = torch.sigmoid(h.mean(dim=(2, 3), keepdim=True))
+        return x * attention if form == "channel_mul" else x + x * attention
+    up = F.interpolate(h, size=x.shape[-2:], mode="nearest")
+    if form == "add":
+        a, b = weights
+        return torch.add(x * a, up, alpha=b)
+    attention = torch.sigmoid(up)
+    return x * attention if form == "mul" else x + x * attention

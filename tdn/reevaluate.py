@@ -1,0 +1,154 @@
+"""Scheduled re-evaluation: registered model versions with no result on the current evaluation shards.
+
+    versions = all READY versions of the registered models (or of one alias, e.g. "champion")
+    done     = evaluation runs tagged with (model name, version, index checksum, protocol, input size)
+    evaluate versions - done, one after the other; then refresh the tables if anything new was added
+
+The shard index checksum identifies "the current evaluation shards": re-sharding the split (new videos, new
+sampling) changes it and every version gets evaluated again; running twice on the same shards evaluates
+nothing the second time. A version that fails (e.g. trained for other classes) is reported and skipped; it
+does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tdn.evaluate import EvalConfig, ModelSource, evaluate, read_split_index
+from tdn.results import DEFAULT_EXPERIMENT, EVALUATION, KIND_TAG
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReevaluateConfig:
+    shards: str = ""  # the evaluation split folder (index.json) whose checksum defines "current"
+    models: list[str] = field(default_factory=list)  # registered model names; empty = every registered model
+    alias: str = ""  # only the version carrying this alias (e.g. champion); empty = all versions
+    out: str = "results/reevaluate"  # one sub-folder per evaluated version
+    tables_out: str = "results/tables"
+    with_paper: bool = True
+    tracking_uri: str = ""
+    experiment: str = DEFAULT_EXPERIMENT
+    every: str = ""  # e.g. "6h", "30m": loop forever with this pause; empty = once
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class ReevaluateReport:
+    index_checksum: str
+    candidates: list[str]  # models:/name/version considered
+    evaluated: dict[str, str] = field(default_factory=dict)  # model URI -> evaluation run id
+    skipped: list[str] = field(default_factory=list)  # already had a result
+    failed: dict[str, str] = field(default_factory=dict)  # model URI -> error
+    tables_run_id: str = ""
+
+
+def parse_interval(text: str) -> float:
+    """'6h' -> 21600.0; units s, m, h, d."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m is None:
+        raise ValueError(f"interval {text!r}: expected a number and a unit s/m/h/d, e.g. 6h")
+    value = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if value <= 0:
+        raise ValueError(f"interval {text!r} must be positive")
+    return value
+
+
+def candidate_versions(client, models: list[str], alias: str) -> list[tuple[str, str]]:  # noqa: ANN001
+    """(name, version) of READY registered versions, filtered by model names and alias."""
+    from mlflow.exceptions import MlflowException
+
+    names = list(models) or [m.name for m in client.search_registered_models(max_results=1000)]
+    out: list[tuple[str, str]] = []
+    for name in sorted(set(names)):
+        if alias:
+            try:
+                mv = client.get_model_version_by_alias(name, alias)
+            except MlflowException:
+                log.info("reevaluate: %s has no alias %r", name, alias)
+                continue
+            out.append((name, str(mv.version)))
+            continue
+        for mv in client.search_model_versions(f"name = '{name}'", max_results=10000):
+            if getattr(mv, "status", "READY") == "READY":
+                out.append((name, str(mv.version)))
+    return sorted(out, key=lambda nv: (nv[0], int(nv[1])))
+
+
+def has_result(client, name: str, version: str, checksum: str, cfg: EvalConfig) -> bool:  # noqa: ANN001
+    """Is there a FINISHED evaluation run of this version on these shards with this protocol and size?"""
+    from mlflow.entities import ViewType
+
+    exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    _, _, size, _ = cfg.resolved()
+    filt = (
+        f"tags.`{KIND_TAG}` = '{EVALUATION}' and tags.`tdn.model_name` = '{name}' and "
+        f"tags.`tdn.model_version` = '{version}' and tags.`tdn.index_checksum` = '{checksum}' and "
+        f"tags.`tdn.protocol` = '{cfg.protocol}' and params.input_size = '{size}' and "
+        "attributes.status = 'FINISHED'"
+    )
+    return bool(exp_ids and client.search_runs(exp_ids, filter_string=filt, max_results=1))
+
+
+def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
+    """One pass: evaluate what is missing, then refresh the tables if something was added."""
+    from mlflow.tracking import MlflowClient
+
+    from tdn.tables import refresh_tables
+
+    if not cfg.shards:
+        raise ValueError("reevaluate needs shards: the evaluation split folder")
+    tracking = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    client = MlflowClient(tracking_uri=tracking)
+    checksum = read_split_index(cfg.shards)["checksum"]
+    versions = candidate_versions(client, cfg.models, cfg.alias)
+    report = ReevaluateReport(checksum, [f"models:/{n}/{v}" for n, v in versions])
+    for name, version in versions:
+        uri = f"models:/{name}/{version}"
+        if has_result(client, name, version, checksum, cfg.eval):
+            report.skipped.append(uri)
+            continue
+        out = Path(cfg.out) / f"{name}-v{version}-{checksum[:12]}"
+        try:
+            outcome = evaluate(ModelSource(uri=uri), cfg.shards, cfg.eval, out, tracking, cfg.experiment,
+                               extra_tags={"tdn.trigger": "reevaluate"})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one bad version must not block the others
+            log.error("reevaluate: %s failed: %s", uri, exc)
+            report.failed[uri] = f"{type(exc).__name__}: {exc}"
+            continue
+        report.evaluated[uri] = outcome.run_id
+    if report.evaluated:
+        _, report.tables_run_id = refresh_tables(tracking, cfg.tables_out, cfg.with_paper)
+    log.info("reevaluate: %d candidate(s), %d evaluated, %d already done, %d failed", len(versions),
+             len(report.evaluated), len(report.skipped), len(report.failed))  # fmt: skip
+    return report
+
+
+def reevaluate_loop(
+    cfg: ReevaluateConfig,
+    on_report: Callable[[ReevaluateReport], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_passes: int | None = None,
+) -> None:
+    """Run passes every ``cfg.every`` (single-machine scheduling; clusters use infra/'s schedule)."""
+    interval = parse_interval(cfg.every)
+    passes = 0
+    while max_passes is None or passes < max_passes:
+        started = time.monotonic()
+        try:
+            report = reevaluate_once(cfg)
+            if on_report is not None:
+                on_report(report)
+        except Exception as exc:  # noqa: BLE001 - a pass that fails (server down) is retried next time
+            log.error("reevaluate pass failed: %s", exc)
+        passes += 1
+        if max_passes is not None and passes >= max_passes:
+            return
+        sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,269 @@
+"""One evaluation's numbers with their protocol: files on disk and an MLflow run that tables are built from.
+
+Files written into the evaluation's output folder:
+    results.json          one EvalResult row (see below), plus per-class accuracy
+    results.csv           the same row as CSV (header + one line)
+    per_video_scores.npz  video_ids (V,) str, labels (V,) int64, scores (V, C) float32, num_views (V,) int64
+                          (plain arrays: ``np.load(path, allow_pickle=False)`` reads it)
+    per_class.csv         class index, class name, videos, correct, accuracy
+    confusion.png         the (C, C) confusion matrix, rows = true class
+
+The MLflow run is tagged ``tdn.kind=evaluation`` and carries the row as params (protocol) and metrics
+(numbers), tags linking it to the model version (``tdn.model_name`` / ``tdn.model_version`` /
+``tdn.model_run_id``) and the shard index checksum (``tdn.index_checksum``), and the files as artifacts.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tdn.metrics import VideoScores, confusion_matrix, per_class_accuracy
+
+KIND_TAG = "tdn.kind"
+EVALUATION = "evaluation"
+DEFAULT_EXPERIMENT = "tdn-evaluation"
+
+
+@dataclass
+class EvalResult:
+    """One row of the results table. Accuracies are percentages (the paper's unit)."""
+
+    model_id: str  # what was evaluated: models:/name/version, a checkpoint URI, or official:<path>
+    arch: str
+    variant: str
+    frames: str  # segments per clip; "8+16" for an ensemble of an 8- and a 16-frame model
+    clips: int
+    crops: int
+    input_size: int
+    short_side: int
+    dataset: str
+    split: str
+    index_checksum: str
+    num_videos: int
+    top1: float
+    top5: float
+    mean_class_acc: float
+    ms_per_video: float  # wall time of the whole evaluation (loading included) / videos, the paper's Table 5
+    videos_per_s: float
+    gflops: float  # multiply-adds (G) of one view; the paper writes "36x30" for 30 views
+    protocol: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    model_run_id: str = ""
+    split_number: int = 0  # 1..3 for UCF101/HMDB51 splits, 0 otherwise
+    pretrain: str = ""  # e.g. "kinetics" for transferred models (Table 4)
+    device: str = ""
+    replicas: int = 1
+    ensemble_of: list[str] = field(default_factory=list)  # evaluation run ids an ensemble combines
+
+    @property
+    def views(self) -> int:
+        return self.clips * self.crops
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> EvalResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+METRIC_FIELDS = ("top1", "top5", "mean_class_acc", "ms_per_video", "videos_per_s", "gflops", "num_videos")
+
+
+def write_outputs(
+    out_dir: str | os.PathLike,
+    result: EvalResult,
+    video: VideoScores,
+    class_names: Sequence[str] = (),
+) -> list[Path]:
+    """Write the five result files into ``out_dir`` (created); returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    num_classes = video.scores.shape[1]
+    names = list(class_names) if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
+    acc = per_class_accuracy(video.scores, video.labels, num_classes)
+    cm = confusion_matrix(video.scores, video.labels, num_classes)
+
+    row = result.to_dict()
+    body = {**row, "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(names, acc)}}
+    _write_text(out / "results.json", json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(row))
+    writer.writeheader()
+    writer.writerow({k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()})
+    _write_text(out / "results.csv", buf.getvalue())
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["class_index", "class_name", "videos", "correct", "accuracy"])
+    for i, name in enumerate(names):
+        w.writerow([i, name, int(cm[i].sum()), int(cm[i, i]), "" if np.isnan(acc[i]) else f"{acc[i]:.6f}"])
+    _write_text(out / "per_class.csv", buf.getvalue())
+
+    npz = out / "per_video_scores.npz"
+    tmp = out / ".per_video_scores.tmp.npz"
+    np.savez(
+        tmp,
+        video_ids=np.asarray(video.video_ids, dtype=str),
+        labels=np.asarray(video.labels, dtype=np.int64),
+        scores=np.asarray(video.scores, dtype=np.float32),
+        num_views=np.asarray(video.num_views, dtype=np.int64),
+    )
+    os.replace(tmp, npz)
+    plot_confusion(cm, names, out / "confusion.png", title=f"{result.model_id} on {result.dataset}/{result.split}")
+    return [out / n for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz", "confusion.png")]
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_video_scores(path: str | os.PathLike) -> VideoScores:
+    """Read a per_video_scores.npz back (no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return VideoScores(
+            video_ids=z["video_ids"].astype(str),
+            labels=z["labels"].astype(np.int64),
+            scores=z["scores"].astype(np.float64),
+            num_views=z["num_views"].astype(np.int64),
+        )
+
+
+def plot_confusion(cm: np.ndarray, names: Sequence[str], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    c = cm.shape[0]
+    size = min(4 + c * 0.25, 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    try:
+        # row-normalised so classes with many videos do not wash out the rest
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        if c <= 40:
+            ax.set_xticks(range(c), labels=list(names), rotation=90, fontsize=7)
+            ax.set_yticks(range(c), labels=list(names), fontsize=7)
+        ax.set_title(title[:80], fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- MLflow
+
+
+def run_tags(result: EvalResult) -> dict[str, str]:
+    tags = {
+        KIND_TAG: EVALUATION,
+        "tdn.model_id": result.model_id,
+        "tdn.index_checksum": result.index_checksum,
+        "tdn.dataset": result.dataset,
+        "tdn.split": result.split,
+        "tdn.protocol": result.protocol,
+    }
+    if result.model_name:
+        tags["tdn.model_name"] = result.model_name
+        tags["tdn.model_version"] = str(result.model_version)
+    if result.model_run_id:
+        tags["tdn.model_run_id"] = result.model_run_id
+    if result.ensemble_of:
+        tags["tdn.ensemble_of"] = ",".join(result.ensemble_of)
+    return tags
+
+
+def log_evaluation_run(
+    result: EvalResult,
+    files: Sequence[str | os.PathLike],
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    extra_tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+) -> str:
+    """Create the evaluation run (params = protocol, metrics = numbers, artifacts = files); returns its id.
+
+    Uses an explicit MlflowClient so it never touches a caller's active run (transfer logs child runs).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    tags = {**run_tags(result), **dict(extra_tags or {})}
+    name = run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
+    run = client.create_run(exp_id, tags=tags, run_name=name[:250])
+    run_id = run.info.run_id
+    try:
+        from mlflow.entities import Metric, Param
+
+        row = result.to_dict()
+        params = [
+            Param(k, str(";".join(v) if isinstance(v, list) else v)[:6000])
+            for k, v in row.items()
+            if k not in METRIC_FIELDS
+        ]
+        import time
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(row[k]), now, 0) for k in METRIC_FIELDS]
+        client.log_batch(run_id, metrics=metrics, params=params)
+        for f in files:
+            client.log_artifact(run_id, str(f))
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+def result_from_run(run) -> EvalResult:  # noqa: ANN001 - an mlflow.entities.Run
+    """Rebuild the row from an evaluation run's params and metrics (what tables read)."""
+    hints = {f.name: f.type for f in dataclasses.fields(EvalResult)}
+    data: dict = {}
+    for key, value in run.data.params.items():
+        if key not in hints:
+            continue
+        tp = hints[key]
+        if tp in ("int", int):
+            data[key] = int(float(value)) if value not in ("", "None") else 0
+        elif tp in ("float", float):
+            data[key] = float(value)
+        elif key == "ensemble_of":
+            data[key] = [v for v in value.split(";") if v]
+        else:
+            data[key] = value
+    for key in METRIC_FIELDS:
+        if key in run.data.metrics:
+            data[key] = int(run.data.metrics[key]) if key == "num_videos" else float(run.data.metrics[key])
+    return EvalResult.from_dict(data)
+
+
+def download_run_scores(run_id: str, tracking_uri: str | None = None) -> VideoScores:
+    """The per_video_scores.npz of an evaluation run (ensembles combine these without re-running inference)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="per_video_scores.npz", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        return load_video_scores(path)

@@ -1,0 +1,254 @@
+"""Transfer of a Kinetics-pretrained model to UCF101 and HMDB51 (the paper's Table 4), three splits each.
+
+    pretrained (project checkpoint, models:/..., or an official TDN file)
+      │ prepare_init: every weight but the classifier -> a model with the dataset's classes, 16 segments,
+      │               dropout 0.8 and a freshly initialised head (the released recipe) -> init checkpoint
+      ▼ for dataset in (ucf101, hmdb51), split in (1, 2, 3):
+            shard job (train + test lists of that split) -> Ray Train run (tdn.trainer.fit, run.init_from)
+            -> evaluate the final checkpoint on the test list -> per-split top-1
+        mean over the splits per dataset
+
+MLflow: one parent run (experiment ``tdn-transfer``, tag tdn.kind=transfer) holding the recipe, per-split and
+mean accuracies and transfer_results.json; one child run per split, which is the training run itself (the
+trainer's tracker logs into the run carrying its ``tdn.train_run`` tag, created here as a child) and gets the
+test accuracy; the evaluation runs (tdn.kind=evaluation, tagged with the parent id as tdn.transfer_id) are
+children of the split runs and feed tables.py's Table 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline import storage
+from pipeline.config import config_from_dict, config_to_dict, flatten
+from pipeline.datasets import DatasetConfig
+from pipeline.loader import LoaderConfig
+from pipeline.shard_job import ShardConfig
+from tdn.evaluate import EvalConfig, ModelSource, evaluate, load_model
+from tdn.model import ModelConfig
+from tdn.optim import OptimConfig
+from tdn.tables import TRANSFER_TAG
+from tdn.tracking import DEFAULT_TRACKING_URI, RUN_TAG, TrackingConfig
+from tdn.train import DataConfig, RunConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+TransferDatasetName = Literal["ucf101", "hmdb51"]
+
+
+@dataclass
+class TransferOptimConfig(OptimConfig):
+    """OptimConfig with the released UCF101/HMDB51 recipe as its defaults (so overriding one field keeps
+    the rest of the recipe): lr 0.002 for 16 x 8 GPUs, steps at epochs 10 and 20, 25 epochs."""
+
+    lr: float = 0.002
+    reference_batch: int = 128
+    epochs: int = 25
+    schedule: Literal["step", "cosine"] = "step"
+    steps: list[int] = field(default_factory=lambda: [10, 20])
+
+
+@dataclass
+class TransferData:
+    """Where the datasets are (official layouts; annotations "" = the usual folder inside the root)."""
+
+    ucf101_root: str = "data/UCF101"
+    ucf101_annotations: str = ""
+    hmdb51_root: str = "data/HMDB51"
+    hmdb51_annotations: str = ""
+
+
+@dataclass
+class TransferConfig:
+    pretrained: ModelSource = field(default_factory=ModelSource)
+    datasets: list[TransferDatasetName] = field(default_factory=lambda: ["ucf101", "hmdb51"])
+    splits: list[int] = field(default_factory=lambda: [1, 2, 3])
+    data: TransferData = field(default_factory=TransferData)
+    work_dir: str = "results/transfer"  # shards, init checkpoints, Ray results and evaluation outputs
+    num_segments: int = 16
+    dropout: float = 0.8
+    pretrain_label: str = "Kinetics"  # Table 4's "Pretrain" column
+    # per split, shard.dataset / shard.output / shard.num_segments and run.name / run.init_from are set here;
+    # run.storage_path "./ray_results" (the default) becomes <work_dir>/ray
+    shard: ShardConfig = field(default_factory=lambda: ShardConfig(splits=["train", "test"]))
+    optim: TransferOptimConfig = field(default_factory=TransferOptimConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the trainer's default sqlite store
+    experiment: str = "tdn-transfer"
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.splits if s not in (1, 2, 3)]
+        if bad or not self.splits:
+            raise ValueError(f"splits must be among 1, 2, 3; got {self.splits}")
+        if not self.datasets or any(d not in ("ucf101", "hmdb51") for d in self.datasets):
+            raise ValueError(f"datasets must be among ucf101, hmdb51; got {self.datasets}")
+
+    def tracking(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@dataclass
+class SplitResult:
+    dataset: str
+    split: int
+    top1: float
+    top5: float
+    mean_class_acc: float
+    num_videos: int
+    train_run_id: str
+    eval_run_id: str
+    checkpoint: str
+
+
+@dataclass
+class TransferReport:
+    parent_run_id: str
+    splits: list[SplitResult]
+    mean_top1: dict[str, float]
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def prepare_init(
+    source: ModelSource, num_classes: int, class_names: list[str], num_segments: int, dropout: float,
+    out_path: str, tracking_uri: str | None = None,
+) -> ModelConfig:  # fmt: skip
+    """Write the fine-tuning start: the pretrained weights without the classifier + a fresh head.
+
+    Every backbone weight must fit (same arch, variant and width); the head (``fc``) is always new, even
+    when the class counts happen to agree, as in the released recipe (a new ``new_fc``).
+    """
+    from tdn.checkpoint import save_checkpoint, strict_load
+    from tdn.model import build_model_from_config
+
+    loaded = load_model(source, tracking_uri)
+    src_cfg = config_from_dict(ModelConfig, {**loaded.model_config, "pretrained": None})
+    cfg = dataclasses.replace(src_cfg, num_classes=num_classes, num_segments=num_segments, dropout=dropout)
+    model = build_model_from_config(cfg)
+    own = model.state_dict()
+    state = {k: v for k, v in loaded.state_dict.items() if not k.startswith("fc.")}
+    state.update({k: v for k, v in own.items() if k.startswith("fc.")})
+    strict_load(model, state, f"pretrained weights {loaded.model_id}")
+    save_checkpoint(out_path, model, cfg, class_names)
+    return cfg
+
+
+def _dataset_config(cfg: TransferConfig, name: str, split: int) -> DatasetConfig:
+    root = cfg.data.ucf101_root if name == "ucf101" else cfg.data.hmdb51_root
+    ann = cfg.data.ucf101_annotations if name == "ucf101" else cfg.data.hmdb51_annotations
+    return DatasetConfig(format=name, root=root, annotations=ann, split_number=split)  # type: ignore[arg-type]
+
+
+def shard_split(cfg: TransferConfig, name: str, split: int, address: str | None) -> str:
+    """Shards of one official split (train + test lists) under work_dir/shards/<name>/split<k>."""
+    from pipeline.shard_job import run_shard_job
+
+    out = storage.join(cfg.work_dir, "shards", name, f"split{split}")
+    shard_cfg = dataclasses.replace(
+        cfg.shard, dataset=_dataset_config(cfg, name, split), output=out, num_segments=cfg.num_segments
+    )
+    summary = run_shard_job(shard_cfg, address=address)
+    if not summary["ok"]:
+        raise RuntimeError(f"{name} split {split}: too many videos failed to shard ({summary['splits']})")
+    return out
+
+
+def _child_run(client: Any, exp_id: str, parent: str, run_key: str, name: str, split: int) -> str:
+    tags = {"mlflow.parentRunId": parent, RUN_TAG: run_key, TRANSFER_TAG: parent, "tdn.dataset": name,
+            "tdn.split_number": str(split)}  # fmt: skip
+    return client.create_run(exp_id, tags=tags, run_name=f"{name}-split{split}").info.run_id
+
+
+def run_split(
+    cfg: TransferConfig, name: str, split: int, parent: str, client: Any, exp_id: str, address: str | None,
+) -> SplitResult:  # fmt: skip
+    """Shard, fine-tune (Ray Train) and evaluate one split; the training run is the split's child run."""
+    from pipeline.loader import read_index
+    from tdn.trainer import fit
+
+    tracking = cfg.tracking()
+    shards = shard_split(cfg, name, split, address)
+    classes = list(read_index(storage.join(shards, "train"))["classes"])
+    init = storage.join(cfg.work_dir, "init", f"{name}-split{split}.pt")
+    model_cfg = prepare_init(cfg.pretrained, len(classes), classes, cfg.num_segments, cfg.dropout, init, tracking)
+    run_key = f"transfer-{parent[:8]}-{name}-split{split}-{secrets.token_hex(2)}"
+    child = _child_run(client, exp_id, parent, run_key, name, split)
+    default_storage = RunConfig().storage_path
+    storage_path = cfg.run.storage_path
+    if storage_path == default_storage:
+        storage_path = storage.join(cfg.work_dir, "ray")
+    train_cfg = TrainConfig(
+        model=model_cfg,
+        data=DataConfig(shards=shards, train_split="train", val_split=""),
+        loader=cfg.loader,
+        optim=cfg.optim,
+        run=dataclasses.replace(cfg.run, name=run_key, init_from=init, storage_path=storage_path),
+        # per-split models are results, not deployable versions: nothing is registered
+        tracking=TrackingConfig(uri=tracking, experiment=cfg.experiment, registered_model=""),
+    )
+    result = fit(train_cfg, address=address)
+    if result.error is not None:
+        raise RuntimeError(f"{name} split {split}: training failed: {result.error}")
+    eval_cfg = dataclasses.replace(cfg.eval, split_number=split, pretrain=cfg.pretrain_label)
+    with result.checkpoint.as_directory() as ckpt_dir:
+        ckpt = os.path.join(ckpt_dir, "checkpoint.pt")
+        out = evaluate(ModelSource(uri=ckpt), storage.join(shards, "test"), eval_cfg,
+                       Path(cfg.work_dir) / "eval" / name / f"split{split}", tracking, cfg.experiment,
+                       extra_tags={TRANSFER_TAG: parent, "mlflow.parentRunId": child})  # fmt: skip
+    r = out.result
+    client.log_metric(child, "test_top1", r.top1)
+    client.log_metric(child, "test_top5", r.top5)
+    client.log_metric(child, "test_mean_class_acc", r.mean_class_acc)
+    client.set_tag(child, "tdn.eval_run_id", out.run_id)
+    return SplitResult(name, split, r.top1, r.top5, r.mean_class_acc, r.num_videos, child, out.run_id,
+                       str(result.checkpoint.path))  # fmt: skip
+
+
+def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferReport:
+    """Every (dataset, split) in order, under one parent MLflow run; returns the per-split and mean top-1."""
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    cfg.pretrained.check()
+    client = MlflowClient(tracking_uri=cfg.tracking())
+    exp = client.get_experiment_by_name(cfg.experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(cfg.experiment)
+    parent = client.create_run(exp_id, tags={"tdn.kind": "transfer"}, run_name="transfer").info.run_id
+    try:
+        params = [Param(k, str(v)[:6000]) for k, v in flatten(config_to_dict(cfg)).items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(parent, params=params[i : i + 100])
+        results: list[SplitResult] = []
+        for name in cfg.datasets:
+            for split in cfg.splits:
+                t0 = time.perf_counter()
+                r = run_split(cfg, name, split, parent, client, exp_id, address)
+                results.append(r)
+                client.log_metric(parent, f"{name}_split{split}_top1", r.top1)
+                log.info("transfer %s split %d: top1 %.2f (%.0f s)", name, split, r.top1, time.perf_counter() - t0)
+        means = {}
+        for name in cfg.datasets:
+            vals = [r.top1 for r in results if r.dataset == name]
+            means[name] = sum(vals) / len(vals)
+            client.log_metric(parent, f"{name}_mean_top1", means[name])
+        report = TransferReport(parent, results, means)
+        out = Path(cfg.work_dir) / "transfer_results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n", encoding="utf-8")
+        client.log_artifact(parent, str(out))
+        client.set_terminated(parent, "FINISHED")
+        return report
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise

@@ -1,0 +1,125 @@
+"""Write small evaluation shards in the project schema, with control over which shard each view lands in.
+
+The shard job decides placement itself; evaluation tests need placements it would not choose (the views of
+one video split over shards), so this writes tars directly with ``pipeline.shard_format`` and webdataset.
+Frames are rendered motion clips (pipeline.synthetic_render), JPEG-encoded like the shard job stores them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+from pipeline.sampling import CentreSampler, MultiClipSampler, rng_for
+from pipeline.shard_format import SCHEMA, SampleMeta, encode_sample, index_checksum
+from pipeline.synthetic_render import MOTION_CLASSES, render_clip
+
+
+def render_videos(classes: int, per_class: int, frames: int = 24, size: tuple[int, int] = (64, 80), seed: int = 0):
+    """[(video_id, label, uint8 (F, H, W, 3))]; ids with dots and spaces on purpose."""
+    out = []
+    for label in range(classes):
+        mc = MOTION_CLASSES[label]
+        for j in range(per_class):
+            vid = f"{mc.ucf_name} clip.{j:02d} #{label}"
+            clip = render_clip(mc.motion, frames, size[0], size[1], rng_for(seed, vid, "eval-test"))
+            out.append((vid, label, clip))
+    return out
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def write_split(
+    root: Path,
+    videos: Sequence[tuple[str, int, np.ndarray]],
+    class_names: Sequence[str],
+    num_segments: int,
+    clips: int = 1,
+    num_shards: int = 2,
+    shard_of: Callable[[int, int], int] | None = None,
+    split: str = "val",
+    dataset: str = "synthetic",
+    seed: int = 0,
+) -> Path:
+    """Write ``root/<split>/shard-NNNNNN.tar`` + index.json; view v of video i goes to shard_of(i, v)."""
+    split_dir = root / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    place = shard_of or (lambda i, v: i % num_shards)
+    per_shard: dict[int, list[dict]] = {k: [] for k in range(num_shards)}
+    videos_in: dict[int, set[str]] = {k: set() for k in range(num_shards)}
+    sampler = CentreSampler(num_segments) if clips == 1 else MultiClipSampler(num_segments, clips)
+    for i, (vid, label, frames) in enumerate(videos):
+        f, h, w, _ = frames.shape
+        for clip in sampler.sample(f, rng_for(seed, vid, "eval-test-sample")):
+            stored = clip.unique_frames()
+            jpegs = [_jpeg(frames[k]) for k in stored]
+            meta = SampleMeta(
+                video_id=vid, label=label, view=clip.view, num_views=clips, split=split, source=f"{vid}.mp4",
+                fps=25.0, num_frames=f, frame_indices=[list(win) for win in clip.frame_indices],
+                stored_frames=stored, jpeg_sizes=[len(j) for j in jpegs], frame_scales=[1] * len(stored),
+                height=h, width=w,
+            )  # fmt: skip
+            k = place(i, clip.view)
+            per_shard[k].append(encode_sample(meta, jpegs))
+            videos_in[k].add(vid)
+    shards = []
+    for k in range(num_shards):
+        name = f"shard-{k:06d}.tar"
+        with wds.TarWriter(str(split_dir / name)) as sink:
+            for sample in per_shard[k]:
+                sink.write(sample)
+        data = (split_dir / name).read_bytes()
+        shards.append({"name": name, "samples": len(per_shard[k]), "videos": len(videos_in[k]),
+                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
+    index = {
+        "schema": SCHEMA, "split": split, "dataset": dataset, "classes": list(class_names),
+        "num_samples": sum(s["samples"] for s in shards), "num_videos": len(videos), "views_per_video": clips,
+        "shards": shards, "sampling": {"num_segments": num_segments, "clips": clips, "seed": seed},
+        "resize": {"short_side": 0, "jpeg_quality": 90}, "annotation_checksums": {}, "quarantined": 0,
+    }  # fmt: skip
+    index["checksum"] = index_checksum(index)
+    (split_dir / "index.json").write_text(json.dumps(index, indent=1))
+    return split_dir
+
+
+def save_tiny_checkpoint(path: Path, num_classes: int, class_names: Sequence[str], variant: str = "tdn",
+                         num_segments: int = 4, seed: int = 0) -> str:  # fmt: skip
+    """A freshly initialised ResNet-18 (width 0.25) project checkpoint: accuracy is not the point."""
+    import torch
+
+    from tdn.checkpoint import save_checkpoint
+    from tdn.model import ModelConfig, build_model_from_config
+
+    cfg = ModelConfig(arch="resnet18", num_classes=num_classes, num_segments=num_segments, width=0.25,
+                      variant=variant, dropout=0.0)  # type: ignore[arg-type]  # fmt: skip
+    torch.manual_seed(seed)
+    save_checkpoint(str(path), build_model_from_config(cfg).eval(), cfg, list(class_names))
+    return str(path)
+
+
+def register_checkpoint_version(tracking_uri: str, ckpt: str, name: str, alias: str = "") -> tuple[str, str]:
+    """Register a project checkpoint the way training does (tdn.registry); returns (version, run id)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tdn.registry import register_checkpoint
+
+    mlflow.set_tracking_uri(tracking_uri)  # the registry resolves models:/<id> through the global URI
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("eval-test-train")
+    exp_id = exp.experiment_id if exp else client.create_experiment("eval-test-train")
+    run = client.create_run(exp_id)
+    version = register_checkpoint(client, run.info.run_id, exp_id, ckpt, name, {"val_top1": 0.5}, alias=alias)
+    client.set_terminated(run.info.run_id)
+    return version, run.info.run_id

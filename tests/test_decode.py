@@ -1,0 +1,133 @@
+"""pipeline.decode on a zoo of real encoded files: the right frames, at the right size and orientation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.decode import (
+    DecodeResult,
+    FrameFolder,
+    FrameRequest,
+    VideoError,
+    VideoFile,
+    encode_jpeg,
+    open_source,
+    output_size,
+)
+from tests.video_zoo import BAD_STAGES, GOOD, make_frame_folder, make_zoo, read_index
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]]:
+    return make_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_good_video_yields_requested_frames(zoo, name):
+    good, _ = zoo
+    spec = GOOD[name][1]
+    with open_source(str(good[name])) as video:
+        info = video.probe()
+        assert info.num_frames == spec.frames  # counted from packets, declared counts are not used
+        assert info.fps > 0
+        wanted = sorted({0, spec.frames // 2, spec.frames - 1})
+        # Duplicates and unsorted requests are allowed; each index comes once per scale, in order.
+        requests = [FrameRequest(i) for i in reversed(wanted)] + [FrameRequest(wanted[0])]
+        got = list(video.frames(requests, short_side=32))
+    assert [r.index for r, _ in got] == wanted
+    rotated = spec.rotation in (90, -90, 270)
+    for request, rgb in got:
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+        assert min(rgb.shape[:2]) == 32
+        # A 90 degree display rotation turns the landscape frame into a portrait one...
+        assert (rgb.shape[0] > rgb.shape[1]) == (rotated or spec.height > spec.width)
+        # ...and the top band of the coded frame to the left (counter-clockwise).
+        assert read_index(rgb, axis=1 if rotated else 0) == request.index
+
+
+@pytest.mark.parametrize("name", sorted(BAD_STAGES))
+def test_bad_input_raises_with_stage(zoo, name):
+    _, bad = zoo
+    with pytest.raises(VideoError) as err:
+        with open_source(str(bad[name])) as video:
+            video.probe()
+            list(video.frames([FrameRequest(0)], short_side=32))
+    assert err.value.stage == BAD_STAGES[name]
+    assert str(err.value)
+
+
+def test_half_scale_and_no_resize(zoo):
+    good, _ = zoo
+    with VideoFile(str(good["odd_444"])) as video:
+        video.probe()
+        got = dict(video.frames([FrameRequest(3, 1), FrameRequest(3, 2), FrameRequest(5, 2)], short_side=40))
+        full = dict(video.frames([FrameRequest(4)], short_side=0))
+    assert got[FrameRequest(3, 1)].shape == (40, 64, 3)  # 97x61 -> short side 40, width round(97*40/61)
+    assert got[FrameRequest(3, 2)].shape == (20, 32, 3)
+    assert read_index(got[FrameRequest(5, 2)]) == 5
+    assert full[FrameRequest(4)].shape == (61, 97, 3)
+
+
+def test_requests_past_the_decodable_end_are_clamped(zoo):
+    """A file that decodes to fewer frames than needed serves the last decoded frame (documented clamp)."""
+    good, _ = zoo
+    with VideoFile(str(good["h264"])) as video:
+        n = video.probe().num_frames
+        result = DecodeResult()
+        got = list(video.frames([FrameRequest(n - 2), FrameRequest(n + 3)], short_side=24, result=result))
+    assert result.clamped and result.num_decoded == n
+    assert [r.index for r, _ in got] == [n - 2, n + 3]
+    assert read_index(got[1][1]) == n - 1
+    # Far fewer decodable frames than packets is a damaged file, not a short one.
+    with VideoFile(str(good["h264"]), min_decoded_fraction=0.5) as video:
+        video.probe()
+        video._info = type(video._info)(num_frames=10 * n, fps=25.0)  # as if most packets were undecodable
+        with pytest.raises(VideoError, match="decodable") as err:
+            list(video.frames([FrameRequest(5 * n)], short_side=24))
+    assert err.value.stage == "decode"
+
+
+def test_decode_stops_after_last_needed_frame(zoo):
+    good, _ = zoo
+    with VideoFile(str(good["vp9"])) as video:
+        video.probe()
+        result = DecodeResult()
+        list(video.frames([FrameRequest(2), FrameRequest(6)], short_side=16, result=result))
+    assert result.num_decoded == 7 and not result.clamped
+
+
+def test_frame_folder(tmp_path):
+    folder = make_frame_folder(tmp_path / "vid 1", frames=14, width=320, height=240)
+    (folder / "notes.txt").write_text("not a frame")
+    source = open_source(str(folder))
+    assert isinstance(source, FrameFolder)
+    with source:
+        assert source.probe().num_frames == 14
+        got = list(source.frames([FrameRequest(13), FrameRequest(0), FrameRequest(9, 2)], short_side=60))
+    assert [(r.index, r.scale) for r, _ in got] == [(0, 1), (9, 2), (13, 1)]
+    assert got[0][1].shape == (60, 80, 3) and got[1][1].shape == (30, 40, 3)
+    assert [read_index(rgb) for _, rgb in got] == [0, 9, 13]
+
+
+def test_empty_frame_folder_is_a_probe_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VideoError) as err, open_source(str(tmp_path / "empty")) as folder:
+        folder.probe()
+    assert err.value.stage == "probe"
+
+
+def test_output_size_and_jpeg():
+    assert output_size(320, 240, 256) == (341, 256)
+    assert output_size(240, 320, 256) == (256, 341)
+    assert output_size(97, 61, 40, scale=2) == (32, 20)
+    assert output_size(97, 61, 0) == (97, 61)
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    data = encode_jpeg(rgb, quality=95)
+    from io import BytesIO
+
+    with Image.open(BytesIO(data)) as img:
+        assert img.format == "JPEG" and img.size == (50, 30)

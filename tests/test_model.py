@@ -1,0 +1,264 @@
+"""TDN model: shapes, gradients, variants/ablations, and the temporal modules against loop-based references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tdn import ModelConfig, build_model, build_model_from_config
+from tdn.modules import LongTermTDM, ShortTermTDM, TemporalConv
+
+VARIANTS = ["tdn", "tsn", "tconv", "stdm", "ltdm"]
+ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101"]
+
+
+def _clip(n: int, t: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, t, 5, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _randomise_bn(module: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def _train_step_all_grads(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
+    model.train()
+    out = model(x)
+    assert out.shape == (x.shape[0], num_classes)
+    assert torch.isfinite(out).all()
+    F.cross_entropy(out, torch.arange(x.shape[0]) % num_classes).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, f"parameters without a gradient (DDP would need find_unused_parameters): {no_grad}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_and_backbone_trains(arch, variant):
+    model = build_model(arch, num_classes=7, num_segments=8, variant=variant, width=0.125)
+    _train_step_all_grads(model, _clip(2, 8, 64), 7)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("segments", [16, 3, 2])
+def test_other_segment_counts(variant, segments):
+    model = build_model("resnet18", num_classes=5, num_segments=segments, variant=variant, width=0.25)
+    _train_step_all_grads(model, _clip(1, segments, 64), 5)
+
+
+def test_resnet50_full_width_112_and_r18_224():
+    model = build_model("resnet50", num_classes=400, num_segments=8).eval()
+    with torch.no_grad():
+        assert model(_clip(1, 8, 112)).shape == (1, 400)
+    model = build_model("resnet18", num_classes=10, num_segments=8, width=0.25).eval()
+    with torch.no_grad():
+        assert model(_clip(1, 8, 224)).shape == (1, 10)
+
+
+ABLATIONS = [
+    {"s_tdm_input": "stack"},
+    {"l_tdm_operator": "avg"},
+    {"s_tdm_input": "stack", "l_tdm_operator": "avg"},
+    {"s_tdm_fusion": "mul"},
+    {"s_tdm_fusion": "add_mul"},
+    {"s_tdm_fusion": "channel_mul"},
+    {"s_tdm_fusion": "add_channel_mul"},
+    {"l_tdm_fusion": "add"},
+    {"l_tdm_fusion": "channel_attention", "l_tdm_multiscale": False},
+    {"l_tdm_multiscale": False},
+    {"l_tdm_bidirectional": False},
+    {"l_tdm_fusion": "add", "l_tdm_bidirectional": False},
+    {"s_tdm_stages": 1, "l_tdm_stages": (2, 3, 4, 5)},
+    {"s_tdm_stages": 3, "l_tdm_stages": (4, 5)},
+    {"fusion_weights": (0.9, 0.1), "temporal_init": "identity"},
+]
+
+
+@pytest.mark.parametrize("options", ABLATIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_ablations_train(options):
+    for arch in ("resnet18", "resnet50"):
+        model = build_model(arch, num_classes=4, num_segments=4, width=0.125, **options)
+        _train_step_all_grads(model, _clip(1, 4, 64), 4)
+
+
+def test_ablation_options_change_the_structure():
+    def names(**o):
+        return set(build_model("resnet18", 3, 4, width=0.125, **o).state_dict())
+
+    base = names()
+    assert any(".ltdm.pooled_conv." in k for k in base) and any(k.startswith("stdm.layers.0.") for k in base)
+    assert not any(".ltdm.pooled_conv." in k for k in names(l_tdm_multiscale=False))
+    assert not any(k.startswith("stdm.layers.") for k in names(s_tdm_stages=1, l_tdm_stages=(2, 3, 4, 5)))
+    assert any(k.startswith("layer1.0.ltdm.") for k in names(s_tdm_stages=1, l_tdm_stages=(2, 3, 4, 5)))
+    three = names(s_tdm_stages=3, l_tdm_stages=(4, 5))
+    assert any(k.startswith("stdm.layers.1.") for k in three) and not any("layer2.0.ltdm" in k for k in three)
+    stack = build_model("resnet18", 3, 4, width=0.125, s_tdm_input="stack")
+    assert stack.stdm.conv1.in_channels == 15
+    tconv = names(variant="tconv")
+    assert any(".tconv." in k for k in tconv) and not any(".ltdm." in k or "stdm." in k for k in tconv)
+
+
+def test_config_defaults_and_validation():
+    assert ModelConfig(num_segments=8).resolved_fusion_weights() == (0.5, 0.5)
+    assert ModelConfig(num_segments=16).resolved_fusion_weights() == (0.75, 0.25)
+    assert ModelConfig(num_segments=16, fusion_weights=[0.6, 0.4]).resolved_fusion_weights() == (0.6, 0.4)
+    model = build_model("resnet18", 3, 16, width=0.125)
+    assert model.fusion_weights == (0.75, 0.25)
+    with pytest.raises(ValueError, match="num_segments >= 2"):
+        ModelConfig(num_segments=1)
+    with pytest.raises(ValueError, match="unknown arch"):
+        ModelConfig(arch="resnet152")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="overlap"):
+        ModelConfig(s_tdm_stages=2, l_tdm_stages=(2, 3))
+    with pytest.raises(ValueError, match="no S-TDM"):
+        ModelConfig(variant="ltdm", s_tdm_stages=1)
+    with pytest.raises(TypeError, match="unknown model option"):
+        build_model("resnet18", 3, 8, widht=0.5)
+    assert build_model_from_config(ModelConfig(arch="resnet18", variant="tsn", num_segments=1, width=0.125))
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = build_model("resnet18", 3, 8, width=0.125)
+    with pytest.raises(ValueError, match=r"expected input \(N, T=8, 5, 3, H, W\)"):
+        model(torch.zeros(1, 4, 5, 3, 32, 32))
+    with pytest.raises(ValueError, match="expected input"):
+        model(torch.zeros(8, 15, 32, 32))
+
+
+def test_channels_last_gives_the_same_logits():
+    # float64: with random BN statistics float32 rounding alone differs by ~1e-3 after 50 layers
+    model = build_model("resnet50", 6, 4, width=0.25).eval().double()
+    _randomise_bn(model)
+    x = _clip(2, 4, 64).double()
+    with torch.no_grad():
+        ref = model(x)
+        out = model.to(memory_format=torch.channels_last)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------- references
+# Slow per-frame loops written from the paper's equations (Sec. 3.2-3.3) and the released code's choices
+# (nearest upsampling, zero difference at the clip boundary), with BN written out in eval form.
+
+
+def _bn(v: torch.Tensor, bn: torch.nn.BatchNorm2d) -> torch.Tensor:
+    shape = (-1, 1, 1)
+    return (v - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps) * bn.weight.view(
+        shape
+    ) + bn.bias.view(shape)
+
+
+def _conv(v: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    return F.conv2d(v[None], conv.weight, None, conv.stride, conv.padding, groups=conv.groups)[0]
+
+
+def _upsample2(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    up = v.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    return up[..., : size[0], : size[1]]
+
+
+def _ltdm_reference(m: LongTermTDM, x: torch.Tensor, t_len: int) -> torch.Tensor:
+    nt, c, h, w = x.shape
+    out = torch.empty_like(x)
+    for n in range(nt // t_len):
+        feats = [_bn(_conv(x[n * t_len + t], m.reduce), m.reduce_bn) for t in range(t_len)]
+        smooth = [_conv(f, m.smooth) for f in feats]
+        for t in range(t_len):
+            maps = []
+            for step in (+1, -1):
+                other = t + step
+                # Eq. 4, C(F_i, F_{i+1}) = Conv(F_{i+1}) - F_i (the released code's sign); zero past the clip
+                d = smooth[other] - feats[t] if 0 <= other < t_len else torch.zeros_like(feats[t])
+                pooled = _bn(_conv(F.avg_pool2d(d[None], 2)[0], m.pooled_conv), m.pooled_bn)
+                full = _bn(_conv(d, m.full_conv), m.full_bn)
+                msum = (d + _upsample2(pooled, (h, w)) + full) / 3.0  # Eq. 5, N = 3 branches
+                maps.append(torch.sigmoid(_bn(_conv(msum, m.expand), m.expand_bn)) - 0.5)
+            g = 0.5 * (maps[0] + maps[1])  # Eq. 6, both directions
+            out[n * t_len + t] = x[n * t_len + t] + x[n * t_len + t] * g
+    return out
+
+
+def test_ltdm_matches_loop_reference():
+    torch.manual_seed(0)
+    t_len = 5
+    m = LongTermTDM(32, t_len).eval()
+    _randomise_bn(m)
+    x = torch.randn(2 * t_len, 32, 6, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _ltdm_reference(m, x, t_len), rtol=1e-4, atol=1e-5)
+        # the same function in channels_last
+        xc = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(m(xc), _ltdm_reference(m, x, t_len), rtol=1e-4, atol=1e-5)
+
+
+def test_ltdm_one_direction_and_training_bn_per_direction():
+    torch.manual_seed(1)
+    m = LongTermTDM(16, 3, bidirectional=False).eval()
+    _randomise_bn(m)
+    x = torch.randn(3, 16, 4, 4)
+    f = [_bn(_conv(x[t], m.reduce), m.reduce_bn) for t in range(3)]
+    s = [_conv(v, m.smooth) for v in f]
+    with torch.no_grad():
+        out = m(x)
+        for t in range(3):
+            d = s[t + 1] - f[t] if t < 2 else torch.zeros_like(f[t])
+            pooled = _bn(_conv(F.avg_pool2d(d[None], 2)[0], m.pooled_conv), m.pooled_bn)
+            msum = (d + _upsample2(pooled, (4, 4)) + _bn(_conv(d, m.full_conv), m.full_bn)) / 3
+            ref = x[t] + x[t] * (torch.sigmoid(_bn(_conv(msum, m.expand), m.expand_bn)) - 0.5)
+            torch.testing.assert_close(out[t], ref, rtol=1e-4, atol=1e-5)
+    # training: the expand BN sees each direction separately -> two momentum updates per call
+    m2 = LongTermTDM(16, 3).train()
+    before = m2.expand_bn.running_mean.clone()
+    m2(x)
+    assert int(m2.expand_bn.num_batches_tracked) == 2
+    assert not torch.equal(before, m2.expand_bn.running_mean)
+
+
+def test_temporal_conv_matches_conv1d_over_time():
+    torch.manual_seed(2)
+    t_len, c = 4, 16
+    m = TemporalConv(c, t_len)
+    with torch.no_grad():
+        m.weight.copy_(torch.randn(c, 1, 3))
+    x = torch.randn(3 * t_len, c, 5, 6, requires_grad=True)
+    out = m(x)
+    # reference: the released layout, (N*H*W, C, T) through Conv1d
+    n = 3
+    xr = x.view(n, t_len, c, 5, 6).permute(0, 3, 4, 2, 1).reshape(n * 30, c, t_len)
+    ref = F.conv1d(xr, m.weight, padding=1, groups=c).view(n, 5, 6, c, t_len).permute(0, 4, 3, 1, 2)
+    torch.testing.assert_close(out, ref.reshape(n * t_len, c, 5, 6), rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(out)
+    gx, gw = torch.autograd.grad(out, (x, m.weight), g)
+    rx, rw = torch.autograd.grad(ref.reshape(n * t_len, c, 5, 6), (x, m.weight), g)
+    torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-4)
+
+
+def test_temporal_conv_shift_init():
+    m = TemporalConv(16, 4)
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 16, 1, 1).contiguous()
+    out = m(x)[:, :, 0, 0]
+    assert out[:, 0].tolist() == [1, 2, 3, 0]  # channels [0, 2) read t+1
+    assert out[:, 2].tolist() == [0, 0, 1, 2]  # channels [2, 4) read t-1
+    assert out[:, 5].tolist() == [0, 1, 2, 3]  # the rest: identity
+
+
+def test_stdm_stem_matches_loop_reference():
+    torch.manual_seed(3)
+    m = ShortTermTDM(8, []).eval()
+    _randomise_bn(m)
+    frames = torch.randn(3, 5, 3, 32, 32)
+    with torch.no_grad():
+        out = m.stem(frames)
+        for i in range(3):
+            x = frames[i]
+            d = torch.cat([x[k + 1] - x[k] for k in range(4)], dim=0)  # D = [D-2, D-1, D1, D2], 12 channels
+            d = F.avg_pool2d(d[None], 2)[0]  # downsample by half
+            v = torch.relu(_bn(_conv(d, m.conv1), m.bn1))
+            v = F.max_pool2d(v[None], 3, 2, 1)[0]
+            torch.testing.assert_close(out[i], v, rtol=1e-4, atol=1e-5)

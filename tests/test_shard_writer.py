@@ -1,0 +1,153 @@
+"""pipeline.shard_writer without Ray: samples hold the sampled frames, shards are reproducible, bad videos
+are quarantined without losing the good ones."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from pipeline.sampling import CentreSampler, TrainSampler, rng_for
+from pipeline.shard_format import decode_sample_metadata, sample_key, split_jpegs
+from pipeline.shard_writer import (
+    EncodeSettings,
+    ShardTask,
+    VideoItem,
+    build_index,
+    video_samples,
+    write_shard,
+)
+from tests.video_zoo import BAD_STAGES, GOOD, make_zoo, read_index
+
+SETTINGS = EncodeSettings(short_side=32, jpeg_quality=90)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> tuple[dict[str, Path], dict[str, Path]]:
+    return make_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+def _item(name: str, path: Path, label: int = 3, split: str = "train") -> VideoItem:
+    return VideoItem(video_id=f"-{name}.v1 #&é", path=str(path), label=label, split=split)
+
+
+def _frames(sample: dict) -> tuple:
+    meta = decode_sample_metadata(sample)
+    jpegs = split_jpegs(sample["frames"], meta.jpeg_sizes)
+    images = [Image.open(io.BytesIO(j)) for j in jpegs]
+    return meta, images
+
+
+def test_samples_hold_the_sampled_frames(zoo):
+    good, _ = zoo
+    video = _item("h264", good["h264"])
+    sampler = TrainSampler(num_segments=3, num_views=2)
+    out = video_samples(video, sampler, seed=7, settings=SETTINGS)
+    expected = sampler.sample(GOOD["h264"][1].frames, rng_for(7, video.video_id, "train"))
+    assert len(out.samples) == 2 and not out.clamped
+    for sample, clip in zip(out.samples, expected):
+        meta, images = _frames(sample)
+        assert sample["__key__"] == sample_key(video.video_id, clip.view)
+        assert "." not in sample["__key__"]
+        assert sample["cls"] == b"3"
+        assert meta.video_id == video.video_id and meta.view == clip.view and meta.num_views == 2
+        assert meta.frame_indices == [list(w) for w in clip.frame_indices]
+        assert meta.stored_frames == clip.unique_frames()
+        assert meta.num_frames == 24 and meta.fps == 25.0 and meta.source == video.path
+        assert (meta.height, meta.width) == (32, 43)
+        assert meta.frame_scales == [1] * len(meta.stored_frames)
+        # The stored pixels are the frames named in stored_frames.
+        assert [read_index(_rgb(im)) for im in images] == meta.stored_frames
+        assert all(im.size == (43, 32) for im in images)
+
+
+def _rgb(img: Image.Image):
+    import numpy as np
+
+    return np.asarray(img.convert("RGB"))
+
+
+def test_half_resolution_context_frames(zoo):
+    good, _ = zoo
+    settings = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2)
+    out = video_samples(_item("vp9", good["vp9"]), CentreSampler(num_segments=2), 0, settings)
+    meta, images = _frames(out.samples[0])
+    centres = {w[2] for w in meta.frame_indices}
+    for frame, scale, img in zip(meta.stored_frames, meta.frame_scales, images):
+        assert scale == (1 if frame in centres else 2)
+        assert img.size == ((43, 32) if scale == 1 else (21, 16))
+        assert read_index(_rgb(img)) == frame
+
+
+def test_too_short_video_repeats_frames(zoo):
+    good, _ = zoo
+    out = video_samples(_item("short", good["too_short"]), TrainSampler(num_segments=8, num_views=1), 0, SETTINGS)
+    meta, images = _frames(out.samples[0])
+    assert len(meta.frame_indices) == 8 and all(len(w) == 5 for w in meta.frame_indices)
+    assert meta.stored_frames == [0, 1, 2]
+    assert [read_index(_rgb(im)) for im in images] == [0, 1, 2]
+
+
+def test_rotated_video_metadata_is_portrait(zoo):
+    good, _ = zoo
+    out = video_samples(_item("rot", good["rotated"]), CentreSampler(num_segments=2), 0, SETTINGS)
+    meta, images = _frames(out.samples[0])
+    assert (meta.height, meta.width) == (43, 32)
+    assert [read_index(_rgb(im), axis=1) for im in images] == meta.stored_frames
+
+
+def _task(videos, split_dir: Path, index: int = 0) -> ShardTask:
+    return ShardTask(
+        split="train", shard_index=index, split_dir=str(split_dir), videos=tuple(videos),
+        sampler=TrainSampler(num_segments=2, num_views=2), seed=1, encode=SETTINGS,
+    )  # fmt: skip
+
+
+def test_write_shard_quarantines_bad_videos_and_is_reproducible(zoo, tmp_path):
+    good, bad = zoo
+    videos = [_item(n, good[n]) for n in ("h264", "mjpeg")] + [_item(n, bad[n]) for n in sorted(BAD_STAGES)]
+    videos.insert(1, _item("hevc", good["hevc"]))
+    result = write_shard(_task(videos, tmp_path / "a"))
+    side = result.sidecar
+    assert not result.skipped
+    assert side["samples"] == 6 and side["videos"] == 3
+    assert side["video_ids"] == [videos[0].video_id, videos[1].video_id, videos[2].video_id]
+    stages = {q["video_id"]: q["stage"] for q in side["quarantine"]}
+    assert stages == {_item(n, bad[n]).video_id: BAD_STAGES[n] for n in BAD_STAGES}
+    assert all(q["error"] and q["path"] for q in side["quarantine"])
+    tar_path = tmp_path / "a" / "shard-000000.tar"
+    assert json.loads((tmp_path / "a" / "shard-000000.tar.json").read_text()) == side
+    assert side["bytes"] == tar_path.stat().st_size
+    with tarfile.open(tar_path) as tar:
+        names = tar.getnames()
+    assert len(names) == 18 and names[0].endswith(".json")
+    # WebDataset groups the members back into the 6 samples.
+    keys = [s["__key__"] for s in wds.WebDataset(str(tar_path), shardshuffle=False)]
+    assert keys == [sample_key(v.video_id, view) for v in videos[:3] for view in (0, 1)]
+    # A finished shard is skipped; a fresh run elsewhere writes identical bytes.
+    assert write_shard(_task(videos, tmp_path / "a")).skipped
+    again = write_shard(_task(videos, tmp_path / "b")).sidecar
+    assert again["sha256"] == side["sha256"]
+    assert (tmp_path / "b" / "shard-000000.tar").read_bytes() == tar_path.read_bytes()
+
+
+def test_build_index_checksum_and_empty_shards():
+    sidecars = [
+        {"name": "shard-000001.tar", "samples": 0, "videos": 0, "bytes": 10240, "sha256": "b"},
+        {"name": "shard-000000.tar", "samples": 4, "videos": 2, "bytes": 999, "sha256": "a"},
+    ]
+    kwargs = dict(
+        split="train", dataset="csv", classes=["a", "b"], views_per_video=2, sampling={"num_segments": 8},
+        resize={"short_side": 320, "jpeg_quality": 90}, annotation_checksums={"x.csv": "00"}, quarantined=3,
+    )  # fmt: skip
+    index = build_index(sidecars=sidecars, **kwargs)
+    assert [s["name"] for s in index["shards"]] == ["shard-000000.tar"]
+    assert index["num_samples"] == 4 and index["num_videos"] == 2 and index["quarantined"] == 3
+    other = build_index(sidecars=sidecars, **{**kwargs, "quarantined": 2})
+    assert other["checksum"] != index["checksum"]
+    assert build_index(sidecars=list(reversed(sidecars)), **kwargs) == index
