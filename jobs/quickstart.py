@@ -87,7 +87,7 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int) -> Path:
     )
     # Finished shards are skipped, so a re-run only checks what is there.
     summary = run_shard_job(shard_cfg)
-    counts = {s: summary["splits"][s]["num_samples"] for s in summary.get("splits", {})}
+    counts = {s: v["samples"] for s, v in summary["splits"].items()}
     done(start, f"samples per split {counts} -> {out}")
     return out
 
@@ -156,7 +156,7 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}
     start = stage(5, "evaluate both on the test split (Ray Data batch inference, 1 clip x centre crop)")
     results = {v: evaluate(cfg, v, ckpt, shards) for v, ckpt in checkpoints.items()}
-    done(start, ", ".join(f"{v} top-1 {r['top1']:.1%}" for v, r in results.items()))
+    done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
     start = stage(6, "benchmark table (built from the evaluation runs in MLflow)")
     print(table(cfg))
     done(start, f"tables in {cfg.workdir / 'tables'}")

@@ -23,6 +23,9 @@ def init_ray(address: str | None = None, **kwargs) -> None:
         # An http address is the job-submission endpoint, not something a driver can join.
         log.warning("RAY_ADDRESS=%s is a dashboard address; joining the local cluster instead", address)
         address = "auto"
+    if not address:
+        # "local" starts a private instance; None would silently join any other Ray running on this machine.
+        address = "local"
     # Pass the environment through explicitly: quiet logs, same auth mode as the rest of this process.
     ray.init(address=address, log_to_driver=True, **kwargs)
     resources = ray.cluster_resources()

@@ -41,7 +41,8 @@ Codec = Literal["h264", "mpeg4", "vp9"]
 Layout = Literal["ucf101", "hmdb51", "ssv1"]
 
 _CODECS: dict[str, tuple[str, str, dict[str, str]]] = {  # codec -> (extension, encoder, options)
-    "h264": (".mp4", "libx264", {"crf": "18", "preset": "veryfast"}),
+    # mbtree off: with it x264 was seen to encode the same frames differently from run to run (tiny frames)
+    "h264": (".mp4", "libx264", {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}),
     "mpeg4": (".avi", "mpeg4", {"qscale": "3"}),
     "vp9": (".webm", "libvpx-vp9", {"crf": "24", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
 }
@@ -87,12 +88,48 @@ def check_config(cfg: SyntheticConfig) -> None:
         raise ValueError(f"bad --fps {cfg.fps}")
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 / 2, W) uint8 planar YUV 4:2:0 (BT.601, limited range), PyAV's layout.
+
+    Done in numpy rather than by PyAV's swscale conversion, which was seen to give different bytes for the
+    same frames within one process (so the encoded files were not reproducible).
+    """
+    x = rgb.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    h, w = y.shape
+
+    def half(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.ravel(), half(u).ravel(), half(v).ravel()]
+    return np.clip(np.concatenate(planes) + 0.5, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
+def _yuv_frame(yuv: np.ndarray) -> av.VideoFrame:
+    """A yuv420p VideoFrame whose row padding is zeroed: encoders may read the padding of the planes, and
+    left uninitialised it made the same frames encode to different bytes from run to run."""
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    frame = av.VideoFrame(w, h, "yuv420p")
+    flat = yuv.reshape(-1)
+    sizes = [w * h, (w // 2) * (h // 2), (w // 2) * (h // 2)]
+    offsets = [0, sizes[0], sizes[0] + sizes[1]]
+    for plane, off, size in zip(frame.planes, offsets, sizes):
+        padded = np.zeros((plane.height, plane.line_size), np.uint8)
+        padded[:, : plane.width] = flat[off : off + size].reshape(plane.height, plane.width)
+        plane.update(padded.tobytes())
+    return frame
+
+
 def encode_video(frames: np.ndarray, path: Path, codec: Codec, fps: int) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames; writes to a temporary name first so no partial file remains."""
     _, encoder, options = _CODECS[codec]
     tmp = path.with_name(path.name + ".part")
     fmt = {"h264": "mp4", "mpeg4": "avi", "vp9": "webm"}[codec]
-    with av.open(str(tmp), mode="w", format=fmt) as container:
+    # bitexact: no random container ids (Matroska) or version strings, so equal frames give equal bytes
+    with av.open(str(tmp), mode="w", format=fmt, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(encoder, rate=Fraction(fps, 1))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -101,7 +138,7 @@ def encode_video(frames: np.ndarray, path: Path, codec: Codec, fps: int) -> None
         if codec == "mpeg4":
             stream.codec_tag = "XVID"  # what UCF101/HMDB51 ship
         for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = _yuv_frame(rgb_to_yuv420p(rgb))
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -73,6 +73,11 @@ class Tracker:
             folder = os.path.dirname(self.uri[len("sqlite:///") :])
             if folder:
                 os.makedirs(folder, exist_ok=True)
+        # Import mlflow fully before the worker thread starts: importing it from two threads at once races
+        # in protobuf's descriptor pool ("Depends on file 'databricks.proto', but it has not been loaded").
+        import mlflow  # noqa: F401
+        import mlflow.entities  # noqa: F401
+
         self._thread = threading.Thread(target=self._worker, name="mlflow-tracker", daemon=True)
         self._thread.start()
 

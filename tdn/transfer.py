@@ -85,6 +85,7 @@ class TransferConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the trainer's default sqlite store
     experiment: str = "tdn-transfer"
+    train_tracking: bool = True  # the trainer logs its per-step metrics into the split's child run
 
     def __post_init__(self) -> None:
         bad = [s for s in self.splits if s not in (1, 2, 3)]
@@ -195,7 +196,8 @@ def run_split(
         optim=cfg.optim,
         run=dataclasses.replace(cfg.run, name=run_key, init_from=init, storage_path=storage_path),
         # per-split models are results, not deployable versions: nothing is registered
-        tracking=TrackingConfig(uri=tracking, experiment=cfg.experiment, registered_model=""),
+        tracking=TrackingConfig(enabled=cfg.train_tracking, uri=tracking, experiment=cfg.experiment,
+                                registered_model=""),
     )
     result = fit(train_cfg, address=address)
     if result.error is not None:
@@ -207,6 +209,10 @@ def run_split(
                        Path(cfg.work_dir) / "eval" / name / f"split{split}", tracking, cfg.experiment,
                        extra_tags={TRANSFER_TAG: parent, "mlflow.parentRunId": child})  # fmt: skip
     r = out.result
+    final = {f"final/{k}": float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
+    for key, value in final.items():
+        client.log_metric(child, key, value)
+    client.set_terminated(child, "FINISHED")
     client.log_metric(child, "test_top1", r.top1)
     client.log_metric(child, "test_top5", r.top5)
     client.log_metric(child, "test_mean_class_acc", r.mean_class_acc)

@@ -29,7 +29,7 @@ from pipeline.synthetic_render import MOTION_CLASSES, render_clip
 
 @dataclass(frozen=True)
 class ShardSpec:
-    classes: int = 4
+    motions: tuple[int, ...] = (0, 1, 2, 3)  # indices into MOTION_CLASSES: move left / right / up / down
     train_per_class: int = 16
     val_per_class: int = 8
     num_segments: int = 4
@@ -51,17 +51,18 @@ def write_split(root: Path, split: str, spec: ShardSpec, per_class: int, sampler
     """Render ``per_class`` clips per class and write ``root/<split>/shard-NNNNNN.tar`` + index.json."""
     split_dir = root / split
     split_dir.mkdir(parents=True, exist_ok=True)
-    names = [MOTION_CLASSES[c].ucf_name for c in range(spec.classes)]
+    names = [MOTION_CLASSES[c].ucf_name for c in spec.motions]
+    classes = len(spec.motions)
     per_shard: list[list[dict]] = [[] for _ in range(spec.shards_per_split)]
     videos_in = [0] * spec.shards_per_split
-    per_shard_videos = -(-per_class * spec.classes // spec.shards_per_split)
+    per_shard_videos = -(-per_class * classes // spec.shards_per_split)
     i = 0
     for j in range(per_class):
-        for label in range(spec.classes):
+        for label in range(classes):
             vid = f"{split}/{names[label]}.{j:03d}"
             rng = rng_for(spec.seed, vid, "frames")
             num_frames = int(rng.integers(spec.frames[0], spec.frames[1] + 1))
-            motion = MOTION_CLASSES[label].motion
+            motion = MOTION_CLASSES[spec.motions[label]].motion
             clip = render_clip(motion, num_frames * spec.frame_stride, spec.size[0], spec.size[1], rng)
             clip = clip[:: spec.frame_stride]
             k = i // per_shard_videos  # contiguous blocks of the class-interleaved order: every class in every shard
@@ -89,7 +90,7 @@ def write_split(root: Path, split: str, spec: ShardSpec, per_class: int, sampler
                        "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
     index = {
         "schema": SCHEMA, "split": split, "dataset": "synthetic-motion", "classes": names,
-        "num_samples": sum(s["samples"] for s in shards), "num_videos": per_class * spec.classes,
+        "num_samples": sum(s["samples"] for s in shards), "num_videos": per_class * classes,
         "views_per_video": views, "shards": shards,
         "sampling": {"num_segments": spec.num_segments, "views": views, "seed": spec.seed},
         "resize": {"short_side": 0, "jpeg_quality": 90}, "annotation_checksums": {}, "quarantined": 0,

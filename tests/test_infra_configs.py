@@ -279,11 +279,50 @@ def entrypoint_argv(job: dict) -> list[str]:
     return shlex.split(job["spec"]["entrypoint"])
 
 
-def referenced_configs(argv: list[str]) -> list[str]:
-    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+def cron_argv(cron: dict) -> list[str]:
+    (container,) = pod_specs(cron)[0]["containers"]
+    command = container["command"]
+    return command[command.index("--") + 1 :]
 
 
-def test_rayjobs_target_the_cluster_and_run_the_project_jobs() -> None:
+FLAGS_WITHOUT_VALUE = {"--gpus": "true"}
+
+
+def job_config(argv: list[str]) -> object:
+    """Parse a job command line with that job's own config dataclass, YAML preset and short flags.
+
+    Unknown keys and bad values raise ConfigError, so a renamed config field or a typo in a manifest fails here.
+    """
+    import jobs.evaluate
+    import jobs.reevaluate
+    from pipeline.config import load_config
+    from pipeline.shard_job import ShardConfig
+    from tdn.reevaluate import ReevaluateConfig
+    from tdn.train import TrainConfig
+
+    assert argv[0] == "python", argv
+    classes: dict[str, tuple[type, dict[str, str]]] = {
+        "jobs/shard.py": (ShardConfig, {}),
+        "jobs/train.py": (TrainConfig, {"--workers": "run.workers", "--gpus": "run.use_gpu"}),
+        "jobs/evaluate.py": (jobs.evaluate.EvaluateJob, jobs.evaluate.ALIASES),
+        "jobs/reevaluate.py": (ReevaluateConfig, jobs.reevaluate.ALIASES),
+    }
+    assert (ROOT / argv[1]).is_file(), f"{argv[1]} does not exist"
+    cls, aliases = classes[argv[1]]
+    preset, overrides, rest = None, [], argv[2:]
+    while rest:
+        flag = rest.pop(0)
+        assert flag.startswith("--"), (flag, argv)
+        value = FLAGS_WITHOUT_VALUE[flag] if flag in FLAGS_WITHOUT_VALUE else rest.pop(0)
+        if flag == "--config":
+            preset = ROOT / value
+            assert preset.is_file(), f"{value} (referenced by {argv[1]}) does not exist"
+        else:
+            overrides.append(f"{aliases.get(flag, flag[2:])}={value}")
+    return load_config(cls, preset, overrides)
+
+
+def test_rayjobs_target_the_cluster_and_carry_its_token() -> None:
     docs = all_k8s_docs()
     cluster = raycluster()
     jobs = {j["metadata"]["name"]: j for j in find(docs, "RayJob")}
@@ -291,32 +330,37 @@ def test_rayjobs_target_the_cluster_and_run_the_project_jobs() -> None:
     secret = cluster["spec"]["authOptions"]["secretName"]
     for name, job in jobs.items():
         assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}, name
-        argv = entrypoint_argv(job)
-        assert argv[:2] == ["python", f"jobs/{name.removeprefix('tdn-')}.py"], argv
-        # The submitter carries the cluster's token, from the same Secret the cluster uses.
+        assert entrypoint_argv(job)[:2] == ["python", f"jobs/{name.removeprefix('tdn-')}.py"]
         (container,) = job["spec"]["submitterPodTemplate"]["spec"]["containers"]
         assert container["image"] == VALUES["TDN_IMAGE"]
         env = {e["name"]: e for e in container["env"]}
         assert env["RAY_AUTH_MODE"]["value"] == "token"
         assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "auth_token"}
-    # Training asks for no more GPU workers than the GPU group can ever provide.
-    train = entrypoint_argv(jobs["tdn-train"])
-    workers = int(train[train.index("--workers") + 1])
-    assert "--gpus" in train
-    assert 0 < workers <= gpu_capacity(cluster)
 
 
-def test_job_scripts_and_configs_referenced_by_manifests_exist() -> None:
+def test_job_command_lines_parse_and_chain_shard_train_evaluate() -> None:
     docs = all_k8s_docs()
-    argvs = [entrypoint_argv(j) for j in find(docs, "RayJob")]
-    for cron in find(docs, "CronJob"):
-        (container,) = pod_specs(cron)[0]["containers"]
-        command = container["command"]
-        argvs.append(command[command.index("--") + 1 :])
-    for argv in argvs:
-        assert (ROOT / argv[1]).is_file(), f"{argv[1]} does not exist"
-        for config in referenced_configs(argv):
-            assert (ROOT / config).is_file(), f"{config} does not exist"
+    jobs = {j["metadata"]["name"]: entrypoint_argv(j) for j in find(docs, "RayJob")}
+    (cron,) = find(docs, "CronJob")
+    shard = job_config(jobs["tdn-shard"])
+    train = job_config(jobs["tdn-train"])
+    evaluate = job_config(jobs["tdn-evaluate"])
+    reevaluate = job_config(cron_argv(cron))
+    bucket = f"s3://{VALUES['TDN_BUCKET']}/"
+    # Everything lives in the bucket: no node-local path survives a pod.
+    assert shard.dataset.root.startswith(bucket) and shard.output.startswith(bucket)
+    assert train.data.shards == shard.output
+    assert train.run.storage_path.startswith(bucket)
+    assert evaluate.shards == reevaluate.shards == f"{shard.output}/val"
+    assert "val" in shard.splits
+    # Training asks for GPUs, and for no more workers than the GPU group can ever provide.
+    assert train.run.use_gpu
+    assert 0 < train.run.workers <= gpu_capacity(raycluster())
+    # The evaluated model is the one training registers.
+    registered = evaluate.model.uri.removeprefix("models:/").split("@")[0]
+    assert registered == train.tracking.registered_model
+    assert reevaluate.alias == evaluate.model.uri.split("@")[1]
+    assert evaluate.eval.protocol == reevaluate.eval.protocol == "k400_10x3"
 
 
 def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:
@@ -329,10 +373,10 @@ def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:
     (container,) = pod_specs(cron)[0]["containers"]
     command = container["command"]
     assert command[:3] == ["ray", "job", "submit"]
+    assert cron_argv(cron)[:2] == ["python", "jobs/reevaluate.py"]
     name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
     address = command[command.index("--address") + 1]
     assert address == f"http://{name}-head-svc.{namespace}.svc.cluster.local:8265"
-    assert command[command.index("--") + 1 : command.index("--") + 3] == ["python", "jobs/reevaluate.py"]
     env = {e["name"]: e for e in container["env"]}
     assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == cluster["spec"]["authOptions"]["secretName"]
 
@@ -358,7 +402,8 @@ def test_service_accounts_and_secrets_referenced_exist_or_are_documented() -> No
     wanted.add((raycluster()["spec"]["authOptions"]["secretName"], "auth_token"))
     guide = (ROOT / "docs" / "cluster.md").read_text()
     created = {}
-    for m in re.finditer(r"kubectl -n tdn create secret generic ([\w-]+)((?:\s*\\?\s*--from-literal=[\w-]+=)+)", guide):
+    pattern = r"kubectl -n tdn create secret generic ([\w-]+)((?:\s*\\?\s*--from-literal=[\w-]+=\S+)+)"
+    for m in re.finditer(pattern, guide):
         created[m.group(1)] = set(re.findall(r"--from-literal=([\w-]+)=", m.group(2)))
     for name, key in sorted(wanted):
         assert key in created.get(name, set()), f"docs/cluster.md does not create secret {name} key {key}"

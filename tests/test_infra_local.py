@@ -123,10 +123,10 @@ def test_local_cluster_up_serves_everything_and_down_leaves_nothing(tmp_path: Pa
 
 @pytest.mark.slow
 def test_failed_up_stops_what_it_had_started(tmp_path: Path) -> None:
-    # The Ray head cannot start (negative CPU count) after S3 and MLflow are already up.
-    cfg = LocalClusterConfig(dir=str(tmp_path / "cluster"), head_cpus=-1, startup_timeout_s=120)
-    with pytest.raises(ClusterStartError, match="ray-head exited during start-up") as info:
+    # The second Ray node cannot start (negative CPU count) after S3, MLflow and the head are already up.
+    cfg = LocalClusterConfig(dir=str(tmp_path / "cluster"), head_cpus=1, worker_cpus=-1, startup_timeout_s=120)
+    with pytest.raises(ClusterStartError, match="ray-worker exited during start-up") as info:
         up(cfg)
-    assert len(info.value.stopped_sessions) == 3
+    assert len(info.value.stopped_sessions) == 4
     assert leftover_processes(info.value.stopped_sessions) == []
     assert not (tmp_path / "cluster" / "state.json").exists()

@@ -34,6 +34,11 @@ def ray_head() -> Iterator[str]:
         str(BIN / "ray"), "start", "--head", "--block", f"--port={free_port()}", "--num-cpus=2",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        # Every other fixed default port too: other clusters on this machine may hold them (the job agent
+        # then cannot bind and job submission answers "No available agent").
+        f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+        f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
     ]  # fmt: skip
     log = open(Path(temp_dir) / "head.log", "wb")  # noqa: SIM115 - closed below
     head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -43,7 +48,7 @@ def ray_head() -> Iterator[str]:
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=15)
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
@@ -52,7 +57,7 @@ def ray_head() -> Iterator[str]:
 
 def _submit(address: str, entrypoint: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """`ray job submit` (waits for the job); retried while the head's job agent is still starting."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60
     while True:
         result = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", address, "--", *entrypoint],

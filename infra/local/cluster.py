@@ -244,8 +244,11 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
         deadline = time.monotonic() + cfg.startup_timeout_s
 
         def check() -> bool:
-            if not is_alive(state.services[name].pid):
-                raise ClusterStartError(f"{name} exited during start-up:\n{_log_tail(state.services[name].log)}")
+            # Every service started so far, not only the awaited one: a head that dies while the worker is
+            # trying to join it should fail `up` now, not after the worker's timeout.
+            for other, service in state.services.items():
+                if not is_alive(service.pid):
+                    raise ClusterStartError(f"{other} exited during start-up:\n{_log_tail(service.log)}")
             return bool(ready())
 
         if not wait_until(check, max(0.0, deadline - time.monotonic()), interval_s=0.3):
