@@ -6,8 +6,9 @@ Tensor flow of one training batch (B samples, T segments, S = ``input_size``)::
       | json only: skip other views    one view per video per epoch, chosen before any JPEG is touched
       | shuffle buffer (raw bytes)
       | crop box + flip per sample     pipeline.transforms (same for all T x 5 frames)
-      | U JPEG decodes per sample      pipeline.jpeg: draft() DCT downscale, crop, bilinear resize, flip,
-      v                                threads, written into the batch buffer (shared frames decoded once)
+      | U JPEG decodes per sample      pipeline.jpeg: draft() DCT downscale, crop, flip, one batched
+      v                                antialiased bilinear resize per sample, gathered into the batch
+                                       buffer (frames shared by windows decoded once); samples in threads
     uint8  (B, T, 5, S, S, 3)          one preallocated shared-memory buffer per batch
       | permute (view)
     uint8  (B, T, 5, 3, S, S)          output_dtype="uint8": the trainer calls normalise_on_device(x)
@@ -15,6 +16,11 @@ Tensor flow of one training batch (B samples, T segments, S = ``input_size``)::
       v
     float32 (B, T, 5, 3, S, S)         output_dtype="float32" (default): ImageNet mean/std applied here
     int64  (B,)                        labels (after the Something-Something flip label swap)
+
+Use ``output_dtype="uint8"`` + ``normalise_on_device(x, device)`` when training on GPUs: one core then
+delivers about 1.5x more samples/s at 224 px (benchmarks/RESULTS_loader.md; the float32 batch of 8 is 192 MB
+of fresh memory per step) and the host moves 4x fewer bytes. ``normalise_on_device`` passes float batches
+through unchanged, so a trainer can call it whatever the setting.
 
 Epochs and ranks. Every (rank, loader worker) pair reads a disjoint, contiguous slice of one global order
 of the videos (shards permuted per epoch with ``(seed, epoch)``; inside a shard the order written), so each
@@ -71,7 +77,7 @@ class LoaderConfig:
     scales: tuple[float, ...] = DEFAULT_SCALES  # multi-scale crop sides, fractions of the shorter side
     flip: Literal["none", "random", "swap_labels"] = "random"
     flip_label_pairs: list[tuple[int, int]] = field(default_factory=list)  # SSv1: (86,87),(93,94),(166,167)
-    shuffle_buffer: int = 256  # samples (raw bytes, before decoding) per loader worker
+    shuffle_buffer: int = 256  # raw samples per loader worker, before decoding (~0.5 MB each at short side 320)
     eval_short_side: int = 256
     eval_crops: Literal[1, 3] = 1  # 1: centre input_size crop; 3: three eval_short_side crops (Kinetics)
     decode_threads: int = 4  # JPEG decoding threads per loader worker
@@ -85,6 +91,10 @@ class LoaderConfig:
             raise ValueError("batch_size and decode_threads must be >= 1, num_workers >= 0")
         if self.input_size < 1 or not self.scales or any(not 0 < s <= 1 for s in self.scales):
             raise ValueError(f"input_size must be >= 1 and scales in (0, 1], got {self.input_size}, {self.scales}")
+        if self.flip not in ("none", "random", "swap_labels"):
+            raise ValueError(f"flip must be 'none', 'random' or 'swap_labels', got {self.flip!r}")
+        if self.output_dtype not in ("float32", "uint8"):
+            raise ValueError(f"output_dtype must be 'float32' or 'uint8', got {self.output_dtype!r}")
         if self.eval_crops not in (1, 3):
             raise ValueError(f"eval_crops must be 1 or 3, got {self.eval_crops}")
         label_swap_map(self.flip_label_pairs)  # rejects malformed pairs early

@@ -60,6 +60,17 @@ class SyntheticConfig:
     sizes: tuple[tuple[int, int], ...] = ((96, 72), (112, 84), (128, 96), (80, 60))  # (width, height)
     fps: tuple[int, ...] = (15, 24, 25, 30)
     jpeg_quality: int = 90  # ssv1 frames
+    # Which motions, by name (MotionClass.name, e.g. "pan_left"); empty = the first `classes` of MOTION_CLASSES.
+    motions: tuple[str, ...] = ()
+
+    def motion_classes(self) -> list[MotionClass]:
+        if not self.motions:
+            return list(MOTION_CLASSES[: self.classes])
+        by_name = {mc.name: mc for mc in MOTION_CLASSES}
+        unknown = [m for m in self.motions if m not in by_name]
+        if unknown:
+            raise ValueError(f"unknown motion {unknown[0]!r}; known: {', '.join(by_name)}")
+        return [by_name[m] for m in self.motions]
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,9 @@ class SyntheticVideo:
 def check_config(cfg: SyntheticConfig) -> None:
     if not 1 <= cfg.classes <= len(MOTION_CLASSES):
         raise ValueError(f"--classes must be in 1..{len(MOTION_CLASSES)}, got {cfg.classes}")
+    if cfg.motions and (len(cfg.motions) != cfg.classes or len(set(cfg.motions)) != len(cfg.motions)):
+        raise ValueError(f"--motions must name {cfg.classes} different motions, got {list(cfg.motions)}")
+    cfg.motion_classes()
     if cfg.videos_per_class < 1:
         raise ValueError(f"--videos-per-class must be >= 1, got {cfg.videos_per_class}")
     if not 1 <= cfg.min_frames <= cfg.max_frames:
@@ -86,41 +100,6 @@ def check_config(cfg: SyntheticConfig) -> None:
             raise ValueError(f"size {w}x{h}: need >= 16 and even sides (yuv420p)")
     if not cfg.fps or min(cfg.fps) < 1:
         raise ValueError(f"bad --fps {cfg.fps}")
-
-
-def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H * 3 / 2, W) uint8 planar YUV 4:2:0 (BT.601, limited range), PyAV's layout.
-
-    Done in numpy rather than by PyAV's swscale conversion, which was seen to give different bytes for the
-    same frames within one process (so the encoded files were not reproducible).
-    """
-    x = rgb.astype(np.float64)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
-    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
-    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
-    h, w = y.shape
-
-    def half(c: np.ndarray) -> np.ndarray:
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-    planes = [y.ravel(), half(u).ravel(), half(v).ravel()]
-    return np.clip(np.concatenate(planes) + 0.5, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
-
-
-def _yuv_frame(yuv: np.ndarray) -> av.VideoFrame:
-    """A yuv420p VideoFrame whose row padding is zeroed: encoders may read the padding of the planes, and
-    left uninitialised it made the same frames encode to different bytes from run to run."""
-    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
-    frame = av.VideoFrame(w, h, "yuv420p")
-    flat = yuv.reshape(-1)
-    sizes = [w * h, (w // 2) * (h // 2), (w // 2) * (h // 2)]
-    offsets = [0, sizes[0], sizes[0] + sizes[1]]
-    for plane, off, size in zip(frame.planes, offsets, sizes):
-        padded = np.zeros((plane.height, plane.line_size), np.uint8)
-        padded[:, : plane.width] = flat[off : off + size].reshape(plane.height, plane.width)
-        plane.update(padded.tobytes())
-    return frame
 
 
 def encode_video(frames: np.ndarray, path: Path, codec: Codec, fps: int) -> None:
@@ -138,7 +117,7 @@ def encode_video(frames: np.ndarray, path: Path, codec: Codec, fps: int) -> None
         if codec == "mpeg4":
             stream.codec_tag = "XVID"  # what UCF101/HMDB51 ship
         for i, rgb in enumerate(frames):
-            frame = _yuv_frame(rgb_to_yuv420p(rgb))
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
@@ -178,7 +157,7 @@ def _crlf(lines: list[str]) -> bytes:
 
 def write_ucf101(cfg: SyntheticConfig, out: Path) -> list[SyntheticVideo]:
     ext = _CODECS[cfg.codec][0]
-    classes = MOTION_CLASSES[: cfg.classes]
+    classes = cfg.motion_classes()
     videos: list[SyntheticVideo] = []
     for label, mc in enumerate(classes):
         (out / mc.ucf_name).mkdir(parents=True, exist_ok=True)
@@ -207,7 +186,7 @@ def write_hmdb51(cfg: SyntheticConfig, out: Path) -> list[SyntheticVideo]:
     videos: list[SyntheticVideo] = []
     splits = out / "testTrainMulti_7030_splits"
     splits.mkdir(parents=True, exist_ok=True)
-    for label, mc in enumerate(sorted(MOTION_CLASSES[: cfg.classes], key=lambda m: m.hmdb_name)):
+    for label, mc in enumerate(sorted(cfg.motion_classes(), key=lambda m: m.hmdb_name)):
         (out / mc.hmdb_name).mkdir(parents=True, exist_ok=True)
         names = []
         for j in range(cfg.videos_per_class):
@@ -232,7 +211,7 @@ def write_hmdb51(cfg: SyntheticConfig, out: Path) -> list[SyntheticVideo]:
 
 def write_ssv1(cfg: SyntheticConfig, out: Path) -> list[SyntheticVideo]:
     frames_root = out / "20bn-something-something-v1"
-    classes = MOTION_CLASSES[: cfg.classes]
+    classes = cfg.motion_classes()
     total = cfg.classes * cfg.videos_per_class
     ids = (rng_for(cfg.seed, "ssv1", "ids").permutation(total * 3)[:total] + 1).tolist()
     videos: list[SyntheticVideo] = []
@@ -311,10 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", "--size", type=_parse_sizes, default=d.sizes, help="WxH[,WxH...], even sides")
     p.add_argument("--fps", type=_parse_ints, default=d.fps, help="frame rates to draw from, e.g. 24,30")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    p.add_argument("--motions", default="", help="comma-separated motion names (default: the first --classes): "
+                   + ",".join(mc.name for mc in MOTION_CLASSES))
     a = p.parse_args(argv)
+    motions = tuple(m for m in a.motions.split(",") if m)
     cfg = SyntheticConfig(
-        classes=a.classes, videos_per_class=a.videos_per_class, seed=a.seed, codec=a.codec, layout=a.layout,
+        classes=len(motions) if motions else a.classes, videos_per_class=a.videos_per_class, seed=a.seed, codec=a.codec, layout=a.layout,
         min_frames=a.min_frames, max_frames=a.max_frames, sizes=a.sizes, fps=a.fps, jpeg_quality=a.jpeg_quality,
+        motions=motions,
     )  # fmt: skip
     try:
         check_config(cfg)
@@ -323,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = generate(cfg, a.out)
     frames = sum(v.num_frames for v in videos)
     print(json.dumps({"out": str(a.out), "layout": cfg.layout, "videos": len(videos), "frames": frames,
-                      "classes": [mc.ucf_name for mc in MOTION_CLASSES[: cfg.classes]]}))  # fmt: skip
+                      "classes": [mc.ucf_name for mc in cfg.motion_classes()]}))  # fmt: skip
     return 0
 
 

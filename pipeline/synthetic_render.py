@@ -3,9 +3,13 @@
 Each clip is textured objects (squares / ellipses filled with smooth two-colour patterns) over a smooth,
 periodic two-colour background. Appearance (colours, patterns, shapes, sizes, positions) is drawn the same way
 for every class; the class only chooses the motion. Every motion is stationary in time -- positions wrap
-around the frame (a torus), zooming objects re-spawn when they reach their largest size, rotation angles are
-uniform -- so the distribution of any single frame is the same for a motion and its opposite (a left-moving
-clip is the time reverse of a right-moving one), while the order of frames tells them apart.
+around the frame (a torus), zooming objects run through a cycle of sizes (growing, fading, re-spawning small
+elsewhere) whose phase is uniform, and non-zooming objects take a size from that same cycle; orientations are
+uniform -- so the distribution of any single frame is the same for every class (a left-moving clip is the
+time reverse of a right-moving one), while the order of frames tells them apart.
+
+Motion strength: translations move 1.5-3 px/frame at a 72 px short side (scaled with the frame), rotations
+4-8 degrees/frame, zooms 4-6 % of size per frame, so 5-frame difference windows show them clearly.
 
     render_clip(motion, num_frames, height, width, rng) -> uint8 array (T, H, W, 3)
 """

@@ -97,32 +97,6 @@ class TemporalConv(nn.Module):
         return _TemporalConvFunction.apply(x5, weight).view(nt, c, h, w)
 
 
-def _bn_two_directions(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
-    """Apply one BN separately to the two halves of the channels, [forward | backward], in one call.
-
-    Same function as calling ``bn`` on each direction in turn (the released code): each half is normalised
-    with its own batch statistics in training, and the running statistics receive the two momentum updates
-    in that order, r <- (1-m)((1-m) r + m mu_f) + m mu_b.
-    """
-    c = bn.num_features
-    weight, bias = bn.weight.repeat(2), bn.bias.repeat(2)
-    if not bn.training or bn.running_mean is None:
-        mean = None if bn.running_mean is None else bn.running_mean.repeat(2)
-        var = None if bn.running_var is None else bn.running_var.repeat(2)
-        return F.batch_norm(y, mean, var, weight, bias, bn.running_mean is None, 0.0, bn.eps)
-    if bn.momentum is None:
-        raise ValueError("L-TDM BatchNorm with momentum=None (cumulative average) is not supported")
-    m = bn.momentum
-    mean2, var2 = bn.running_mean.repeat(2), bn.running_var.repeat(2)
-    out = F.batch_norm(y, mean2, var2, weight, bias, True, m, bn.eps)
-    with torch.no_grad():
-        # mean2[:c] = (1-m) r + m mu_f, mean2[c:] = (1-m) r + m mu_b
-        for running, both in ((bn.running_mean, mean2), (bn.running_var, var2)):
-            running.copy_((1 - m) * both[:c] + both[c:] - (1 - m) * running)
-        bn.num_batches_tracked += 2
-    return out
-
-
 class LongTermTDM(nn.Module):
     """Bidirectional multi-scale temporal-difference attention (the released ``mSEModule``).
 
@@ -135,10 +109,8 @@ class LongTermTDM(nn.Module):
         A = sigmoid(BN(conv1x1_{C/r -> C}(M))) - 1/2
         out = x + x * (A_forward + A_backward) / 2                          (Eq. 6 + residual)
 
-    The branch convs and BNs are shared by both directions; each BN normalises each direction separately,
+    The branch convs and BNs are shared by both directions; each BN is applied to each direction separately,
     as in the released code (separate batch statistics in training, two running-stat updates per step).
-    Both directions travel together, stacked on the channel axis as [forward | backward], through grouped
-    convs (groups=2, the shared weight twice) and one BN call: half the ops of running them one by one.
     Ablations (Table 1a, 1c): ``operator="avg"`` uses (S[t+1] + F[t]) / 2; ``multiscale=False`` keeps only
     D; ``bidirectional=False`` keeps only the forward direction; ``fusion="add"`` returns x + mean of the
     un-squashed BN(conv1x1(M)); ``fusion="channel_attention"`` pools M over space before the 1x1 conv.
@@ -158,8 +130,6 @@ class LongTermTDM(nn.Module):
         if num_segments < 2:
             raise ValueError(f"the L-TDM needs at least 2 segments, got {num_segments}")
         reduced = max(1, channels // reduction)
-        self.channels = channels
-        self.reduced = reduced
         self.num_segments = num_segments
         self.operator = operator
         self.multiscale = multiscale
@@ -176,52 +146,44 @@ class LongTermTDM(nn.Module):
         self.expand = nn.Conv2d(reduced, channels, 1, bias=False)
         self.expand_bn = nn.BatchNorm2d(channels)
 
-    def _differences(self, f: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """(N*T, k*C/r, H, W): D of the forward direction, then (if bidirectional) of the backward one."""
-        nt, r, h, w = f.shape
-        dirs = 2 if self.bidirectional else 1
-        fmt = torch.channels_last if f.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        d = f.new_zeros((nt, dirs * r, h, w)).contiguous(memory_format=fmt)
-        d5 = d.view(nt // self.num_segments, self.num_segments, dirs * r, h, w)
-        f5, s5 = f.view(d5.shape[:2] + f.shape[1:]), s.view(d5.shape[:2] + s.shape[1:])
-        # (slice of d to fill, smoothed neighbour, current), forward then backward; views of d are taken
-        # one at a time so that autograd sees each in-place write on an up-to-date view
-        pairs = [((slice(None, -1), slice(0, r)), s5[:, 1:], f5[:, :-1])]
-        if self.bidirectional:
-            pairs.append(((slice(1, None), slice(r, 2 * r)), s5[:, :-1], f5[:, 1:]))
-        for (times, chans), other, here in pairs:
-            value = other - here if self.operator == "diff" else (other + here) * 0.5
-            d5[:, times, chans] = value
-        return d
+    def _difference(self, f: torch.Tensor, s: torch.Tensor, forward: bool) -> torch.Tensor:
+        """D of one direction, (N*T, C/r, H, W), zero at the clip boundary."""
+        nt = f.shape[0]
+        f5 = f.view(nt // self.num_segments, self.num_segments, *f.shape[1:])
+        s5 = s.view_as(f5)
+        other, here = (s5[:, 1:], f5[:, :-1]) if forward else (s5[:, :-1], f5[:, 1:])
+        value = other - here if self.operator == "diff" else (other + here) * 0.5
+        d = torch.zeros_like(f5)  # keeps f's memory format (channels_last stays channels_last)
+        if forward:
+            d[:, :-1] = value
+        else:
+            d[:, 1:] = value
+        return d.view_as(f)
 
-    def _conv(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        if not self.bidirectional:
-            return conv(x)
-        return F.conv2d(x, torch.cat([conv.weight, conv.weight]), None, conv.stride, conv.padding, groups=2)
-
-    def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-        return _bn_two_directions(bn, x) if self.bidirectional else bn(x)
+    def _direction(self, d: torch.Tensor) -> torch.Tensor:
+        """(N*T, C/r, H, W) -> BN(conv1x1(M)): (N*T, C, H, W), or (N*T, C, 1, 1) for channel attention."""
+        if self.multiscale:
+            pooled = self.pooled_bn(self.pooled_conv(F.avg_pool2d(d, 2)))
+            pooled = F.interpolate(pooled, size=d.shape[-2:], mode="nearest")
+            d = torch.add(d, pooled).add_(self.full_bn(self.full_conv(d))).mul_(1.0 / 3.0)
+        if self.fusion == "channel_attention":
+            d = d.mean(dim=(2, 3), keepdim=True)
+        return self.expand_bn(self.expand(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.reduce_bn(self.reduce(x))
-        d = self._differences(f, self.smooth(f))
-        if self.multiscale:
-            pooled = self._bn(self.pooled_bn, self._conv(self.pooled_conv, F.avg_pool2d(d, 2)))
-            pooled = F.interpolate(pooled, size=d.shape[-2:], mode="nearest")
-            full = self._bn(self.full_bn, self._conv(self.full_conv, d))
-            d = torch.add(d, pooled).add_(full).mul_(1.0 / 3.0)
-        if self.fusion == "channel_attention":
-            d = d.mean(dim=(2, 3), keepdim=True)
-        a = self._bn(self.expand_bn, self._conv(self.expand, d))  # (N*T, k*C, H, W)
-        c = self.channels
+        s = self.smooth(f)
+        # the directions run one after the other through the shared convs and BNs, like the released code:
+        # each BN call normalises one direction with its own batch statistics
+        a_fwd = self._direction(self._difference(f, s, forward=True))
+        a_bwd = self._direction(self._difference(f, s, forward=False)) if self.bidirectional else None
         if self.fusion == "add":
-            return x + (a if not self.bidirectional else (a[:, :c] + a[:, c:]) * 0.5)
-        sig = torch.sigmoid(a)
-        if not self.bidirectional:
+            return x + (a_fwd if a_bwd is None else (a_fwd + a_bwd) * 0.5)
+        if a_bwd is None:
             # x + x*(sigmoid(a) - 1/2) = x * (sigmoid(a) + 1/2)
-            return x * (sig + 0.5)
+            return x * torch.sigmoid(a_fwd).add_(0.5)
         # x + x*((sig_f - 1/2) + (sig_b - 1/2))/2 = x * ((sig_f + sig_b)/2 + 1/2): one pass over x
-        return x * torch.add(sig[:, :c], sig[:, c:]).mul_(0.5).add_(0.5)
+        return x * torch.add(torch.sigmoid(a_fwd), torch.sigmoid(a_bwd)).mul_(0.5).add_(0.5)
 
 
 class ShortTermTDM(nn.Module):

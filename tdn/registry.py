@@ -56,10 +56,13 @@ def register_checkpoint(
 ) -> str:
     """Log ``checkpoint_path`` as a logged model of run ``run_id`` and register it under ``name``.
 
-    Returns the new version. The registry store resolves ``models:/<id>`` through the *global* tracking URI,
-    so the caller must have called ``mlflow.set_tracking_uri`` with the client's URI (the Tracker does).
+    Returns the new version. A local (sqlite) registry store resolves ``models:/<id>`` through the *global*
+    tracking URI, so this sets it to the client's (the rank-0 worker logs nowhere else).
     """
+    import mlflow
     from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(client.tracking_uri)
 
     all_tags = {**(tags or {}), **{k: f"{v:.6g}" for k, v in metrics.items()}}
     logged = client.create_logged_model(

@@ -51,6 +51,20 @@ class TrackingConfig:
 Call = Callable[[Any, str], Any]  # (MlflowClient, run_id) -> anything
 
 
+def _is_permanent(exc: Exception) -> bool:
+    """An answer from the store/server that will not change on retry (HTTP 4xx other than 429)."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False  # connection refused, timeouts: the server may come back
+    code = exc.get_http_status_code()
+    return exc.error_code in _PERMANENT or (400 <= code < 500 and code != 429)
+
+
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST",
+              "INVALID_STATE", "PERMISSION_DENIED"}
+
+
 class Tracker:
     """Queued, retried MLflow logging for one training run. Use only on rank 0; all methods return at once."""
 
@@ -63,6 +77,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self.dropped = 0
         self.failures = 0  # failed attempts so far (a test and the logs read this)
+        self.rejected = 0  # calls the server refused (4xx): dropped at once, never retried
         self._queue: deque[tuple[str, Call | dict]] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -191,6 +206,13 @@ class Tracker:
                 backoff = 1.0
             except Exception as exc:  # noqa: BLE001 - the tracking server must never kill training
                 self.failures += 1
+                if head is not None and self.run_id is not None and _is_permanent(exc):
+                    # the server answered "no" (bad value, missing resource): retrying cannot help
+                    log.warning("mlflow: call rejected by %s, skipped: %s", self.uri, str(exc)[:300])
+                    with self._cond:
+                        self._queue.popleft()
+                        self.rejected += 1
+                    continue
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
                     log.warning("mlflow: call to %s failed (%s); training goes on, retrying with backoff",

@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,8 +87,13 @@ class TransferConfig:
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the trainer's default sqlite store
     experiment: str = "tdn-transfer"
     train_tracking: bool = True  # the trainer logs its per-step metrics into the split's child run
+    # splits run concurrently (each its own shard job, Ray Train run and evaluation); the cluster's resources
+    # queue what does not fit. 1 = one after the other.
+    parallel_splits: int = 1
 
     def __post_init__(self) -> None:
+        if self.parallel_splits < 1:
+            raise ValueError(f"parallel_splits must be >= 1, got {self.parallel_splits}")
         bad = [s for s in self.splits if s not in (1, 2, 3)]
         if bad or not self.splits:
             raise ValueError(f"splits must be among 1, 2, 3; got {self.splits}")
@@ -221,6 +227,21 @@ def run_split(
                        str(result.checkpoint.path))  # fmt: skip
 
 
+def _preimport() -> None:
+    """Import what the split threads use before they start: concurrent first imports of the same packages
+    (protobuf descriptors in mlflow, matplotlib) are not thread-safe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import mlflow.entities  # noqa: F401
+    import ray.data  # noqa: F401
+    import ray.train.torch  # noqa: F401
+
+    import pipeline.shard_job  # noqa: F401
+    import tdn.trainer  # noqa: F401
+
+
 def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferReport:
     """Every (dataset, split) in order, under one parent MLflow run; returns the per-split and mean top-1."""
     from mlflow.entities import Param
@@ -235,14 +256,28 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
         params = [Param(k, str(v)[:6000]) for k, v in flatten(config_to_dict(cfg)).items()]
         for i in range(0, len(params), 100):
             client.log_batch(parent, params=params[i : i + 100])
-        results: list[SplitResult] = []
-        for name in cfg.datasets:
-            for split in cfg.splits:
-                t0 = time.perf_counter()
-                r = run_split(cfg, name, split, parent, client, exp_id, address)
-                results.append(r)
-                client.log_metric(parent, f"{name}_split{split}_top1", r.top1)
-                log.info("transfer %s split %d: top1 %.2f (%.0f s)", name, split, r.top1, time.perf_counter() - t0)
+        todo = [(name, split) for name in cfg.datasets for split in cfg.splits]
+
+        def one(job: tuple[str, int]) -> SplitResult:
+            t0 = time.perf_counter()
+            r = run_split(cfg, job[0], job[1], parent, client, exp_id, address)
+            log.info("transfer %s split %d: top1 %.2f (%.0f s)", r.dataset, r.split, r.top1, time.perf_counter() - t0)
+            return r
+
+        if cfg.parallel_splits == 1:
+            results = [one(job) for job in todo]
+        else:
+            _preimport()
+            with ThreadPoolExecutor(cfg.parallel_splits, thread_name_prefix="transfer") as pool:
+                futures = [pool.submit(one, job) for job in todo]
+                wait(futures)
+            errors = [(job, f.exception()) for job, f in zip(todo, futures) if f.exception() is not None]
+            if errors:
+                failed = ", ".join(f"{n} split {k}: {e}" for (n, k), e in errors)
+                raise RuntimeError(f"{len(errors)} of {len(todo)} transfer splits failed: {failed}") from errors[0][1]
+            results = [f.result() for f in futures]
+        for r in results:
+            client.log_metric(parent, f"{r.dataset}_split{r.split}_top1", r.top1)
         means = {}
         for name in cfg.datasets:
             vals = [r.top1 for r in results if r.dataset == name]

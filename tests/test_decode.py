@@ -37,7 +37,10 @@ def test_good_video_yields_requested_frames(zoo, name):
         wanted = sorted({0, spec.frames // 2, spec.frames - 1})
         # Duplicates and unsorted requests are allowed; each index comes once per scale, in order.
         requests = [FrameRequest(i) for i in reversed(wanted)] + [FrameRequest(wanted[0])]
-        got = list(video.frames(requests, short_side=32))
+        result = DecodeResult()
+        got = list(video.frames(requests, short_side=32, result=result))
+    # The packet count is the decoded frame count: the last packet's frame exists, nothing was clamped.
+    assert result.num_decoded == spec.frames and not result.clamped
     assert [r.index for r, _ in got] == wanted
     rotated = spec.rotation in (90, -90, 270)
     for request, rgb in got:
@@ -131,3 +134,24 @@ def test_output_size_and_jpeg():
 
     with Image.open(BytesIO(data)) as img:
         assert img.format == "JPEG" and img.size == (50, 30)
+
+
+def test_s3_video_and_frame_folder(s3_server, zoo, tmp_path):
+    from pipeline import storage
+
+    bucket = s3_server.create_bucket("decode-test")
+    good, _ = zoo
+    storage.write_bytes_atomic(f"{bucket}/v/odd name #1.webm", good["vp9"].read_bytes())
+    folder = make_frame_folder(tmp_path / "frames", frames=6)
+    for jpg in folder.iterdir():
+        storage.write_bytes_atomic(f"{bucket}/ssv1/123/{jpg.name}", jpg.read_bytes())
+    with open_source(f"{bucket}/v/odd name #1.webm") as video:
+        assert isinstance(video, VideoFile) and video.probe().num_frames == 24
+        got = list(video.frames([FrameRequest(17)], short_side=24))
+    assert read_index(got[0][1]) == 17
+    with open_source(f"{bucket}/ssv1/123") as frames:
+        assert isinstance(frames, FrameFolder) and frames.probe().num_frames == 6
+        assert read_index(next(iter(frames.frames([FrameRequest(4)], short_side=30)))[1]) == 4
+    with pytest.raises(VideoError) as err, open_source(f"{bucket}/v/absent.mp4"):
+        pass
+    assert err.value.stage == "missing"

@@ -275,3 +275,27 @@ def test_corrupt_frame_names_the_shard_and_sample(tmp_path: os.PathLike) -> None
     with pytest.raises(ValueError, match="shard-000000.tar sample"):
         for epoch in range(2):
             list(train_loader(root, cfg, 0, 1, epoch=epoch, seed=0))
+
+
+def test_eval_rescales_frames_stored_at_another_short_side(split: tuple[str, list]) -> None:
+    """Frames stored at 64x48, evaluated at short side 40 / centre 32: GroupScale(40) gives 53x40, the
+    centre crop starts at column 10 of it, i.e. at 12.1 of the stored frame."""
+    root, _ = split
+    cfg = LoaderConfig(num_workers=0, input_size=32, eval_short_side=40, eval_crops=1)
+    batch = next(iter(eval_batches(root, cfg, batch_size=4)))
+    assert batch.x.shape == (4, T, 5, 3, 32, 32)
+    ramp = _pixels(batch.x)[:, :, :, :, :, 1].mean(axis=(1, 2, 3))  # (R, 32) green ramp along x
+    scale = 255 / 63
+    assert np.abs(ramp[:, 0] - (10 + 0.5) * 64 / 53 * scale).max() < 6
+    assert np.abs(ramp[:, -1] - (42 - 0.5) * 64 / 53 * scale).max() < 6
+
+
+def test_loader_config_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="flip"):
+        LoaderConfig(flip="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="eval_crops"):
+        LoaderConfig(eval_crops=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="more than one pair"):
+        LoaderConfig(flip="swap_labels", flip_label_pairs=[(1, 2), (2, 3)])
+    with pytest.raises(ValueError, match="scales"):
+        LoaderConfig(scales=(1.0, 1.5))

@@ -219,7 +219,9 @@ def test_decode_sample_matches_the_per_frame_reference(out_size: int) -> None:
     half = _jpeg(np.asarray(Image.fromarray(frames[2]).resize((48, 36), Image.Resampling.BILINEAR)))
     jpegs = [full[0], full[1], half]
     positions = [0, 0, 1, 2, 2, 1]
-    boxes = [(CropBox(12, 6, 66, 60), False), (CropBox(30, 10, 84, 64), True)]
+    # Whole-pixel boxes take the batched torch resize; the last one (an eval box mapped through a resize)
+    # falls on fractional pixels and takes PIL's box resize.
+    boxes = [(CropBox(12, 6, 66, 60), False), (CropBox(30, 10, 84, 64), True), (CropBox(12.5, 6.25, 66.5, 60.25), False)]
     outs = [torch.zeros((len(positions), out_size, out_size, 3), dtype=torch.uint8) for _ in boxes]
     targets = [CropTarget(box, flip, out) for (box, flip), out in zip(boxes, outs)]
     decode_sample(jpegs, 96, 72, positions, targets)
@@ -229,7 +231,7 @@ def test_decode_sample_matches_the_per_frame_reference(out_size: int) -> None:
             if flip:
                 ref = ref[:, ::-1]
             diff = np.abs(out[row].numpy().astype(int) - ref)
-            if pos == 2:
+            if pos == 2 and box.is_integral():
                 # Half resolution: crop-then-resize clamps at the crop border where PIL's box resize reads
                 # the pixels just outside it; inside they agree.
                 assert diff[2:-2, 2:-2].max() <= 1 and diff.mean() < 1.0, (row, pos, flip)

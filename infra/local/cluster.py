@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -161,6 +162,23 @@ def _ray_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts", *args]
 
 
+def _node_port_flags(ports: dict[str, int], node: str) -> list[str]:
+    return [
+        "--dashboard-agent-listen-port", str(ports[f"{node}_agent"]),
+        "--dashboard-agent-grpc-port", str(ports[f"{node}_agent_grpc"]),
+        "--metrics-export-port", str(ports[f"{node}_metrics"]),
+        "--runtime-env-agent-port", str(ports[f"{node}_runtime_env_agent"]),
+        "--node-manager-port", str(ports[f"{node}_node_manager"]),
+        "--object-manager-port", str(ports[f"{node}_object_manager"]),
+    ]  # fmt: skip
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _alive_nodes(dashboard_port: int) -> int:
     body = _http_ok(f"http://127.0.0.1:{dashboard_port}/api/v0/nodes?limit=100&detail=false")
     if body is None:
@@ -224,7 +242,11 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
         ray_temp = Path(tempfile.mkdtemp(prefix="tdn-ray-", dir="/tmp"))
     ray_temp.mkdir(parents=True, exist_ok=True)
 
-    names = ["s3", "mlflow", "gcs", "dashboard", "client_server", "head_agent", "worker_agent"]
+    # Every port Ray would otherwise take from a fixed default: another cluster on this machine may hold it
+    # (a dashboard agent that cannot bind its port makes job submission answer "No available agent").
+    node_ports = ["agent", "agent_grpc", "metrics", "runtime_env_agent", "node_manager", "object_manager"]
+    names = ["s3", "mlflow", "gcs", "dashboard", "client_server"]
+    names += [f"{node}_{port}" for node in ("head", "worker") for port in node_ports]
     ports = dict(zip(names, free_ports(len(names))))
     env = cluster_env(ports, cfg)
     state = ClusterState(
@@ -282,7 +304,7 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
                 "--dashboard-port", str(ports["dashboard"]),
                 "--include-dashboard", "true",
                 "--ray-client-server-port", str(ports["client_server"]),
-                "--dashboard-agent-listen-port", str(ports["head_agent"]),
+                *_node_port_flags(ports, "head"),
                 "--num-cpus", str(cfg.head_cpus),
                 "--num-gpus", "0",
                 "--object-store-memory", object_store,
@@ -292,13 +314,15 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
             cwd=Path(cfg.project_dir),
         )  # fmt: skip
         wait_for("ray-head", lambda: _http_ok(f"{env['RAY_ADDRESS']}/api/version"), "serve its dashboard")
+        # Jobs are submitted through the head's dashboard agent: ready only once it listens.
+        wait_for("ray-head", lambda: _port_open(ports["head_agent"]), "start its job agent")
         start(
             "ray-worker",
             _ray_argv(
                 "start", "--block",
                 "--address", env["TDN_RAY_GCS_ADDRESS"],
                 "--node-ip-address", "127.0.0.1",
-                "--dashboard-agent-listen-port", str(ports["worker_agent"]),
+                *_node_port_flags(ports, "worker"),
                 "--num-cpus", str(cfg.worker_cpus),
                 "--num-gpus", "0",
                 "--object-store-memory", object_store,
