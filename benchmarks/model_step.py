@@ -6,7 +6,11 @@
     python benchmarks/model_step.py --device cuda --dtype bfloat16 --channels-last
 
 Timing: all models are timed interleaved (model A, B, C, A, B, C, ...) after one warm-up each, and the median
-of ``--repeats`` runs is reported, so machine-load drift hits every model alike. "forward" is inference
+of ``--repeats`` runs is reported, so machine-load drift hits every model alike. Both the wall clock and the
+process CPU time are reported: on a shared, oversubscribed machine the CPU time of a single-threaded run
+(``--threads 1``, the default) measures the work itself, while the wall clock also counts time spent waiting
+for a core (and multi-threaded runs pay OpenMP barrier waits per op, which penalises models with many small
+ops far more than their work explains). "forward" is inference
 (eval mode, no autograd); "fwd+bwd" is a training step without the optimizer (train mode, cross-entropy,
 backward). Ratios are against our TSN on the same backbone, input and batch.
 
@@ -103,12 +107,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn: Callable[[], None], device: str) -> float:
+def _timed(fn: Callable[[], None], device: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def build_runners(args: argparse.Namespace, names: list[str]) -> list[Runner]:
@@ -127,6 +132,19 @@ def build_runners(args: argparse.Namespace, names: list[str]) -> list[Runner]:
 def _memory_child(args: argparse.Namespace, name: str, queue: mp.Queue) -> None:
     torch.set_num_threads(args.threads)
     runner = build_runners(args, [name])[0]
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        runner.train_step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        with open("/proc/self/statm") as f:
+            before = int(f.read().split()[1]) * resource.getpagesize()
+        runner.train_step()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -140,19 +158,6 @@ def _memory_child(args: argparse.Namespace, name: str, queue: mp.Queue) -> None:
             out = runner.model(runner._input())
     activations = sum(saved.values())
     del out
-    runner.model.zero_grad(set_to_none=True)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        runner.train_step()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - before
-    else:
-        with open("/proc/self/statm") as f:
-            before = int(f.read().split()[1]) * resource.getpagesize()
-        runner.train_step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     queue.put((peak, activations))
 
 
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=174)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1: CPU time = compute time)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--channels-last", action="store_true")
@@ -202,24 +207,29 @@ def main(argv: list[str] | None = None) -> int:
     for r in runners:  # warm-up: allocator, kernels, lazy init
         r.forward()
         r.train_step()
-    fwd: dict[str, list[float]] = {r.name: [] for r in runners}
-    step: dict[str, list[float]] = {r.name: [] for r in runners}
+    fwd: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
+    step: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
     for _ in range(args.repeats):
         for r in runners:
             fwd[r.name].append(_timed(r.forward, args.device))
             step[r.name].append(_timed(r.train_step, args.device))
+
+    def med(runs: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(run[i] for run in runs)
+
     base = runners[0].name
-    mf, ms = statistics.median(fwd[base]), statistics.median(step[base])
-    print(f"\n{'model':22} {'forward ms':>11} {'/TSN':>6} {'fwd+bwd ms':>11} {'/TSN':>6} {'clips/s train':>14}")
-    for r in runners:
-        f_, s_ = statistics.median(fwd[r.name]), statistics.median(step[r.name])
-        print(f"{r.name:22} {1000 * f_ / args.batch:11.1f} {f_ / mf:6.2f} {1000 * s_ / args.batch:11.1f} "
-              f"{s_ / ms:6.2f} {args.batch / s_:14.2f}")
-    by_name = {r.name: statistics.median(step[r.name]) for r in runners}
-    if args.official:
-        ours, theirs = by_name["TDN (ours)"], by_name["TDN (released code)"]
-        print(f"\nreleased / ours, fwd+bwd: {theirs / ours:.2f}x; forward: "
-              f"{statistics.median(fwd['TDN (released code)']) / statistics.median(fwd['TDN (ours)']):.2f}x")
+    for i, clock in ((0, "wall-clock"), (1, "process CPU time")):
+        mf, ms = med(fwd[base], i), med(step[base], i)
+        print(f"\n[{clock}] {'model':22} {'forward ms':>11} {'/TSN':>6} {'fwd+bwd ms':>11} {'/TSN':>6} "
+              f"{'train clips/s':>14}")
+        for r in runners:
+            f_, s_ = med(fwd[r.name], i), med(step[r.name], i)
+            print(f"[{clock}] {r.name:22} {1000 * f_ / args.batch:11.1f} {f_ / mf:6.2f} "
+                  f"{1000 * s_ / args.batch:11.1f} {s_ / ms:6.2f} {args.batch / s_:14.2f}")
+        if args.official:
+            ours, theirs = med(step["TDN (ours)"], i), med(step["TDN (released code)"], i)
+            ours_f, theirs_f = med(fwd["TDN (ours)"], i), med(fwd["TDN (released code)"], i)
+            print(f"[{clock}] released code / ours: fwd+bwd {theirs / ours:.2f}x, forward {theirs_f / ours_f:.2f}x")
     del runners
     if args.no_memory:
         return 0

@@ -41,7 +41,7 @@ class QuickstartConfig:
     tracking_uri: str = DEFAULT_TRACKING_URI
     # Whole-frame pans and zooms: single frames look alike in every class, and a tiny TDN learns them on a CPU.
     motions: tuple[str, ...] = ("pan_left", "pan_right", "zoom_in", "zoom_out")
-    videos_per_class: int = 12
+    videos_per_class: int = 40
     epochs: int = 0  # 0 = the preset's
     workers: int = 2
     seed: int = 0
@@ -71,7 +71,7 @@ def make_videos(cfg: QuickstartConfig) -> Path:
     return root
 
 
-def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int) -> Path:
+def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_size: int) -> Path:
     from pipeline.datasets import DatasetConfig
     from pipeline.shard_job import ShardConfig, SplitShardConfig, run_shard_job
 
@@ -86,8 +86,9 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int) -> Path:
         output=str(out),
         splits=["train", "test"],
         num_segments=num_segments,
-        train=SplitShardConfig("train", 2, 128),
-        test=SplitShardConfig("centre", 1, 128),
+        # The released code's ratios (crop 224 from 320 for training, 256 for testing), scaled to the input.
+        train=SplitShardConfig("train", 2, eval_short_side(input_size) * 320 // 256),
+        test=SplitShardConfig("centre", 1, eval_short_side(input_size)),
         videos_per_shard=8,
         seed=cfg.seed,
         progress_interval_s=5.0,
@@ -97,6 +98,10 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int) -> Path:
     counts = {s: v["samples"] for s, v in summary["splits"].items()}
     done(start, f"samples per split {counts} -> {out}")
     return out
+
+
+def eval_short_side(input_size: int) -> int:
+    return round(input_size * 256 / 224)
 
 
 def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
@@ -131,7 +136,7 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
     return checkpoint
 
 
-def evaluate(cfg: QuickstartConfig, variant: str, checkpoint: str, shards: Path) -> dict:
+def evaluate(cfg: QuickstartConfig, variant: str, checkpoint: str, shards: Path, input_size: int) -> dict:
     from tdn.evaluate import EvalConfig, ModelSource
     from tdn.evaluate import evaluate as run_evaluation
 
@@ -141,7 +146,9 @@ def evaluate(cfg: QuickstartConfig, variant: str, checkpoint: str, shards: Path)
         print(f"      {variant}: reused {results}")
         return json.loads(results.read_text())
     start_ray(cfg)
-    eval_cfg = EvalConfig(protocol="ssv1x1", input_size=112, short_side=128, replicas=1, batch_size=8)
+    eval_cfg = EvalConfig(
+        protocol="ssv1x1", input_size=input_size, short_side=eval_short_side(input_size), replicas=1, batch_size=8
+    )
     run_evaluation(ModelSource(uri=checkpoint), str(shards / "test"), eval_cfg, out, tracking_uri=cfg.tracking_uri)
     return json.loads(results.read_text())
 
@@ -165,10 +172,10 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     preset = load_config(__import__("tdn.train", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
     videos = make_videos(cfg)
-    shards = make_shards(cfg, videos, preset.model.num_segments)
+    shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
     checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}
     start = stage(5, "evaluate both on the test split (Ray Data batch inference, 1 clip x centre crop)")
-    results = {v: evaluate(cfg, v, ckpt, shards) for v, ckpt in checkpoints.items()}
+    results = {v: evaluate(cfg, v, ckpt, shards, preset.loader.input_size) for v, ckpt in checkpoints.items()}
     done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
     start = stage(6, "benchmark table (built from the evaluation runs in MLflow)")
     print(table(cfg))

@@ -49,10 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_args(TrainConfig, args)
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
+    import ray.train
+
     try:
         result = fit(cfg, address=args.address)
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    except ray.train.TrainingFailedError as exc:  # restarts (run.max_failures) used up
+        print(f"[train] failed: {exc}", file=sys.stderr)
+        return 1
     if result.error is not None:
         print(f"[train] failed: {result.error}", file=sys.stderr)
         return 1

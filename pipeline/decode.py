@@ -4,19 +4,22 @@ Each video is read in two cheap-then-once passes:
 
 1. ``probe()`` counts the video stream's packets by demuxing only (no decoding, ~1-2% of a decode pass).
    Declared frame counts are not used: VP9/WebM and HEVC/MKV declare 0 and AVI headers can lie.
-2. ``frames(wanted)`` decodes forward from the start in a single pass, converts only the wanted frames
-   (``frame.reformat`` resizes and converts any pixel format to RGB in one swscale call), applies the
-   rotation metadata and stops after the last wanted frame. Nothing but the current frame is held.
+2. ``frames(wanted)`` / ``jpegs(wanted)`` decode forward from the start in a single pass, convert only the
+   wanted frames (swscale: resize in the source pixel format, then to RGB, or straight to full-range YUV
+   4:2:0 for the YUV JPEG encoder; any pixel format: 10-bit, 4:4:4, yuvj, rgb), apply the rotation metadata
+   and stop after the last wanted frame. Nothing but the current frame is held.
 
 There is no seeking: the sampled windows of action-recognition clips span the whole video, so a seek could
 skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
 timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
 decoder's output (presentation order), the same numbering the official extract-every-frame route produces.
 
-When the decoder yields fewer frames than packets were counted (truncated or damaged files), the wanted
-indices at or past the end are served by the last decoded frame -- the clamping the samplers already apply
-at the end of a video -- and ``DecodeResult.num_decoded`` says so. A file whose decodable part is shorter
-than ``min_decoded_fraction`` of its packets is rejected instead.
+Damaged files: a packet the decoder rejects is skipped (the decoder resyncs at the next keyframe; later
+frame indices shift by the frames lost, which only a damaged file suffers). When the decoder yields fewer
+frames than packets were counted, the wanted indices at or past the end are served by the last decoded
+frame -- the clamping the samplers already apply at the end of a video -- and ``DecodeResult`` says so
+(``clamped``, ``num_decoded``, ``packet_errors``). A file whose decodable part is shorter than
+``min_decoded_fraction`` of its packets is rejected instead.
 
 S3 videos are copied to a local temporary file first (one GET, then local reads for both passes); PyAV
 reading through a remote file object would issue many small ranged GETs.
@@ -29,14 +32,15 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from pipeline import storage
 
-Stage = Literal["missing", "open", "probe", "decode", "encode"]
+Stage = Literal["missing", "open", "probe", "decode"]
 Interpolation = Literal["AREA", "BILINEAR", "BICUBIC"]
+JpegEncoder = Literal["pil", "simplejpeg"]
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -85,6 +89,12 @@ def rotate(rgb: np.ndarray, degrees_ccw: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
 
 
+def rotate_plane(plane: np.ndarray, degrees_ccw: float) -> np.ndarray:
+    """``rotate`` for one (H, W) image plane; returns a C-contiguous array."""
+    quarter_turns = int(round(degrees_ccw / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(plane, k=quarter_turns) if quarter_turns else plane)
+
+
 def _requests_by_index(wanted: Sequence[FrameRequest]) -> dict[int, list[int]]:
     by_index: dict[int, list[int]] = {}
     for req in wanted:
@@ -102,6 +112,24 @@ class DecodeResult:
 
     num_decoded: int = 0
     clamped: bool = False
+    packet_errors: int = 0  # packets the decoder rejected and skipped
+
+
+def _decode_skipping_bad_packets(container, stream, errors: list[str]) -> Iterator:
+    """Decoded frames in presentation order. A packet the decoder rejects is skipped (the decoder resyncs
+    at the next keyframe) and noted in ``errors``; a demuxing error ends the stream like end of file."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = stream.decode(packet)  # the final empty packet flushes the decoder
+            except av.error.FFmpegError as exc:
+                errors.append(str(exc.strerror or exc))
+                continue
+            yield from frames
+    except av.error.FFmpegError as exc:
+        errors.append(str(exc.strerror or exc))
 
 
 class VideoFile:
@@ -118,6 +146,7 @@ class VideoFile:
         self.interpolation = interpolation
         self._local: str | None = None
         self._info: VideoInfo | None = None
+        self._reformatters: dict[tuple, Any] = {}
 
     def __enter__(self) -> VideoFile:
         try:
@@ -182,7 +211,26 @@ class VideoFile:
         One decode pass from the start, stopped after the last wanted index. Requests past the last
         decodable frame get the last decoded frame (see module docstring).
         """
-        import av
+        for request, frame in self._decoded(wanted, result):
+            yield request, self._convert(frame, short_side, request.scale)
+
+    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int, encoder: JpegEncoder = "pil",
+              result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+        """Like ``frames()`` but yields (request, JPEG bytes, (height, width)) of each wanted frame.
+
+        ``encoder="simplejpeg"`` encodes the resized YUV 4:2:0 planes directly (libjpeg-turbo through
+        simplejpeg): no RGB conversion and no chroma resampling, about 2.5x less CPU per frame than RGB +
+        PIL (benchmarks/RESULTS_shard.md). It needs the optional ``simplejpeg`` package.
+        """
+        for request, frame in self._decoded(wanted, result):
+            if encoder == "simplejpeg":
+                yield request, *self._yuv_jpeg(frame, short_side, request.scale, quality)
+            else:
+                rgb = self._convert(frame, short_side, request.scale)
+                yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
+
+    def _decoded(self, wanted: Sequence[FrameRequest], result: DecodeResult | None) -> Iterator[tuple[FrameRequest, Any]]:
+        """(request, av.VideoFrame) for each wanted index and scale: the single decode pass."""
 
         by_index = _requests_by_index(wanted)
         if not by_index:
@@ -198,47 +246,76 @@ class VideoFile:
         target, scales = next(pending)
         previous = None
         count = 0
-        error: object = None
+        errors: list[str] = []
         try:
-            for frame in container.decode(stream):
+            for frame in _decode_skipping_bad_packets(container, stream, errors):
                 index = count
                 count += 1
                 previous = frame
                 if index < target:
                     continue
                 for scale in scales:
-                    yield FrameRequest(index, scale), self._convert(frame, short_side, scale)
+                    yield FrameRequest(index, scale), frame
                 if index >= last_wanted:
                     break
                 target, scales = next(pending)
-        except av.error.FFmpegError as exc:
-            error = exc.strerror or exc
         finally:
             container.close()
         result.num_decoded = count
+        result.packet_errors = len(errors)
         if count > last_wanted:
             return
         # Fewer frames than needed: a damaged or truncated file.
+        reason = f" ({len(errors)} undecodable packets, first: {errors[0]})" if errors else ""
         if count == 0:
-            reason = f": {error}" if error else ""
             raise VideoError("decode", f"no decodable frames{reason}")
         if count < self.min_decoded_fraction * info.num_frames:
-            raise VideoError(
-                "decode",
-                f"only {count} of {info.num_frames} frames decodable" + (f" ({error})" if error else ""),
-            )
+            raise VideoError("decode", f"only {count} of {info.num_frames} frames decodable{reason}")
         result.clamped = True
         assert previous is not None
         for index, scales in by_index.items():
             if index >= count:
                 for scale in scales:
-                    yield FrameRequest(index, scale), self._convert(previous, short_side, scale)
+                    yield FrameRequest(index, scale), previous
+
+    def _reformat(self, frame, width: int, height: int, fmt: str | None, dst_colorspace: str | None = None):
+        """``frame.reformat`` through one cached reformatter per output (size, format): ``frame.reformat``
+        builds a new swscale context per call, whose set-up cost more than the scaling itself (0.30 vs
+        0.05 ms per 427x320 frame here)."""
+        from av.video.reformatter import VideoReformatter
+
+        key = (frame.width, frame.height, frame.format.name, width, height, fmt, dst_colorspace)
+        reformatter = self._reformatters.get(key)
+        if reformatter is None:
+            reformatter = self._reformatters[key] = VideoReformatter()
+        return reformatter.reformat(frame, width=width, height=height, format=fmt, interpolation=self.interpolation,
+                                    dst_colorspace=dst_colorspace)  # fmt: skip
 
     def _convert(self, frame, short_side: int, scale: int) -> np.ndarray:
         width, height = output_size(frame.width, frame.height, short_side, scale)
-        # One swscale call: any pixel format (10-bit, 4:4:4, yuvj) -> rgb24 at the output size.
-        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation=self.interpolation)
-        return rotate(rgb.to_ndarray(), frame.rotation)
+        # Resize in the source pixel format, then convert to RGB at the output size: swscale's scaling and
+        # RGB conversion in one call take a slow generic path (about twice the two steps). Any pixel format
+        # (10-bit, 4:4:4, yuvj, rgb) goes through the same two calls.
+        rotation = frame.rotation
+        if (width, height) != (frame.width, frame.height):
+            frame = self._reformat(frame, width, height, None)
+        rgb = self._reformat(frame, width, height, "rgb24")
+        return rotate(rgb.to_ndarray(), rotation)
+
+    def _yuv_jpeg(self, frame, short_side: int, scale: int, quality: int) -> tuple[bytes, tuple[int, int]]:
+        import simplejpeg
+
+        width, height = output_size(frame.width, frame.height, short_side, scale)
+        rotation = frame.rotation
+        # Full-range BT.601 4:2:0 at the output size, as JPEG stores it; one swscale call (scale, range and,
+        # for BT.709 sources, the matrix: without dst_colorspace a saturated red came back 15 levels off).
+        yuv = self._reformat(frame, width, height, "yuvj420p", dst_colorspace="ITU601")
+        planes = [
+            rotate_plane(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width], rotation)
+            for p in yuv.planes
+        ]
+        jpeg = simplejpeg.encode_jpeg_yuv_planes(planes[0], planes[1], planes[2], quality=quality)
+        return jpeg, (int(planes[0].shape[0]), int(planes[0].shape[1]))
 
 
 def _natural_key(name: str) -> tuple:
@@ -290,6 +367,13 @@ class FrameFolder:
                 yield FrameRequest(index, scale), np.asarray(resized)
             result.num_decoded = index + 1
 
+    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int, encoder: JpegEncoder = "pil",
+              result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+        """(request, JPEG bytes, (height, width)); stored frames are re-encoded with PIL whatever
+        ``encoder`` says (their pixels are RGB already, and frame folders are small)."""
+        for request, rgb in self.frames(wanted, short_side, result):
+            yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
+
 
 def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -> VideoFile | FrameFolder:
     """A ``VideoFile`` or, for a directory, a ``FrameFolder``; both are context managers with
@@ -300,8 +384,9 @@ def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """(H, W, 3) uint8 -> JPEG bytes. PIL (libjpeg-turbo) measured faster than PyAV's mjpeg encoder here:
-    0.60 vs 0.86 ms per 428x320 frame including the RGB conversion (benchmarks/RESULTS_shard.md)."""
+    """(H, W, 3) uint8 -> JPEG bytes with PIL (libjpeg-turbo). PyAV's mjpeg encoder fed yuvj420p was no
+    faster (0.8-1.1 vs 0.75-1.0 ms per 426x320 frame, resize included; benchmarks/RESULTS_shard.md); the
+    optional simplejpeg YUV-planes route of ``VideoFile.jpegs`` is the fast one."""
     from PIL import Image
 
     buf = BytesIO()

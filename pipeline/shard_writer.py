@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline import storage
-from pipeline.decode import DecodeResult, FrameRequest, VideoError, encode_jpeg, open_source
+from pipeline.decode import DecodeResult, FrameRequest, JpegEncoder, VideoError, open_source
 from pipeline.sampling import SampledClip, Sampler, rng_for
 from pipeline.shard_format import SampleMeta, encode_sample
 
@@ -41,6 +41,7 @@ class EncodeSettings:
     short_side: int  # shorter side of full-scale frames, 0 = keep the source size
     jpeg_quality: int
     context_scale: int = 1  # 2 = store non-centre window frames at half resolution
+    jpeg_encoder: JpegEncoder = "pil"  # "simplejpeg": YUV planes straight to JPEG (optional package)
     decode_threads: int = 1
     min_decoded_fraction: float = 0.5
 
@@ -116,13 +117,11 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
         jpegs: dict[FrameRequest, bytes] = {}
         full_size: tuple[int, int] | None = None
         result = DecodeResult()
-        for request, rgb in source.frames(wanted, settings.short_side, result):
+        frames = source.jpegs(wanted, settings.short_side, settings.jpeg_quality, settings.jpeg_encoder, result)
+        for request, jpeg, size in frames:
             if request.scale == 1 and full_size is None:
-                full_size = (int(rgb.shape[0]), int(rgb.shape[1]))
-            try:
-                jpegs[request] = encode_jpeg(rgb, settings.jpeg_quality)
-            except (OSError, ValueError) as exc:
-                raise VideoError("encode", f"JPEG encoding failed: {exc}") from exc
+                full_size = size
+            jpegs[request] = jpeg
     assert full_size is not None  # every clip has centre frames, always requested at scale 1
     num_frames = info.num_frames
     if result.clamped:

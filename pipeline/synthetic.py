@@ -60,13 +60,13 @@ class SyntheticConfig:
     sizes: tuple[tuple[int, int], ...] = ((96, 72), (112, 84), (128, 96), (80, 60))  # (width, height)
     fps: tuple[int, ...] = (15, 24, 25, 30)
     jpeg_quality: int = 90  # ssv1 frames
-    # Which motions, by name (MotionClass.name, e.g. "pan_left"); empty = the first `classes` of MOTION_CLASSES.
+    # Which motions, by name (MotionClass.motion, e.g. "pan_left"); empty = the first `classes` of MOTION_CLASSES.
     motions: tuple[str, ...] = ()
 
     def motion_classes(self) -> list[MotionClass]:
         if not self.motions:
             return list(MOTION_CLASSES[: self.classes])
-        by_name = {mc.name: mc for mc in MOTION_CLASSES}
+        by_name = {mc.motion: mc for mc in MOTION_CLASSES}
         unknown = [m for m in self.motions if m not in by_name]
         if unknown:
             raise ValueError(f"unknown motion {unknown[0]!r}; known: {', '.join(by_name)}")
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=_parse_ints, default=d.fps, help="frame rates to draw from, e.g. 24,30")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
     p.add_argument("--motions", default="", help="comma-separated motion names (default: the first --classes): "
-                   + ",".join(mc.name for mc in MOTION_CLASSES))
+                   + ",".join(mc.motion for mc in MOTION_CLASSES))
     a = p.parse_args(argv)
     motions = tuple(m for m in a.motions.split(",") if m)
     cfg = SyntheticConfig(

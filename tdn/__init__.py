@@ -37,7 +37,21 @@ _HOME = {
     "build_model_from_config": "tdn.model",
 }
 
-__all__ = sorted(_HOME)
+__all__ = [
+    "CheckpointError",
+    "FlopsReport",
+    "ModelConfig",
+    "TDNNet",
+    "Variant",
+    "build_model",
+    "build_model_from_config",
+    "count_flops",
+    "load_checkpoint",
+    "load_imagenet_weights",
+    "load_model_checkpoint",
+    "load_official_checkpoint",
+    "save_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -181,7 +181,7 @@ class LongTermTDM(nn.Module):
             return x + (a_fwd if a_bwd is None else (a_fwd + a_bwd) * 0.5)
         if a_bwd is None:
             # x + x*(sigmoid(a) - 1/2) = x * (sigmoid(a) + 1/2)
-            return x * torch.sigmoid(a_fwd).add_(0.5)
+            return x * (torch.sigmoid(a_fwd) + 0.5)
         # x + x*((sig_f - 1/2) + (sig_b - 1/2))/2 = x * ((sig_f + sig_b)/2 + 1/2): one pass over x
         return x * torch.add(torch.sigmoid(a_fwd), torch.sigmoid(a_bwd)).mul_(0.5).add_(0.5)
 

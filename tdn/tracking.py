@@ -81,6 +81,7 @@ class Tracker:
         self._queue: deque[tuple[str, Call | dict]] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._deadline = float("inf")  # set by close(): when the sender stops retrying
         self._outage_since: float | None = None
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.request_timeout_s))
@@ -218,13 +219,10 @@ class Tracker:
                     log.warning("mlflow: call to %s failed (%s); training goes on, retrying with backoff",
                                 self.uri, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
                 with self._cond:
-                    if self._closing and self._give_up_deadline_passed():
+                    if self._closing and time.monotonic() >= self._deadline:
                         return
                     self._cond.wait(timeout=backoff)
                 backoff = min(backoff * 2, self.cfg.max_backoff_s)
-
-    def _give_up_deadline_passed(self) -> bool:
-        return time.monotonic() >= getattr(self, "_deadline", float("inf"))
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far has been sent (True) or ``timeout_s`` passed (False)."""
@@ -239,8 +237,8 @@ class Tracker:
     def close(self, status: str = "FINISHED") -> None:
         """End the run (status FINISHED/FAILED), flushing for at most ``flush_timeout_s``; never raises."""
         self._put("call", lambda client, run_id: client.set_terminated(run_id, status))
-        self._deadline = time.monotonic() + self.cfg.flush_timeout_s
         with self._cond:
+            self._deadline = time.monotonic() + self.cfg.flush_timeout_s
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout=self.cfg.flush_timeout_s + 5)

@@ -41,7 +41,8 @@ from pipeline.loader import (
     train_loader,
     train_steps_per_epoch,
 )
-from tdn.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.transforms import normalise_on_device
+from tdn.checkpoint import load_checkpoint, save_checkpoint, strict_load
 from tdn.model import ModelConfig, build_model_from_config
 from tdn.optim import IterationSchedule, OptimConfig, build_optimizer, clip_gradients
 from tdn.registry import load_registered_model, register_checkpoint
@@ -148,8 +149,6 @@ def resolve_checkpoint(uri: str) -> str:
 
 def init_weights_from(model: nn.Module, uri: str) -> None:
     """Fine-tuning start: every weight from a project checkpoint; the classifier too if its shape fits."""
-    from tdn.checkpoint import strict_load
-
     state = dict(load_checkpoint(resolve_checkpoint(uri))["model"])
     own = model.state_dict()
     for key in ("fc.weight", "fc.bias"):
@@ -199,8 +198,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if source is not None:
         ckpt_path = resolve_checkpoint(source)
         ckpt = load_checkpoint(ckpt_path)
-        from tdn.checkpoint import strict_load
-
         strict_load(model, ckpt["model"], ckpt_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["scheduler"])
@@ -276,7 +273,8 @@ def train_epoch(
     for i in range(steps_per_epoch):
         t_wait = time.perf_counter()
         x, y = next(it)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        # uint8 batches (loader.output_dtype) are normalised on the device: 4x fewer bytes to copy
+        x, y = normalise_on_device(x, device), y.to(device, non_blocking=True)
         wait = time.perf_counter() - t_wait
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.run.amp):
             logits = ddp(x)
@@ -345,7 +343,7 @@ def validate(
     loss_sum = torch.zeros(1, dtype=torch.float64)
     shards = resolve_shards(val_dir)[rank::world]  # whole shards per rank; uneven shares are fine
     for batch in eval_batches(shards, cfg.loader, cfg.loader.batch_size) if shards else []:
-        x, y = batch.x.to(device, non_blocking=True), batch.labels.to(device)
+        x, y = normalise_on_device(batch.x, device), batch.labels.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.run.amp):
             logits = model(x).float()
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))

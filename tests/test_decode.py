@@ -18,7 +18,7 @@ from pipeline.decode import (
     open_source,
     output_size,
 )
-from tests.video_zoo import BAD_STAGES, GOOD, make_frame_folder, make_zoo, read_index
+from tests.video_zoo import BAD_STAGES, GOOD, make_damaged_mjpeg, make_frame_folder, make_zoo, read_index
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +155,20 @@ def test_s3_video_and_frame_folder(s3_server, zoo, tmp_path):
     with pytest.raises(VideoError) as err, open_source(f"{bucket}/v/absent.mp4"):
         pass
     assert err.value.stage == "missing"
+
+
+def test_damaged_packets_are_skipped_and_the_tail_clamped(tmp_path):
+    path = make_damaged_mjpeg(tmp_path / "damaged.avi", frames=20, broken=(5, 6, 12))
+    with VideoFile(str(path)) as video:
+        assert video.probe().num_frames == 20  # the container still lists every packet
+        result = DecodeResult()
+        got = list(video.frames([FrameRequest(i) for i in (0, 4, 5, 16, 19)], short_side=24, result=result))
+    assert result.packet_errors == 3 and result.num_decoded == 17 and result.clamped
+    # Decoded frame k is source frame k before the first hole, then shifted by the frames lost; requests
+    # past the 17 decodable frames get the last one (source frame 19).
+    assert [(r.index, read_index(rgb)) for r, rgb in got] == [(0, 0), (4, 4), (5, 7), (16, 19), (19, 19)]
+    with VideoFile(str(path), min_decoded_fraction=0.9) as video:
+        video.probe()
+        with pytest.raises(VideoError, match="only 17 of 20 frames decodable .3 undecodable packets") as err:
+            list(video.frames([FrameRequest(19)], short_side=24))
+    assert err.value.stage == "decode"

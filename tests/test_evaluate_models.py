@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,26 +25,66 @@ def split_1clip(tmp_path_factory):
     return write_split(root, render_videos(3, 2, frames=20), CLASSES, num_segments=4, clips=1, num_shards=2)
 
 
+def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch.nn.Module, list[float]]:
+    """A few SGD steps in this process on the synthetic motion shards (enough to move the weights)."""
+    from pipeline.loader import LoaderConfig, train_loader
+
+    torch.manual_seed(0)
+    model = build_model_from_config(cfg).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    lcfg = LoaderConfig(batch_size=8, num_workers=0, input_size=56, decode_threads=1, shuffle_buffer=16)
+    losses: list[float] = []
+    epoch = 0
+    while len(losses) < steps:
+        for x, y in train_loader(str(train_dir), lcfg, rank=0, world_size=1, epoch=epoch):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            if len(losses) == steps:
+                break
+        epoch += 1
+    return model.eval(), losses
+
+
 @pytest.mark.slow
-def test_registered_model_by_alias(ray_cluster, mlflow_server, split_1clip, tmp_path):
-    cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, variant="tsn", dropout=0.0)
-    torch.manual_seed(1)
-    ckpt = str(tmp_path / "m.pt")
-    save_checkpoint(ckpt, build_model_from_config(cfg).eval(), cfg, CLASSES)
+def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, synthetic_shards, tmp_path):
+    """A model trained on the synthetic motion shards, registered like training does, evaluated through
+    models:/name@champion; the run is linked to the version and its numbers match an in-process count."""
+    cfg = ModelConfig(arch="resnet18", num_classes=4, num_segments=4, width=0.25, dropout=0.0)
+    model, losses = _train_briefly(synthetic_shards / "train", cfg, steps=4)
+    assert all(np.isfinite(losses))
+    index = json.loads((synthetic_shards / "val" / "index.json").read_text())
+    ckpt = str(tmp_path / "trained.pt")
+    save_checkpoint(ckpt, model, cfg, index["classes"])
     version, train_run = register_checkpoint_version(mlflow_server.uri, ckpt, "tiny-eval", "champion")
 
-    out = evaluate(ModelSource(uri="models:/tiny-eval@champion"), str(split_1clip),
-                   EvalConfig(input_size=64, short_side=72), tmp_path / "out", mlflow_server.uri)  # fmt: skip
+    ecfg = EvalConfig(input_size=56, short_side=64, engine="local")
+    out = evaluate(ModelSource(uri="models:/tiny-eval@champion"), str(synthetic_shards / "val"), ecfg,
+                   tmp_path / "out", mlflow_server.uri)  # fmt: skip
     r = out.result
     assert r.model_id == f"models:/tiny-eval/{version}" and r.model_name == "tiny-eval"
     assert r.model_version == version and r.model_run_id == train_run
-    assert r.variant == "tsn" and r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 64)
+    assert r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 56) and r.num_videos == index["num_videos"]
+
+    from pipeline.loader import eval_batches
+
+    correct, seen = 0, 0
+    with torch.inference_mode():
+        for b in eval_batches(str(synthetic_shards / "val"), _loader_config(ecfg, "cpu"), 16):
+            correct += int((model(b.x).argmax(1) == b.labels).sum())
+            seen += len(b.labels)
+    assert seen == index["num_videos"] and r.top1 == pytest.approx(100.0 * correct / seen)
 
     from mlflow.tracking import MlflowClient
 
-    tags = MlflowClient(mlflow_server.uri).get_run(out.run_id).data.tags
+    client = MlflowClient(mlflow_server.uri)
+    tags = client.get_run(out.run_id).data.tags
     assert tags["tdn.model_name"] == "tiny-eval" and tags["tdn.model_version"] == version
     assert tags["tdn.model_run_id"] == train_run and tags["tdn.kind"] == "evaluation"
+    mv = client.get_model_version("tiny-eval", version)
+    assert mv.tags["tdn.eval.synthetic-motion.val.ssv1x1.run_id"] == out.run_id
 
 
 @pytest.mark.slow
@@ -85,3 +126,23 @@ def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--model", "m.pt", "--shards", "x", "--protocol", "k400_30x3"])
     assert "k400_30x3" in capsys.readouterr().err
+
+
+def test_shards_on_s3(s3_server, split_1clip, tmp_path):
+    """Shards and checkpoint on an S3 endpoint (moto server), scored in this process (engine local)."""
+    from pipeline import storage
+
+    bucket = s3_server.create_bucket("eval-shards")
+    for f in sorted(split_1clip.iterdir()):
+        storage.upload_file_atomic(f, f"{bucket}/val/{f.name}")
+    cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, dropout=0.0)
+    local_ckpt = str(tmp_path / "m.pt")
+    save_checkpoint(local_ckpt, build_model_from_config(cfg).eval(), cfg, CLASSES)
+    storage.upload_file_atomic(local_ckpt, f"{bucket}/m.pt")
+    ecfg = EvalConfig(input_size=64, short_side=72, engine="local")
+    remote = evaluate(ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/val", ecfg, tmp_path / "s3", log_to_mlflow=False)
+    local = evaluate(ModelSource(uri=local_ckpt), str(split_1clip), ecfg, tmp_path / "local", log_to_mlflow=False)
+    assert remote.result.index_checksum == local.result.index_checksum and remote.result.num_videos == 6
+    np.testing.assert_allclose(remote.video.scores, local.video.scores, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="index"):
+        evaluate(ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/nowhere", ecfg, tmp_path / "x", log_to_mlflow=False)

@@ -236,6 +236,39 @@ def test_every_manifest_has_the_required_fields() -> None:
                 assert container.get("resources", {}).get("limits"), (doc["metadata"]["name"], container["name"])
 
 
+# Field names allowed by the KubeRay v1.6.2 CRDs (ray.io_rayclusters.yaml / ray.io_rayjobs.yaml); the API server
+# silently drops unknown fields, so a typo would deploy a different cluster than the one written here.
+RAYCLUSTER_SPEC_FIELDS = {
+    "authOptions", "autoscalerOptions", "enableInTreeAutoscaling", "gcsFaultToleranceOptions", "headGroupSpec",
+    "headServiceAnnotations", "managedBy", "rayVersion", "suspend", "upgradeStrategy", "workerGroupSpecs",
+}
+HEAD_GROUP_FIELDS = {"enableIngress", "headService", "labels", "rayStartParams", "resources", "serviceType", "template"}
+WORKER_GROUP_FIELDS = {
+    "groupName", "idleTimeoutSeconds", "labels", "maxReplicas", "minReplicas", "numOfHosts", "rayStartParams",
+    "replicas", "resources", "scaleStrategy", "suspend", "template",
+}
+RAYJOB_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "backoffLimit", "clusterSelector", "deletionStrategy", "entrypoint",
+    "entrypointNumCpus", "entrypointNumGpus", "entrypointResources", "jobId", "managedBy", "metadata",
+    "preRunningDeadlineSeconds", "rayClusterSpec", "runtimeEnvYAML", "shutdownAfterJobFinishes", "submissionMode",
+    "submitterConfig", "submitterPodTemplate", "suspend", "ttlSecondsAfterFinished",
+}  # fmt: skip
+
+
+def test_kuberay_manifests_use_only_fields_the_crds_define() -> None:
+    docs = all_k8s_docs()
+    (cluster,) = find(docs, "RayCluster")
+    assert set(cluster["spec"]) <= RAYCLUSTER_SPEC_FIELDS, set(cluster["spec"]) - RAYCLUSTER_SPEC_FIELDS
+    assert set(cluster["spec"]["headGroupSpec"]) <= HEAD_GROUP_FIELDS
+    for group in cluster["spec"]["workerGroupSpecs"]:
+        assert set(group) <= WORKER_GROUP_FIELDS, set(group) - WORKER_GROUP_FIELDS
+        assert {"groupName", "maxReplicas", "minReplicas", "template"} <= set(group)
+    assert set(cluster["spec"]["authOptions"]) <= {"mode", "secretName", "enableK8sTokenAuth"}
+    for job in find(docs, "RayJob"):
+        assert set(job["spec"]) <= RAYJOB_SPEC_FIELDS, set(job["spec"]) - RAYJOB_SPEC_FIELDS
+        assert job["spec"]["submissionMode"] in {"K8sJobMode", "HTTPMode", "SidecarMode", "InteractiveMode"}
+
+
 def test_raycluster_resources_agree_with_ray_start_params() -> None:
     (cluster,) = find(all_k8s_docs(), "RayCluster")
     spec = cluster["spec"]
@@ -361,6 +394,11 @@ def test_job_command_lines_parse_and_chain_shard_train_evaluate() -> None:
     assert registered == train.tracking.registered_model
     assert reevaluate.alias == evaluate.model.uri.split("@")[1]
     assert evaluate.eval.protocol == reevaluate.eval.protocol == "k400_10x3"
+    # The shards hold what training and the evaluation protocol read: T segments, and one view per clip.
+    from tdn.evaluate import PROTOCOLS
+
+    assert shard.num_segments == train.model.num_segments
+    assert shard.val.views == PROTOCOLS[evaluate.eval.protocol][0]
 
 
 def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:

@@ -28,7 +28,7 @@ def status(url: str, user: str | None = None, password: str | None = None, host:
     if host is not None:
         request.add_header("Host", host)
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=60) as resp:
             return resp.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -60,7 +60,7 @@ def test_deployed_server_requires_auth_enforces_hosts_and_creates_users(tmp_path
     base = f"http://127.0.0.1:{port}"
     search = base + "/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        assert wait_until(lambda: status(base + "/health") == 200, 120), log.read_text()[-3000:]
+        assert wait_until(lambda: status(base + "/health") == 200, 300), log.read_text()[-3000:]
         assert status(search) == 401
         assert status(search, "admin", "not-the-password") == 401
         assert status(search, "admin", admin_password) == 200

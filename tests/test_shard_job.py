@@ -150,7 +150,7 @@ def _job_flags(dataset: Path, out: Path) -> dict[str, str]:
         "dataset.format": "ucf101", "dataset.root": str(dataset),
         "dataset.annotations": str(dataset / "ucfTrainTestlist"), "dataset.split_number": "1",
         "output": str(out), "splits": "train,test", "num_segments": "4", "train.short_side": "40",
-        "test.short_side": "32", "videos_per_shard": "1",
+        "test.short_side": "32", "videos_per_shard": "1", "max_videos_per_split": "10",
     }  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipeline.sampling import CentreSampler, TrainSampler, rng_for
+from pipeline.sampling import CentreSampler, TrainSampler, centre_starts, rng_for
 from pipeline.shard_format import decode_sample_metadata, sample_key, split_jpegs
 from pipeline.shard_writer import (
     EncodeSettings,
@@ -22,7 +22,7 @@ from pipeline.shard_writer import (
     video_samples,
     write_shard,
 )
-from tests.video_zoo import BAD_STAGES, GOOD, make_zoo, read_index
+from tests.video_zoo import BAD_STAGES, GOOD, make_damaged_mjpeg, make_zoo, read_index
 
 SETTINGS = EncodeSettings(short_side=32, jpeg_quality=90)
 
@@ -151,3 +151,35 @@ def test_build_index_checksum_and_empty_shards():
     other = build_index(sidecars=sidecars, **{**kwargs, "quarantined": 2})
     assert other["checksum"] != index["checksum"]
     assert build_index(sidecars=list(reversed(sidecars)), **kwargs) == index
+
+
+def test_damaged_video_is_sampled_on_its_decodable_frames(tmp_path):
+    path = make_damaged_mjpeg(tmp_path / "damaged.avi", frames=20, broken=(5, 6, 12))
+    # Centre windows over the 20 packets start at 2, 8, 13: the last reaches 17, past the 17 decodable.
+    starts = centre_starts(20, 3)
+    assert starts[-1] + 4 >= 17
+    out = video_samples(_item("dmg", path), CentreSampler(num_segments=3), 0, SETTINGS)
+    assert out.clamped and out.frames_decoded == 17
+    meta, images = _frames(out.samples[0])
+    assert meta.num_frames == 17
+    assert meta.frame_indices == [[min(s + k, 16) for k in range(5)] for s in starts]
+    assert meta.stored_frames == sorted({i for w in meta.frame_indices for i in w})
+    source = [k if k < 5 else k + 2 if k < 10 else k + 3 for k in meta.stored_frames]  # frames 5, 6, 12 lost
+    assert [read_index(_rgb(im)) for im in images] == source
+
+
+def test_simplejpeg_yuv_encoder_stores_the_same_frames(zoo):
+    """The optional YUV-planes encoder: same frames, sizes and orientation as the PIL route."""
+    pytest.importorskip("simplejpeg", reason="optional fast JPEG encoder not installed")
+    good, _ = zoo
+    fast = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2, jpeg_encoder="simplejpeg")
+    slow = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2)
+    for case in ("odd_444", "rotated", "hevc_10bit", "mjpeg"):
+        axis = 1 if GOOD[case][1].rotation else 0
+        a = video_samples(_item(case, good[case]), CentreSampler(num_segments=2), 0, fast)
+        b = video_samples(_item(case, good[case]), CentreSampler(num_segments=2), 0, slow)
+        (meta_a, images_a), (meta_b, images_b) = _frames(a.samples[0]), _frames(b.samples[0])
+        assert (meta_a.height, meta_a.width) == (meta_b.height, meta_b.width)
+        assert meta_a.stored_frames == meta_b.stored_frames and meta_a.frame_scales == meta_b.frame_scales
+        assert [im.size for im in images_a] == [im.size for im in images_b]
+        assert [read_index(_rgb(im), axis=axis) for im in images_a] == meta_a.stored_frames

@@ -352,3 +352,16 @@ def test_bad_arguments_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert e.value.code == 2
     assert not (tmp_path / "x").exists()
     assert "--classes" in capsys.readouterr().err
+
+
+def test_motions_chosen_by_name(tmp_path):
+    from pipeline.synthetic import SyntheticConfig, generate
+
+    cfg = SyntheticConfig(classes=2, videos_per_class=1, motions=("zoom_out", "pan_left"), min_frames=8,
+                          max_frames=8, sizes=((32, 32),), fps=(10,))  # fmt: skip
+    videos = generate(cfg, tmp_path)
+    assert sorted({v.class_name for v in videos}) == ["PanLeft", "ZoomOut"]
+    class_ind = (tmp_path / "ucfTrainTestlist" / "classInd.txt").read_bytes().decode().split("\r\n")
+    assert class_ind[:2] == ["1 ZoomOut", "2 PanLeft"]
+    with pytest.raises(ValueError, match="unknown motion 'spin'"):
+        generate(SyntheticConfig(classes=1, motions=("spin",)), tmp_path / "bad")

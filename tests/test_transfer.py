@@ -53,7 +53,7 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
         "shard.train.views=1", "shard.train.short_side=56", "shard.test.short_side=56",
         "optim.epochs=1", "optim.lr=0.01", "optim.reference_batch=4",
         "loader.batch_size=4", "loader.num_workers=0", "loader.input_size=48", "loader.decode_threads=1",
-        "run.workers=1", "eval.engine=local", "eval.input_size=48", "eval.short_side=56", "train_tracking=false",
+        "run.workers=1", "eval.engine=local", "eval.input_size=48", "eval.short_side=56",
         "parallel_splits=3",
     ])  # fmt: skip
     report = run_transfer(cfg)
@@ -76,7 +76,9 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
                                   f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'")  # fmt: skip
     assert len(children) == 6
     for child in children:
-        assert "test_top1" in child.data.metrics and "final/train_loss" in child.data.metrics
+        # the trainer's tracker logged into the child run created for it
+        assert child.data.tags["tdn.kind"] == "train" and child.data.tags["tdn.dataset"] in ("ucf101", "hmdb51")
+        assert "test_top1" in child.data.metrics and "epoch/train_loss" in child.data.metrics
         ev = client.get_run(child.data.tags["tdn.eval_run_id"])
         assert ev.data.tags["tdn.kind"] == "evaluation" and ev.data.tags["mlflow.parentRunId"] == child.info.run_id
     saved = json.loads((tmp_path / "work" / "transfer_results.json").read_text())

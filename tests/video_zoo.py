@@ -156,3 +156,18 @@ def make_frame_folder(folder: str | os.PathLike, frames: int = 14, width: int = 
     for i in range(frames):
         Image.fromarray(pattern(i, width, height)).save(folder / f"{i + 1:05d}.jpg", quality=95)
     return folder
+
+
+def make_damaged_mjpeg(path: str | os.PathLike, frames: int = 20, broken: tuple[int, ...] = (5, 6, 12)) -> Path:
+    """An MJPEG AVI whose packets ``broken`` are zeroed in place: the container and its packet count stay
+    intact, the decoder rejects those packets (a damaged download)."""
+    path = Path(path)
+    encode_video(path, Spec("mjpeg", "yuvj420p", frames=frames))
+    data = bytearray(path.read_bytes())
+    with av.open(str(path)) as container:
+        packets = [bytes(p) for p in container.demux(video=0) if p.size]
+    for k in broken:
+        at = data.find(packets[k])
+        data[at : at + len(packets[k])] = bytes(len(packets[k]))
+    path.write_bytes(bytes(data))
+    return path

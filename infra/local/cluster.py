@@ -352,7 +352,8 @@ def _cleanup_files(state: ClusterState) -> None:
 def down(directory: str | Path) -> list[int]:
     """Stop every service recorded in `<directory>/state.json`, newest first; returns the session ids stopped.
 
-    Data (mlflow.db, logs, the Ray session logs) stays in `directory` for inspection; a fresh `up` reuses it.
+    Data (mlflow.db, the service logs, and Ray's session logs when they are under `directory`) stays for
+    inspection; a fresh `up` reuses the MLflow database.
     """
     directory = Path(directory).resolve()
     if not (directory / STATE_FILE).exists():

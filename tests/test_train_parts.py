@@ -1,0 +1,98 @@
+"""The trainer's pieces that need no cluster: RNG state in checkpoints, seeding, checkpoint lookup, fine-tuning
+initialisation and the CLI's validation (tdn/train.py, jobs/train.py)."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import ConfigError, load_config
+from tdn.checkpoint import CheckpointError, save_checkpoint
+from tdn.model import ModelConfig, build_model_from_config
+from tdn.train import (
+    TrainConfig,
+    init_weights_from,
+    resolve_checkpoint,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+
+
+def _draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_rng_state_survives_a_weights_only_checkpoint():
+    seed_everything(3, 1, 0)
+    _draws()
+    buf = io.BytesIO()
+    torch.save({"rng": rng_state()}, buf)
+    expected = _draws()
+    buf.seek(0)
+    set_rng_state(torch.load(buf, weights_only=True)["rng"])
+    assert _draws() == expected
+
+
+def test_seeding_depends_on_seed_epoch_and_rank():
+    seed_everything(0, 2, 1)
+    a = _draws()
+    seed_everything(0, 2, 1)
+    assert _draws() == a
+    for other in ((1, 2, 1), (0, 3, 1), (0, 2, 0)):
+        seed_everything(*other)
+        assert _draws() != a
+
+
+def test_resolve_checkpoint(tmp_path):
+    folder = tmp_path / "checkpoint_000"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    assert resolve_checkpoint(str(folder)) == str(folder / "checkpoint.pt")
+    assert resolve_checkpoint(str(folder / "checkpoint.pt")) == str(folder / "checkpoint.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
+        resolve_checkpoint(str(tmp_path / "missing"))
+
+
+def test_init_from_keeps_the_backbone_and_replaces_a_classifier_of_another_size(tmp_path):
+    small = dict(arch="resnet18", num_segments=2, width=0.125)
+    source_cfg = ModelConfig(num_classes=7, **small)
+    source = build_model_from_config(source_cfg)
+    path = tmp_path / "k400.pt"
+    save_checkpoint(str(path), source, source_cfg, [str(i) for i in range(7)])
+    target = build_model_from_config(ModelConfig(num_classes=3, **small))
+    head = target.fc.weight.clone()
+    init_weights_from(target, str(path))
+    for key, value in source.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(target.state_dict()[key], value), key
+    assert torch.equal(target.fc.weight, head)
+    other = build_model_from_config(ModelConfig(num_classes=3, arch="resnet34", num_segments=2, width=0.125))
+    with pytest.raises(CheckpointError, match="does not match"):
+        init_weights_from(other, str(path))
+
+
+def test_train_config_validation(repo_root):
+    with pytest.raises(ConfigError, match="run.workers"):
+        load_config(TrainConfig, repo_root / "jobs/configs/synthetic_tiny.yaml", ["run.workers=0"])
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(TrainConfig, None, ["optim.lrr=1"])
+
+
+def test_cli_rejects_bad_flags_and_missing_data(repo_root, capsys):
+    from jobs.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--optim.lrr", "0.1"])
+    assert "--optim.lrr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml")])
+    assert "data.shards" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml"), "--data.shards", "/nowhere",
+              "--resume", "/nowhere/checkpoint.pt"])  # fmt: skip
+    assert "does not exist" in capsys.readouterr().err
