@@ -41,7 +41,7 @@ def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if len(losses) == steps:
                 break
         epoch += 1
@@ -55,13 +55,13 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     cfg = ModelConfig(arch="resnet18", num_classes=4, num_segments=4, width=0.25, dropout=0.0)
     model, losses = _train_briefly(synthetic_shards / "train", cfg, steps=4)
     assert all(np.isfinite(losses))
-    index = json.loads((synthetic_shards / "val" / "index.json").read_text())
+    index = json.loads((synthetic_shards / "test" / "index.json").read_text())
     ckpt = str(tmp_path / "trained.pt")
     save_checkpoint(ckpt, model, cfg, index["classes"])
     version, train_run = register_checkpoint_version(mlflow_server.uri, ckpt, "tiny-eval", "champion")
 
     ecfg = EvalConfig(input_size=56, short_side=64, engine="local")
-    out = evaluate(ModelSource(uri="models:/tiny-eval@champion"), str(synthetic_shards / "val"), ecfg,
+    out = evaluate(ModelSource(uri="models:/tiny-eval@champion"), str(synthetic_shards / "test"), ecfg,
                    tmp_path / "out", mlflow_server.uri)  # fmt: skip
     r = out.result
     assert r.model_id == f"models:/tiny-eval/{version}" and r.model_name == "tiny-eval"
@@ -72,7 +72,7 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
 
     correct, seen = 0, 0
     with torch.inference_mode():
-        for b in eval_batches(str(synthetic_shards / "val"), _loader_config(ecfg, "cpu"), 16):
+        for b in eval_batches(str(synthetic_shards / "test"), _loader_config(ecfg, "cpu"), 16):
             correct += int((model(b.x).argmax(1) == b.labels).sum())
             seen += len(b.labels)
     assert seen == index["num_videos"] and r.top1 == pytest.approx(100.0 * correct / seen)
@@ -84,7 +84,7 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     assert tags["tdn.model_name"] == "tiny-eval" and tags["tdn.model_version"] == version
     assert tags["tdn.model_run_id"] == train_run and tags["tdn.kind"] == "evaluation"
     mv = client.get_model_version("tiny-eval", version)
-    assert mv.tags["tdn.eval.synthetic-motion.val.ssv1x1.run_id"] == out.run_id
+    assert mv.tags[f"tdn.eval.{index['dataset']}.test.ssv1x1.run_id"] == out.run_id
 
 
 @pytest.mark.slow
