@@ -61,8 +61,9 @@ def main() -> int:
         torch.save({"state_dict": sd, "arch": arch, "epoch": 1}, tmp / "ckpt.pth.tar")
         ours = load_official_checkpoint(str(tmp / "ckpt.pth.tar"), arch, t, 17)
         x = torch.randn(2, t, 5, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+        theirs.eval()  # the released TSN.train() override returns None: do not chain it
         with torch.no_grad():
-            a, b = theirs.eval()(x.view(2, t * 15, args.size, args.size)), ours(x)
+            a, b = theirs(x.view(2, t * 15, args.size, args.size)), ours(x)
         print(f"eval  {arch} T={t} {args.size}^2: max rel err of logits {_rel(a, b):.2e}, "
               f"same argmax: {bool((a.argmax(1) == b.argmax(1)).all())}")
 
@@ -73,7 +74,8 @@ def main() -> int:
     torch.save({"state_dict": sd}, tmp / "ckpt.pth.tar")
     ours = load_official_checkpoint(str(tmp / "ckpt.pth.tar"), "resnet50", 8, 17)
     for m in (theirs, ours):
-        m.double().train()
+        m.double()
+        m.train()
         for mod in m.modules():
             if isinstance(mod, torch.nn.Dropout):
                 mod.eval()

@@ -15,8 +15,7 @@ ops far more than their work explains). "forward" is inference
 backward). Ratios are against our TSN on the same backbone, input and batch.
 
 Memory (CPU): each model runs one training step in a fresh subprocess; we report the peak resident set size
-during the step (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, a kernel high-water mark) minus the RSS just
-before it, i.e. gradient buffers + activations kept for backward + workspace, with the model and input
+during the step (VmHWM of /proc/self/status, the kernel's high-water mark) minus the RSS just before it, i.e. gradient buffers + activations kept for backward + workspace, with the model and input
 already allocated. We also report the bytes of tensors autograd saves for backward (counted once per storage
 through ``torch.autograd.graph.saved_tensors_hooks``), an exact, allocator-independent activation figure.
 On CUDA the peak is ``torch.cuda.max_memory_allocated`` during the step minus the allocation before it.
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -129,6 +127,19 @@ def build_runners(args: argparse.Namespace, names: list[str]) -> list[Runner]:
     return runners
 
 
+def _rss_bytes(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process from /proc/self/status.
+
+    VmHWM belongs to the process's own address space; ``ru_maxrss`` is not used because Linux carries it
+    over from the parent across fork+exec, so a child would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _memory_child(args: argparse.Namespace, name: str, queue: mp.Queue) -> None:
     torch.set_num_threads(args.threads)
     runner = build_runners(args, [name])[0]
@@ -140,10 +151,9 @@ def _memory_child(args: argparse.Namespace, name: str, queue: mp.Queue) -> None:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - before
     else:
-        with open("/proc/self/statm") as f:
-            before = int(f.read().split()[1]) * resource.getpagesize()
+        before = _rss_bytes("VmRSS")
         runner.train_step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = _rss_bytes("VmHWM") - before
 
     saved: dict[int, int] = {}
 

@@ -27,6 +27,9 @@ from pipeline.config import ConfigError, add_config_arguments, config_from_args
 
 ALIASES = {
     "--pretrained": "pretrained.uri",
+    "--checkpoint": "pretrained.uri",
+    "--ucf101": "data.ucf101_root",
+    "--hmdb51": "data.hmdb51_root",
     "--official-checkpoint": "pretrained.official",
     "--arch": "pretrained.arch",
     "--segments": "num_segments",

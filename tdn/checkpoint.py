@@ -33,9 +33,19 @@ class CheckpointError(ValueError):
     """A weights file that does not match what it is loaded into."""
 
 
+def _numpy_globals() -> list[Any]:
+    """numpy scalar/array types, which released checkpoints may carry in metadata (e.g. best_prec1)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64))]
+
+
 def _torch_load_bytes(data: bytes, where: str) -> Any:
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        # still weights_only=True: only plain numpy scalars/arrays are added to what may be unpickled
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure becomes one clear error
         raise CheckpointError(f"{where}: not a loadable torch file with weights_only=True ({exc})") from exc
 

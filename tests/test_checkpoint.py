@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -161,7 +162,9 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_official_checkpoint_matches_reference(tmp_path, segments):
     sd = official_state_dict(num_classes=11, seed=segments)
     path = tmp_path / "official.pth.tar"
-    torch.save({"epoch": 3, "arch": "resnet50", "state_dict": sd, "best_prec1": 50.0}, path)
+    # released checkpoints carry metadata beside the weights (numpy scalars among them)
+    best = np.float64(50.0)
+    torch.save({"epoch": 3, "arch": "resnet50", "state_dict": sd, "best_prec1": best, "optimizer": {}}, path)
     model = load_official_checkpoint(str(path), arch="resnet50", num_segments=segments, num_classes=11)
     assert not model.training
     x = torch.randn(2, segments, 5, 3, 64, 64, generator=torch.Generator().manual_seed(1))

@@ -40,9 +40,25 @@ def test_recipe_defaults_survive_partial_overrides(repo_root):
     assert bare.optim.lr == 0.002 and bare.optim.reference_batch == 128 and bare.splits == [1, 2, 3]
 
 
+def test_cli_short_forms_keep_the_recipe():
+    import argparse
+
+    from jobs.evaluate import add_aliases
+    from jobs.transfer import ALIASES
+    from pipeline.config import add_config_arguments, config_from_args
+
+    p = argparse.ArgumentParser()
+    add_aliases(p, ALIASES)
+    add_config_arguments(p, TransferConfig)
+    args = p.parse_args(["--checkpoint", "k.pt", "--ucf101", "/u", "--hmdb51", "/h", "--optim.epochs", "3"])
+    c = config_from_args(TransferConfig, args)
+    assert (c.pretrained.uri, c.data.ucf101_root, c.data.hmdb51_root) == ("k.pt", "/u", "/h")
+    assert (c.optim.epochs, c.optim.lr, c.optim.steps) == (3, 0.002, [10, 20])
+
+
 @pytest.mark.slow
 def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_path):
-    small = dict(classes=3, min_frames=16, max_frames=24, sizes=((64, 48),), fps=(25,))
+    small = dict(classes=2, min_frames=16, max_frames=24, sizes=((64, 48),), fps=(25,))
     generate(SyntheticConfig(layout="ucf101", videos_per_class=6, **small), tmp_path / "ucf")
     generate(SyntheticConfig(layout="hmdb51", videos_per_class=5, **small), tmp_path / "hmdb")
     kinetics = save_tiny_checkpoint(tmp_path / "k400.pt", 5, list("abcde"), num_segments=4)
@@ -62,8 +78,8 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
         ("ucf101", 1), ("ucf101", 2), ("ucf101", 3), ("hmdb51", 1), ("hmdb51", 2), ("hmdb51", 3)]
     ucf = [r.top1 for r in report.splits if r.dataset == "ucf101"]
     assert report.mean_top1["ucf101"] == pytest.approx(sum(ucf) / 3)
-    assert {r.num_videos for r in report.splits if r.dataset == "ucf101"} == {6}  # 2 test videos per class
-    assert {r.num_videos for r in report.splits if r.dataset == "hmdb51"} == {6}  # 30% of 5 per class
+    assert {r.num_videos for r in report.splits if r.dataset == "ucf101"} == {4}  # 2 test videos per class
+    assert {r.num_videos for r in report.splits if r.dataset == "hmdb51"} == {4}  # 30% of 5 per class
 
     from mlflow.tracking import MlflowClient
 
