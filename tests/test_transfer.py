@@ -70,7 +70,7 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
         "optim.epochs=1", "optim.lr=0.01", "optim.reference_batch=4",
         "loader.batch_size=4", "loader.num_workers=0", "loader.input_size=48", "loader.decode_threads=1",
         "run.workers=1", "eval.engine=local", "eval.input_size=48", "eval.short_side=56",
-        "parallel_splits=3",
+        "parallel_splits=6",
     ])  # fmt: skip
     report = run_transfer(cfg)
 
