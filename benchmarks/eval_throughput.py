@@ -7,7 +7,7 @@ Both models (random weights: time does not depend on them) evaluate the same syn
 centre crop, frames stored at short side 256 like real evaluation shards) through tdn.evaluate.evaluate, so the
 time covers everything the paper counts: reading shards, JPEG decoding, cropping, normalising, inference and
 aggregation. The order alternates between repeats; the best repeat of each model is reported, with the
-TDN / TSN ratio of ms per video. Prints a Markdown table (copy it into benchmarks/RESULTS_eval.md).
+TDN / TSN ratio of ms per video. Prints a Markdown table (copy it into BENCHMARKS.md).
 """
 
 from __future__ import annotations

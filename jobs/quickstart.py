@@ -157,7 +157,8 @@ def table(cfg: QuickstartConfig) -> str:
     from tdn.tables import refresh_tables
 
     tables, _ = refresh_tables(cfg.tracking_uri, cfg.workdir / "tables", with_paper=False)
-    return (cfg.workdir / "tables" / "tables.md").read_text() if tables else "(no evaluations found)"
+    filled = [t.to_markdown() for t in tables if t.rows]
+    return "\n".join(filled) if filled else "(no evaluations found)"
 
 
 def start_ray(cfg: QuickstartConfig) -> None:

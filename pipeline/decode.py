@@ -220,7 +220,7 @@ class VideoFile:
 
         ``encoder="simplejpeg"`` encodes the resized YUV 4:2:0 planes directly (libjpeg-turbo through
         simplejpeg): no RGB conversion and no chroma resampling, about 2.5x less CPU per frame than RGB +
-        PIL (benchmarks/RESULTS_shard.md). It needs the optional ``simplejpeg`` package.
+        PIL (BENCHMARKS.md). It needs the optional ``simplejpeg`` package.
         """
         for request, frame in self._decoded(wanted, result):
             if encoder == "simplejpeg":
@@ -385,7 +385,7 @@ def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """(H, W, 3) uint8 -> JPEG bytes with PIL (libjpeg-turbo). PyAV's mjpeg encoder fed yuvj420p was no
-    faster (0.8-1.1 vs 0.75-1.0 ms per 426x320 frame, resize included; benchmarks/RESULTS_shard.md); the
+    faster (0.8-1.1 vs 0.75-1.0 ms per 426x320 frame, resize included; BENCHMARKS.md); the
     optional simplejpeg YUV-planes route of ``VideoFile.jpegs`` is the fast one."""
     from PIL import Image
 

@@ -18,7 +18,7 @@ Tensor flow of one training batch (B samples, T segments, S = ``input_size``)::
     int64  (B,)                        labels (after the Something-Something flip label swap)
 
 Use ``output_dtype="uint8"`` + ``normalise_on_device(x, device)`` when training on GPUs: one core then
-delivers about 1.5x more samples/s at 224 px (benchmarks/RESULTS_loader.md; the float32 batch of 8 is 192 MB
+delivers about 1.5x more samples/s at 224 px (BENCHMARKS.md; the float32 batch of 8 is 192 MB
 of fresh memory per step) and the host moves 4x fewer bytes. ``normalise_on_device`` passes float batches
 through unchanged, so a trainer can call it whatever the setting.
 
