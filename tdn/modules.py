@@ -66,6 +66,108 @@ class _TemporalConvFunction(torch.autograd.Function):
         return grad_x, grad_w
 
 
+class _AttentionGateFunction(torch.autograd.Function):
+    """out = x * (mean_i sigmoid(BN(conv1x1(m_i))) + 1/2): the L-TDM's expand conv, BN, sigmoid and gate.
+
+    x: (N*T, C, H, W); each m_i: (N*T, C/r, H, W), one per direction; ``weight``: the expand conv's
+    (C, C/r, 1, 1). Plain autograd keeps about six C-channel tensors per call for backward (each direction's
+    conv output for BN, each sigmoid output, the gate); this function keeps only x, the m_i (C/r channels,
+    which the expand conv keeps anyway) and BN's per-channel statistics, and recomputes the 1x1 conv, the
+    BN affine map and the sigmoid in backward, a small share of the block's work.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bn_weight: torch.Tensor | None,
+                bn_bias: torch.Tensor | None, bn: nn.BatchNorm2d, *maps: torch.Tensor) -> torch.Tensor:
+        batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+        sig, stats = [], []
+        for m in maps:
+            e = F.conv2d(m, weight)
+            a, mean, invstd = torch.ops.aten.native_batch_norm(
+                e, bn_weight, bn_bias, *_bn_running(bn), batch_stats, _bn_step(bn), bn.eps
+            )
+            ctx.dtypes = (e.dtype, a.dtype)  # under autocast the conv runs in the low-precision type
+            del e
+            sig.append(torch.sigmoid_(a))
+            stats += [mean, invstd]
+        gate = sig[0].add_(0.5) if len(sig) == 1 else sig[0].add_(sig[1]).mul_(0.5).add_(0.5)
+        del sig
+        ctx.batch_stats, ctx.eps = batch_stats, bn.eps
+        # eval-mode statistics are copied: nothing may change them between forward and backward
+        running = (None, None) if batch_stats else tuple(t.clone() for t in _bn_running(bn))
+        ctx.save_for_backward(x, weight, bn_weight, bn_bias, *running, *stats, *maps)
+        return x * gate
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, bn_weight, bn_bias, r_mean, r_var, *rest = ctx.saved_tensors
+        k = len(rest) // 3
+        stats, maps = rest[: 2 * k], rest[2 * k :]
+        needs = ctx.needs_input_grad
+        e_dtype, a_dtype = ctx.dtypes
+        weight_c = weight.to(e_dtype)
+        grad_params: list[torch.Tensor | None] = [None, None, None]
+        grad_maps: list[torch.Tensor | None] = []
+        # d out / d sigmoid_i = x * grad / k
+        grad_sig = (grad * x).to(a_dtype)
+        if k == 2:
+            grad_sig.mul_(0.5)
+        gate = None
+        for i, m in enumerate(maps):
+            mean, invstd = stats[2 * i], stats[2 * i + 1]
+            if not ctx.batch_stats:
+                mean, invstd = r_mean, (r_var + ctx.eps).rsqrt()
+            m_c = m.to(e_dtype)
+            e = F.conv2d(m_c, weight_c)
+            # BN's affine map a = e * scale + shift, recomputed in one pass
+            scale = invstd if bn_weight is None else bn_weight * invstd
+            shift = -mean * scale if bn_bias is None else bn_bias - mean * scale
+            shape = (1, -1, 1, 1)
+            s = torch.addcmul(shift.view(shape), e, scale.view(shape)).to(a_dtype).sigmoid_()
+            grad_a = torch.ops.aten.sigmoid_backward(grad_sig, s)
+            gate = s if gate is None else gate.add_(s)
+            del s
+            need_e = needs[1] or needs[5 + i]
+            grad_e, g_bw, g_bb = torch.ops.aten.native_batch_norm_backward(
+                grad_a, e, bn_weight, r_mean, r_var, stats[2 * i], stats[2 * i + 1], ctx.batch_stats,
+                ctx.eps, [need_e, needs[2], needs[3]],
+            )
+            del grad_a, e
+            g_m = g_w = None
+            if need_e:
+                g_m, g_w, _ = torch.ops.aten.convolution_backward(
+                    grad_e, m_c, weight_c, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                    [needs[5 + i], needs[1], False],
+                )
+            grad_maps.append(None if g_m is None else g_m.to(m.dtype))
+            g_w = None if g_w is None else g_w.to(weight.dtype)
+            for j, g in enumerate((g_w, g_bw, g_bb)):
+                if needs[1 + j] and g is not None:
+                    grad_params[j] = g if grad_params[j] is None else grad_params[j] + g
+        grad_x = None
+        if needs[0]:
+            assert gate is not None
+            gate = gate.mul_(0.5).add_(0.5) if k == 2 else gate.add_(0.5)
+            grad_x = (grad * gate).to(x.dtype)
+        return (grad_x, *grad_params, None, *grad_maps)
+
+
+def _bn_running(bn: nn.BatchNorm2d) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The running statistics BatchNorm's forward reads or updates (None when it keeps none)."""
+    if not bn.training or bn.track_running_stats:
+        return bn.running_mean, bn.running_var
+    return None, None
+
+
+def _bn_step(bn: nn.BatchNorm2d) -> float:
+    """BatchNorm2d.forward's bookkeeping: count the batch, return the running-statistics momentum."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return factor
+
+
 class TemporalConv(nn.Module):
     """Depthwise convolution over segments, kernel 3, zero padding, no bias (the released ``ShiftModule``).
 
@@ -160,30 +262,36 @@ class LongTermTDM(nn.Module):
             d[:, 1:] = value
         return d.view_as(f)
 
-    def _direction(self, d: torch.Tensor) -> torch.Tensor:
-        """(N*T, C/r, H, W) -> BN(conv1x1(M)): (N*T, C, H, W), or (N*T, C, 1, 1) for channel attention."""
+    def _multiscale(self, d: torch.Tensor) -> torch.Tensor:
+        """(N*T, C/r, H, W) -> M (Eq. 5), or (N*T, C/r, 1, 1) for channel attention."""
         if self.multiscale:
             pooled = self.pooled_bn(self.pooled_conv(F.avg_pool2d(d, 2)))
             pooled = F.interpolate(pooled, size=d.shape[-2:], mode="nearest")
             d = torch.add(d, pooled).add_(self.full_bn(self.full_conv(d))).mul_(1.0 / 3.0)
         if self.fusion == "channel_attention":
             d = d.mean(dim=(2, 3), keepdim=True)
-        return self.expand_bn(self.expand(d))
+        return d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.reduce_bn(self.reduce(x))
         s = self.smooth(f)
         # the directions run one after the other through the shared convs and BNs, like the released code:
         # each BN call normalises one direction with its own batch statistics
-        a_fwd = self._direction(self._difference(f, s, forward=True))
-        a_bwd = self._direction(self._difference(f, s, forward=False)) if self.bidirectional else None
+        m_fwd = self._multiscale(self._difference(f, s, forward=True))
+        m_bwd = self._multiscale(self._difference(f, s, forward=False)) if self.bidirectional else None
+        maps = (m_fwd,) if m_bwd is None else (m_fwd, m_bwd)
         if self.fusion == "add":
-            return x + (a_fwd if a_bwd is None else (a_fwd + a_bwd) * 0.5)
-        if a_bwd is None:
-            # x + x*(sigmoid(a) - 1/2) = x * (sigmoid(a) + 1/2)
-            return x * (torch.sigmoid(a_fwd) + 0.5)
-        # x + x*((sig_f - 1/2) + (sig_b - 1/2))/2 = x * ((sig_f + sig_b)/2 + 1/2): one pass over x
-        return x * torch.add(torch.sigmoid(a_fwd), torch.sigmoid(a_bwd)).mul_(0.5).add_(0.5)
+            a = [self.expand_bn(self.expand(m)) for m in maps]
+            return x + (a[0] if len(a) == 1 else (a[0] + a[1]) * 0.5)
+        if self.fusion == "channel_attention":
+            # x + x*(sigmoid(a) - 1/2) = x * (sigmoid(a) + 1/2); for two directions
+            # x + x*((sig_f - 1/2) + (sig_b - 1/2))/2 = x * ((sig_f + sig_b)/2 + 1/2): one pass over x
+            sig = [torch.sigmoid(self.expand_bn(self.expand(m))) for m in maps]
+            return x * (sig[0] + 0.5 if len(sig) == 1 else torch.add(sig[0], sig[1]).mul_(0.5).add_(0.5))
+        # the same function, keeping far less for backward (see _AttentionGateFunction)
+        return _AttentionGateFunction.apply(
+            x, self.expand.weight, self.expand_bn.weight, self.expand_bn.bias, self.expand_bn, *maps
+        )
 
 
 class ShortTermTDM(nn.Module):

@@ -262,3 +262,76 @@ def test_stdm_stem_matches_loop_reference():
             v = torch.relu(_bn(_conv(d, m.conv1), m.bn1))
             v = F.max_pool2d(v[None], 3, 2, 1)[0]
             torch.testing.assert_close(out[i], v, rtol=1e-4, atol=1e-5)
+
+
+def _ltdm_plain(m: LongTermTDM, x: torch.Tensor) -> torch.Tensor:
+    """The L-TDM's attention output through plain autograd ops (no fused gate function)."""
+    f = m.reduce_bn(m.reduce(x))
+    s = m.smooth(f)
+    sig = [
+        torch.sigmoid(m.expand_bn(m.expand(m._multiscale(m._difference(f, s, forward=direction)))))
+        for direction in ((True, False) if m.bidirectional else (True,))
+    ]
+    return x + x * (sum(v - 0.5 for v in sig) / len(sig))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_ltdm_gate_function_gradcheck(bidirectional, training):
+    from tdn.modules import _AttentionGateFunction
+
+    torch.manual_seed(3)
+    m = LongTermTDM(8, 3, reduction=4, bidirectional=bidirectional).double().train(training)
+    _randomise_bn(m)
+    x = torch.randn(6, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    maps = [torch.randn(6, 2, 3, 4, dtype=torch.float64, requires_grad=True) for _ in range(1 + bidirectional)]
+    params = (m.expand.weight, m.expand_bn.weight, m.expand_bn.bias)
+
+    def fn(x, w, bw, bb, *maps):
+        return _AttentionGateFunction.apply(x, w, bw, bb, m.expand_bn, *maps)
+
+    assert torch.autograd.gradcheck(fn, (x, *params, *maps))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_ltdm_fused_gradients_match_plain_autograd(bidirectional):
+    torch.manual_seed(4)
+    fused = LongTermTDM(16, 4, bidirectional=bidirectional).double().train()
+    _randomise_bn(fused)
+    plain = LongTermTDM(16, 4, bidirectional=bidirectional).double().train()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(8, 16, 6, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(8, 16, 6, 5, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, out_b = fused(xa), _ltdm_plain(plain, xb)
+    torch.testing.assert_close(out_a, out_b)
+    out_a.backward(g)
+    out_b.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for (name, pa), pb in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+    # running statistics: updated once per direction in forward, never in backward
+    for (name, ba), bb in zip(fused.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(ba, bb, msg=name)
+    assert int(fused.expand_bn.num_batches_tracked) == 1 + bidirectional
+
+
+def test_ltdm_fused_gate_under_bfloat16_autocast():
+    # under autocast the expand conv runs in bfloat16; the recomputation in backward must follow it
+    torch.manual_seed(5)
+    fused = LongTermTDM(16, 4).train()
+    plain = LongTermTDM(16, 4).train()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(8, 16, 6, 5)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_a, out_b = fused(xa), _ltdm_plain(plain, xb)
+    assert out_a.dtype == out_b.dtype
+    torch.testing.assert_close(out_a, out_b, rtol=2e-2, atol=2e-2)
+    out_a.float().sum().backward()
+    out_b.float().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=2e-2, atol=2e-2)
+    for (name, pa), pb in zip(fused.named_parameters(), plain.parameters()):
+        assert pa.grad.dtype == pb.grad.dtype, name
+        scale = pb.grad.abs().max().item() + 1e-6
+        assert (pa.grad - pb.grad).abs().max().item() <= 0.05 * scale, name
