@@ -190,8 +190,17 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     return results
 
 
+def quiet_ray_data() -> None:
+    """The stages print their own progress lines; Ray Data's per-operator log lines would drown them."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_ray_data()
     d = QuickstartConfig()
     p = argparse.ArgumentParser(prog="python -m jobs.quickstart", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, default=d.workdir)
