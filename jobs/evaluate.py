@@ -80,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = parse_job(argv)
     import os
 
-    tracking = job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    from tdn.tracking import DEFAULT_TRACKING_URI
+
+    tracking = job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     init_ray(job.address or None)
-    outcome = evaluate(
-        job.model, job.shards, job.eval, job.out, tracking or None, job.experiment, log_to_mlflow=bool(tracking)
-    )
+    outcome = evaluate(job.model, job.shards, job.eval, job.out, tracking, job.experiment)
     print(json.dumps({**outcome.result.to_dict(), "run_id": outcome.run_id, "out": job.out}))
     return 0
 

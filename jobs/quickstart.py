@@ -29,10 +29,10 @@ if __package__ in (None, ""):  # `python jobs/quickstart.py` from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import load_config
+from tdn.tracking import DEFAULT_TRACKING_URI
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 
 
 @dataclass(frozen=True)

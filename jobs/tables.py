@@ -21,18 +21,17 @@ if __package__ in (None, ""):  # `python jobs/tables.py` from the repository roo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tdn.tables import refresh_tables
+from tdn.tracking import DEFAULT_TRACKING_URI
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""))
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
     p.add_argument("--out", default="results/tables", help="folder for the .md/.csv/.html files")
     p.add_argument("--with-paper", action="store_true", help="add the paper's published rows, marked (paper)")
     p.add_argument("--no-log", action="store_true", help="write the files only, log no MLflow run")
     a = p.parse_args(argv)
-    if not a.tracking_uri:
-        p.error("--tracking-uri (or MLFLOW_TRACKING_URI) is required: tables are built from MLflow runs")
     tables, run_id = refresh_tables(a.tracking_uri, a.out, a.with_paper, log_run=not a.no_log)
     print(json.dumps({"out": a.out, "tables": [t.name for t in tables], "rows": sum(len(t.rows) for t in tables),
                       "run_id": run_id}))  # fmt: skip

@@ -74,6 +74,9 @@ class _AttentionGateFunction(torch.autograd.Function):
     conv output for BN, each sigmoid output, the gate); this function keeps only x, the m_i (C/r channels,
     which the expand conv keeps anyway) and BN's per-channel statistics, and recomputes the 1x1 conv, the
     BN affine map and the sigmoid in backward, a small share of the block's work.
+    Eq. 6 with the residual: x + x*mean_i(sigmoid_i - 1/2) = x * (mean_i sigmoid_i + 1/2), one pass over x.
+    BN is run as BatchNorm2d.forward runs it (batch statistics in training, running statistics updated
+    here, once per direction, in the directions' order); backward never touches the running statistics.
     """
 
     @staticmethod

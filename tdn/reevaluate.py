@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tdn.evaluate import EvalConfig, ModelSource, evaluate, read_split_index
 from tdn.results import DEFAULT_EXPERIMENT, EVALUATION, KIND_TAG
+from tdn.tracking import DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
 
     if not cfg.shards:
         raise ValueError("reevaluate needs shards: the evaluation split folder")
-    tracking = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    tracking = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     client = MlflowClient(tracking_uri=tracking)
     checksum = read_split_index(cfg.shards)["checksum"]
     versions = candidate_versions(client, cfg.models, cfg.alias)

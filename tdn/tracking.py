@@ -45,7 +45,12 @@ class TrackingConfig:
     flush_timeout_s: float = 120.0
 
     def resolved_uri(self) -> str:
-        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        """The URI to use, with a relative sqlite path made absolute (Ray workers run in another folder)."""
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+            uri = prefix + os.path.abspath(uri[len(prefix) :])
+        return uri
 
 
 Call = Callable[[Any, str], Any]  # (MlflowClient, run_id) -> anything

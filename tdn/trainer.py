@@ -11,6 +11,7 @@ purpose (same name again) after the driver itself died. Worker failures are retr
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -57,6 +58,24 @@ def storage_path(cfg: TrainConfig) -> str:
     return cfg.run.storage_path if storage.is_s3(cfg.run.storage_path) else os.path.abspath(cfg.run.storage_path)
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Relative local paths resolved against the launching directory: Ray Train workers run elsewhere."""
+
+    def absolute(path: str | None) -> str | None:
+        return os.path.abspath(path) if path and "://" not in path else path
+
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained)),
+        data=dataclasses.replace(cfg.data, shards=absolute(cfg.data.shards)),
+        run=dataclasses.replace(
+            cfg.run, resume=absolute(cfg.run.resume), init_from=absolute(cfg.run.init_from),
+            storage_path=storage_path(cfg), crash_marker=absolute(cfg.run.crash_marker),
+        ),
+        tracking=dataclasses.replace(cfg.tracking, uri=cfg.tracking.resolved_uri()),
+    )
+
+
 def worker_env(cfg: TrainConfig) -> dict[str, str]:
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if cfg.tracking.uri:
@@ -100,6 +119,7 @@ def fit(cfg: TrainConfig, address: str | None = None) -> Any:
 
     Raises ``ray.train.TrainingFailedError`` once ``run.max_failures`` restarts are used up.
     """
+    cfg = with_absolute_paths(cfg)
     if cfg.run.resume and not storage.exists(cfg.run.resume):
         raise FileNotFoundError(f"run.resume: {cfg.run.resume} does not exist")
     if not cfg.data.shards:

@@ -98,7 +98,7 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
     out = tmp_path / "out"
     rc = main(["--official-checkpoint", str(path), "--arch", "resnet50", "--segments", "4", "--num-classes", "3",
                "--shards", str(split_1clip), "--protocol", "ssv1x1", "--eval.input_size", "64",
-               "--eval.short_side", "72", "--replicas", "2", "--out", str(out), "--tracking_uri", ""])  # fmt: skip
+               "--eval.short_side", "72", "--replicas", "2", "--out", str(out), "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])  # fmt: skip
     assert rc == 0
     row = json.loads((out / "results.json").read_text())
     assert row["model_id"] == f"official:{path}" and row["arch"] == "resnet50" and row["num_videos"] == 6
