@@ -10,6 +10,7 @@ PUT, which becomes visible only once complete, so a reader never sees half an ob
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
@@ -120,6 +121,23 @@ def makedirs(uri: str | os.PathLike) -> None:
     # S3 has no folders; objects create their prefixes.
 
 
+@contextlib.contextmanager
+def _atomic_local_file(path: str) -> Iterator[IO[bytes]]:
+    """A file written under a temporary name in the target folder, renamed into place only when complete."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     uri = str(uri)
     if is_s3(uri):
@@ -127,18 +145,8 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
         with fs.open_output_stream(path) as f:
             f.write(data)
         return
-    folder = os.path.dirname(os.path.abspath(uri))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(uri)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, uri)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with _atomic_local_file(uri) as f:
+        f.write(data)
 
 
 def write_text_atomic(uri: str | os.PathLike, text: str) -> None:
@@ -153,19 +161,9 @@ def upload_file_atomic(local_path: str | os.PathLike, uri: str | os.PathLike) ->
         local = pafs.LocalFileSystem()
         pafs.copy_files(os.path.abspath(local_path), path, source_filesystem=local, destination_filesystem=fs)
         return
-    folder = os.path.dirname(os.path.abspath(uri))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(uri)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(local_path, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 22):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, uri)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with open(local_path, "rb") as src, _atomic_local_file(uri) as dst:
+        while chunk := src.read(1 << 22):
+            dst.write(chunk)
 
 
 def download_to_temp(uri: str | os.PathLike, suffix: str = "") -> str:
