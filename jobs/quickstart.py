@@ -100,6 +100,13 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_si
     return out
 
 
+ALIAS = "quickstart"
+
+
+def registered_name(variant: str) -> str:
+    return f"quickstart-{variant}"
+
+
 def eval_short_side(input_size: int) -> int:
     return round(input_size * 256 / 224)
 
@@ -124,7 +131,8 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
         optim=replace(tc.optim, epochs=cfg.epochs or tc.optim.epochs),
         run=replace(tc.run, workers=cfg.workers, seed=cfg.seed, name="",
                     storage_path=str((cfg.workdir / "ray_results").resolve())),
-        tracking=replace(tc.tracking, uri=cfg.tracking_uri, registered_model=f"quickstart-{variant}"),
+        tracking=replace(tc.tracking, uri=cfg.tracking_uri, registered_model=registered_name(variant),
+                         registered_alias=ALIAS),
     )  # fmt: skip
     result = fit(tc)
     if result.error is not None:
@@ -136,7 +144,7 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
     return checkpoint
 
 
-def evaluate(cfg: QuickstartConfig, variant: str, checkpoint: str, shards: Path, input_size: int) -> dict:
+def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int) -> dict:
     from tdn.evaluate import EvalConfig, ModelSource
     from tdn.evaluate import evaluate as run_evaluation
 
@@ -149,7 +157,9 @@ def evaluate(cfg: QuickstartConfig, variant: str, checkpoint: str, shards: Path,
     eval_cfg = EvalConfig(
         protocol="ssv1x1", input_size=input_size, short_side=eval_short_side(input_size), replicas=1, batch_size=8
     )
-    run_evaluation(ModelSource(uri=checkpoint), str(shards / "test"), eval_cfg, out, tracking_uri=cfg.tracking_uri)
+    # The registered version the training run just made, so the evaluation run links to it in MLflow.
+    model = ModelSource(uri=f"models:/{registered_name(variant)}@{ALIAS}")
+    run_evaluation(model, str(shards / "test"), eval_cfg, out, tracking_uri=cfg.tracking_uri)
     return json.loads(results.read_text())
 
 
@@ -176,7 +186,7 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
     checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}
     start = stage(5, "evaluate both on the test split (Ray Data batch inference, 1 clip x centre crop)")
-    results = {v: evaluate(cfg, v, ckpt, shards, preset.loader.input_size) for v, ckpt in checkpoints.items()}
+    results = {v: evaluate(cfg, v, shards, preset.loader.input_size) for v in checkpoints}
     done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
     start = stage(6, "benchmark table (built from the evaluation runs in MLflow)")
     print(table(cfg))

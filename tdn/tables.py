@@ -257,7 +257,11 @@ def timing_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Table
 
 def build_tables(evals: Sequence[Evaluation], with_paper: bool = False) -> list[Table]:
     latest = latest_per_setting(evals)
-    datasets = sorted({e.result.dataset for e in latest if e.result.dataset not in ("ucf101", "hmdb51")})
+    # UCF101/HMDB51 runs of an official split belong to Table 4; others (e.g. the quickstart) get their own table.
+    datasets = sorted({
+        e.result.dataset for e in latest
+        if e.result.dataset not in ("ucf101", "hmdb51") or not e.result.split_number
+    })  # fmt: skip
     if with_paper:
         datasets = sorted(set(datasets) | {"ssv1", "ssv2", "kinetics"})
     tables = [accuracy_table(latest, d, with_paper) for d in datasets]
