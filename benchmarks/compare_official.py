@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import torch
@@ -24,23 +23,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.model_step import official_model  # noqa: E402
 from tdn import load_official_checkpoint  # noqa: E402
 from tdn.checkpoint import convert_official_state_dict  # noqa: E402
 from tests.test_checkpoint import official_state_dict  # noqa: E402
-
-
-def _released_tsn(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:
-    sys.path.insert(0, path)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
-    import ops.base_module as base_module  # type: ignore[import-not-found]
-
-    base_module.model_zoo = types.SimpleNamespace(load_url=lambda url: {})
-    from ops.models import TSN  # type: ignore[import-not-found]
-
-    return TSN(classes, segments, "RGB", base_model=arch, dropout=0.5, partial_bn=False, print_spec=False)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -56,7 +42,7 @@ def main() -> int:
     depths = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
     for arch, t in (("resnet50", 8), ("resnet50", 16), ("resnet101", 8)):
         sd = official_state_dict(num_classes=17, depths=depths[arch], seed=t)
-        theirs = _released_tsn(args.official, arch, t, 17)
+        theirs = official_model(args.official, arch, t, 17)
         theirs.load_state_dict({k[len("module.") :]: v for k, v in sd.items()}, strict=True)
         torch.save({"state_dict": sd, "arch": arch, "epoch": 1}, tmp / "ckpt.pth.tar")
         ours = load_official_checkpoint(str(tmp / "ckpt.pth.tar"), arch, t, 17)
@@ -69,7 +55,7 @@ def main() -> int:
 
     # training mode, float64 (float32 rounding through 50 random layers would hide real differences)
     sd = official_state_dict(num_classes=17, seed=3)
-    theirs = _released_tsn(args.official, "resnet50", 8, 17)
+    theirs = official_model(args.official, "resnet50", 8, 17)
     theirs.load_state_dict({k[len("module.") :]: v for k, v in sd.items()}, strict=True)
     torch.save({"state_dict": sd}, tmp / "ckpt.pth.tar")
     ours = load_official_checkpoint(str(tmp / "ckpt.pth.tar"), "resnet50", 8, 17)

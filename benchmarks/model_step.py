@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tdn.model import build_model  # noqa: E402
 
 
-def _official_model(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:
+def official_model(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:
     if path not in sys.path:
         sys.path.insert(0, path)
     try:
@@ -119,7 +119,7 @@ def build_runners(args: argparse.Namespace, names: list[str]) -> list[Runner]:
     for name in names:
         torch.manual_seed(0)
         if name == "official":
-            model = _official_model(args.official, args.arch, args.segments, args.num_classes)
+            model = official_model(args.official, args.arch, args.segments, args.num_classes)
             runners.append(Runner("TDN (released code)", model, True, args))
         else:
             model = build_model(args.arch, args.num_classes, args.segments, name, width=args.width)
