@@ -83,7 +83,7 @@ class ShardConfig:
     jpeg_quality: int = 90
     context_scale: Literal[1, 2] = 1  # 2: frames used only for differences stored at half resolution
     # "simplejpeg" encodes the YUV planes directly, ~2.5x less CPU per stored frame than "pil"; it needs the
-    # simplejpeg package. Byte-identical resume is tested with "pil"; with simplejpeg a resumed run differed once.
+    # simplejpeg package. Both are deterministic (odd-sized planes are edge-padded for libjpeg-turbo's MCU reads).
     jpeg_encoder: Literal["pil", "simplejpeg"] = "pil"
     videos_per_shard: int = 64
     seed: int = 0
