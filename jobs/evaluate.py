@@ -23,7 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/evaluate.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
 from pipeline.ray_utils import init_ray
 from tdn.evaluate import EvalConfig, ModelSource, evaluate
 from tdn.results import DEFAULT_EXPERIMENT
@@ -54,15 +54,9 @@ ALIASES = {
 }
 
 
-def add_aliases(parser: argparse.ArgumentParser, aliases: dict[str, str]) -> None:
-    group = parser.add_argument_group("short forms")
-    for flag, key in aliases.items():
-        group.add_argument(flag, dest=f"cfg::{key}", default=None, metavar="VALUE", help=f"= --{key}")
-
-
 def parse_job(argv: Sequence[str] | None = None) -> EvaluateJob:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_aliases(parser, ALIASES)
+    add_config_aliases(parser, ALIASES)
     add_config_arguments(parser, EvaluateJob)
     args = parser.parse_args(argv)
     try:

@@ -22,8 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/transfer.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.evaluate import add_aliases
-from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
 
 ALIASES = {
     "--pretrained": "pretrained.uri",
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    add_aliases(parser, ALIASES)
+    add_config_aliases(parser, ALIASES)
     add_config_arguments(parser, TransferConfig)
     args = parser.parse_args(argv)
     try:

@@ -233,6 +233,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         )
 
 
+def add_config_aliases(parser: argparse.ArgumentParser, aliases: Mapping[str, str]) -> None:
+    """Short flags for dotted fields, e.g. ``{"--model": "model.uri"}``; ``config_from_args`` reads both."""
+    group = parser.add_argument_group("short forms")
+    for flag, key in aliases.items():
+        group.add_argument(flag, dest=f"cfg::{key}", default=None, metavar="VALUE", help=f"= --{key}")
+
+
 def _metavar(tp: Any) -> str:
     _, inner = _is_optional(tp)
     if get_origin(inner) is Literal:

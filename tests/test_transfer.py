@@ -43,12 +43,11 @@ def test_recipe_defaults_survive_partial_overrides(repo_root):
 def test_cli_short_forms_keep_the_recipe():
     import argparse
 
-    from jobs.evaluate import add_aliases
     from jobs.transfer import ALIASES
-    from pipeline.config import add_config_arguments, config_from_args
+    from pipeline.config import add_config_aliases, add_config_arguments, config_from_args
 
     p = argparse.ArgumentParser()
-    add_aliases(p, ALIASES)
+    add_config_aliases(p, ALIASES)
     add_config_arguments(p, TransferConfig)
     args = p.parse_args(["--checkpoint", "k.pt", "--ucf101", "/u", "--hmdb51", "/h", "--optim.epochs", "3"])
     c = config_from_args(TransferConfig, args)
