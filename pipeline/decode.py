@@ -89,10 +89,10 @@ def rotate(rgb: np.ndarray, degrees_ccw: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
 
 
-def rotate_plane(plane: np.ndarray, degrees_ccw: float) -> np.ndarray:
-    """``rotate`` for one (H, W) image plane; returns a C-contiguous array."""
+def rotated_view(plane: np.ndarray, degrees_ccw: float) -> np.ndarray:
+    """``rotate`` for one (H, W) image plane, as a view (no copy)."""
     quarter_turns = int(round(degrees_ccw / 90.0)) % 4
-    return np.ascontiguousarray(np.rot90(plane, k=quarter_turns) if quarter_turns else plane)
+    return np.rot90(plane, k=quarter_turns) if quarter_turns else plane
 
 
 def _requests_by_index(wanted: Sequence[FrameRequest]) -> dict[int, list[int]]:
@@ -148,6 +148,7 @@ class VideoFile:
         self._local: str | None = None
         self._info: VideoInfo | None = None
         self._reformatters: dict[tuple, Any] = {}
+        self._padded_planes: dict[tuple[int, int, int], np.ndarray] = {}
 
     def __enter__(self) -> VideoFile:
         try:
@@ -215,13 +216,14 @@ class VideoFile:
         for request, frame in self._decoded(wanted, result):
             yield request, self._convert(frame, short_side, request.scale)
 
-    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int, encoder: JpegEncoder = "pil",
+    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
+              encoder: JpegEncoder = "simplejpeg",
               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
         """Like ``frames()`` but yields (request, JPEG bytes, (height, width)) of each wanted frame.
 
         ``encoder="simplejpeg"`` encodes the resized YUV 4:2:0 planes directly (libjpeg-turbo through
-        simplejpeg): no RGB conversion and no chroma resampling, about 2.5x less CPU per frame than RGB +
-        PIL (BENCHMARKS.md). It needs the optional ``simplejpeg`` package.
+        simplejpeg): no RGB conversion and no chroma resampling, about 2.5x less CPU per frame than
+        ``"pil"`` (RGB conversion, then PIL; BENCHMARKS.md).
         """
         for request, frame in self._decoded(wanted, result):
             if encoder == "simplejpeg":
@@ -282,7 +284,8 @@ class VideoFile:
     def _reformat(self, frame, width: int, height: int, fmt: str | None, dst_colorspace: str | None = None):
         """``frame.reformat`` through one cached reformatter per output (size, format): ``frame.reformat``
         builds a new swscale context per call, whose set-up cost more than the scaling itself (0.30 vs
-        0.05 ms per 427x320 frame here)."""
+        0.05 ms per 427x320 frame here). swscale runs on this thread: its default slice threads cost
+        ~0.04 ms of hand-over per call and the task already has its one CPU busy."""
         from av.video.reformatter import VideoReformatter
 
         key = (frame.width, frame.height, frame.format.name, width, height, fmt, dst_colorspace)
@@ -290,7 +293,7 @@ class VideoFile:
         if reformatter is None:
             reformatter = self._reformatters[key] = VideoReformatter()
         return reformatter.reformat(frame, width=width, height=height, format=fmt, interpolation=self.interpolation,
-                                    dst_colorspace=dst_colorspace)  # fmt: skip
+                                    dst_colorspace=dst_colorspace, threads=1)  # fmt: skip
 
     def _convert(self, frame, short_side: int, scale: int) -> np.ndarray:
         width, height = output_size(frame.width, frame.height, short_side, scale)
@@ -312,23 +315,30 @@ class VideoFile:
         # for BT.709 sources, the matrix: without dst_colorspace a saturated red came back 15 levels off).
         yuv = self._reformat(frame, width, height, "yuvj420p", dst_colorspace="ITU601")
         planes = [
-            _edge_padded_view(
-                rotate_plane(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width], rotation)
-            )
-            for p in yuv.planes
+            self._edge_padded(slot, rotated_view(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width], rotation))
+            for slot, p in enumerate(yuv.planes)
         ]
         jpeg = simplejpeg.encode_jpeg_yuv_planes(planes[0], planes[1], planes[2], quality=quality)
         return jpeg, (int(planes[0].shape[0]), int(planes[0].shape[1]))
 
 
-def _edge_padded_view(plane: np.ndarray, pad: int = 16) -> np.ndarray:
-    """``plane`` as a view into a copy padded by edge replication.
+    def _edge_padded(self, slot: int, plane: np.ndarray, pad: int = 16) -> np.ndarray:
+        """``plane`` copied into a reused buffer padded by edge replication; returns the plane's view of it.
 
-    libjpeg-turbo reads whole MCUs, so for odd sizes it reads past the last column/row of a plane: those
-    bytes must be defined, or the same frame encodes to different JPEGs from run to run (measured: 2 distinct
-    outputs in 20 encodes of one 85x64 frame; with this padding, 1).
-    """
-    return np.pad(plane, ((0, pad), (0, pad)), mode="edge")[: plane.shape[0], : plane.shape[1]]
+        libjpeg-turbo reads whole MCUs, so for odd sizes it reads past the last column/row of a plane: those
+        bytes must be defined, or the same frame encodes to different JPEGs from run to run (measured: 2
+        distinct outputs in 20 encodes of one 85x64 frame; with this padding, 1). One buffer per plane and
+        size is reused frame after frame (the encoder copies out what it needs): ``np.pad`` allocating a
+        fresh one cost 0.15 ms per 427x320 frame, as much as half the JPEG encoding.
+        """
+        height, width = plane.shape
+        buffer = self._padded_planes.get((slot, height, width))
+        if buffer is None:
+            buffer = self._padded_planes[(slot, height, width)] = np.empty((height + pad, width + pad), np.uint8)
+        buffer[:height, :width] = plane
+        buffer[:height, width:] = plane[:, width - 1 :]
+        buffer[height:] = buffer[height - 1]
+        return buffer[:height, :width]
 
 
 def _natural_key(name: str) -> tuple:
@@ -380,7 +390,8 @@ class FrameFolder:
                 yield FrameRequest(index, scale), np.asarray(resized)
             result.num_decoded = index + 1
 
-    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int, encoder: JpegEncoder = "pil",
+    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
+              encoder: JpegEncoder = "simplejpeg",
               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
         """(request, JPEG bytes, (height, width)); stored frames are re-encoded with PIL whatever
         ``encoder`` says (their pixels are RGB already, and frame folders are small)."""
@@ -399,7 +410,7 @@ def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """(H, W, 3) uint8 -> JPEG bytes with PIL (libjpeg-turbo). PyAV's mjpeg encoder fed yuvj420p was no
     faster (0.8-1.1 vs 0.75-1.0 ms per 426x320 frame, resize included; BENCHMARKS.md); the
-    optional simplejpeg YUV-planes route of ``VideoFile.jpegs`` is the fast one."""
+    simplejpeg YUV-planes route of ``VideoFile.jpegs`` is the fast one."""
     from PIL import Image
 
     buf = BytesIO()

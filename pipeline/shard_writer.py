@@ -41,7 +41,7 @@ class EncodeSettings:
     short_side: int  # shorter side of full-scale frames, 0 = keep the source size
     jpeg_quality: int
     context_scale: int = 1  # 2 = store non-centre window frames at half resolution
-    jpeg_encoder: JpegEncoder = "pil"  # "simplejpeg": YUV planes straight to JPEG (optional package)
+    jpeg_encoder: JpegEncoder = "simplejpeg"  # YUV planes straight to JPEG; "pil": RGB then PIL
     decode_threads: int = 1
     min_decoded_fraction: float = 0.5
 

@@ -169,11 +169,10 @@ def test_damaged_video_is_sampled_on_its_decodable_frames(tmp_path):
 
 
 def test_simplejpeg_yuv_encoder_stores_the_same_frames(zoo):
-    """The optional YUV-planes encoder: same frames, sizes and orientation as the PIL route."""
-    pytest.importorskip("simplejpeg", reason="optional fast JPEG encoder not installed")
+    """The default YUV-planes encoder: same frames, sizes and orientation as the RGB + PIL route."""
     good, _ = zoo
     fast = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2, jpeg_encoder="simplejpeg")
-    slow = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2)
+    slow = EncodeSettings(short_side=32, jpeg_quality=90, context_scale=2, jpeg_encoder="pil")
     for case in ("odd_444", "rotated", "hevc_10bit", "mjpeg"):
         axis = 1 if GOOD[case][1].rotation else 0
         a = video_samples(_item(case, good[case]), CentreSampler(num_segments=2), 0, fast)
