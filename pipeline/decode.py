@@ -9,6 +9,14 @@ Each video is read in two cheap-then-once passes:
    4:2:0 for the YUV JPEG encoder; any pixel format: 10-bit, 4:4:4, yuvj, rgb), apply the rotation metadata
    and stop after the last wanted frame. Nothing but the current frame is held.
 
+Frames nobody needs are not decoded when that is provably safe: for codecs with non-reference frames
+(H.264, HEVC, MPEG-2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
+index is its timestamp's rank among the probe's packets, and a packet no request needs is sent with the
+decoder's ``skip_frame = NONREF``. A reference frame is decoded whatever the setting (later frames predict
+from it); a non-reference one nothing else reads is dropped (7-14% of H.264 decoding measured). The output
+is checked as it comes: every frame must map to a packet, in increasing order, with no wanted index missing;
+anything else (damage, odd timestamps) continues in the plain pass from the first frame not yet delivered.
+
 There is no seeking: the sampled windows of action-recognition clips span the whole video, so a seek could
 skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
 timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
@@ -43,6 +51,8 @@ Interpolation = Literal["AREA", "BILINEAR", "BICUBIC"]
 JpegEncoder = Literal["pil", "simplejpeg"]
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+# Codecs with non-reference frames whose FFmpeg decoders honour skip_frame=NONREF (B-frames, in the main).
+SKIPPABLE_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg4"})
 
 
 class VideoError(Exception):
@@ -51,6 +61,10 @@ class VideoError(Exception):
     def __init__(self, stage: Stage, message: str) -> None:
         super().__init__(message)
         self.stage: Stage = stage
+
+
+class _NotSkippable(Exception):
+    """The decoder's output stopped matching the probed timestamps: continue with a plain pass."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class DecodeResult:
     num_decoded: int = 0
     clamped: bool = False
     packet_errors: int = 0  # packets the decoder rejected and skipped
+    not_decoded: int = 0  # unneeded non-reference frames the decoder was told to skip
 
 
 def _decode_skipping_bad_packets(container, stream, errors: list[str]) -> Iterator:
@@ -139,7 +154,7 @@ class VideoFile:
     """
 
     def __init__(self, uri: str, threads: int = 1, min_decoded_fraction: float = 0.5,
-                 interpolation: Interpolation = "AREA") -> None:  # fmt: skip
+                 interpolation: Interpolation = "AREA", skip_unneeded: bool = True) -> None:  # fmt: skip
         # A str, always: __exit__ removes the local copy only when it is not the source itself.
         self.uri = os.fspath(uri)
         self.threads = threads
@@ -147,6 +162,8 @@ class VideoFile:
         self.interpolation = interpolation
         self._local: str | None = None
         self._info: VideoInfo | None = None
+        self.skip_unneeded = skip_unneeded
+        self._presentation_index: dict[int, int] | None = None  # packet pts -> index, when trustworthy
         self._reformatters: dict[tuple, Any] = {}
         self._padded_planes: dict[tuple[int, int, int], np.ndarray] = {}
 
@@ -190,12 +207,19 @@ class VideoFile:
 
         container, stream = self._open()
         count = 0
+        timestamps: list[int] | None = [] if stream.codec_context.name in SKIPPABLE_CODECS else None
         try:
             for packet in container.demux(stream):
                 if packet.size > 0:  # demux ends with an empty flush packet
                     count += 1
+                    if timestamps is not None:
+                        if packet.pts is None or packet.is_discard:
+                            timestamps = None
+                        else:
+                            timestamps.append(packet.pts)
         except av.error.FFmpegError as exc:
             # A damaged tail: keep what was read so far, decoding will confirm it.
+            timestamps = None
             if count == 0:
                 raise VideoError("probe", f"cannot read packets: {exc.strerror or exc}") from exc
         finally:
@@ -204,6 +228,9 @@ class VideoFile:
         if count == 0:
             raise VideoError("probe", "video stream has no packets")
         self._info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0)
+        self._presentation_index = None
+        if timestamps is not None and len(set(timestamps)) == count:
+            self._presentation_index = {pts: i for i, pts in enumerate(sorted(timestamps))}
         return self._info
 
     def frames(self, wanted: Sequence[FrameRequest], short_side: int,
@@ -240,11 +267,77 @@ class VideoFile:
             return
         result = result if result is not None else DecodeResult()
         info = self._info or self.probe()
-        last_wanted = max(by_index)
+        delivered = -1
+        if self.skip_unneeded and self._presentation_index is not None:
+            try:
+                for index, frame in self._skipping_pass(sorted(by_index), self._presentation_index, result):
+                    for scale in by_index[index]:
+                        yield FrameRequest(index, scale), frame
+                    delivered = index
+                result.num_decoded = delivered + 1
+                return
+            except _NotSkippable:
+                pass  # the plain pass takes over after the frames already delivered
+        remaining = {i: scales for i, scales in by_index.items() if i > delivered}
+        yield from self._plain_pass(remaining, info, result)
+
+    def _open_decoder(self):  # -> (container, stream)
         container, stream = self._open()
         stream.codec_context.thread_count = self.threads
         if self.threads != 1:
             stream.thread_type = "AUTO"
+        return container, stream
+
+    def _skipping_pass(self, wanted: list[int], presentation_index: dict[int, int],
+                       result: DecodeResult) -> Iterator[tuple[int, Any]]:  # fmt: skip
+        """(index, frame) for the sorted ``wanted`` indices, non-reference frames nobody needs left undecoded.
+
+        Raises ``_NotSkippable`` as soon as the output stops matching the probe (a frame with an unknown or
+        out-of-order timestamp, a wanted frame missing, a decoding error, an early end); every frame yielded
+        before that is the right one.
+        """
+        import av
+
+        wanted_set = set(wanted)
+        pending = iter(wanted)
+        target = next(pending)
+        previous = -1
+        decoded = 0
+        container, stream = self._open_decoder()
+        codec = stream.codec_context
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None:  # the final flush packet has none
+                    codec.skip_frame = "DEFAULT" if presentation_index.get(packet.pts) in wanted_set else "NONREF"
+                try:
+                    frames = stream.decode(packet)
+                except av.error.FFmpegError as exc:
+                    raise _NotSkippable from exc
+                for frame in frames:
+                    index = presentation_index.get(frame.pts, -1) if frame.pts is not None else -1
+                    if index <= previous or index > target:
+                        raise _NotSkippable
+                    previous = index
+                    decoded += 1
+                    if index == target:
+                        yield index, frame
+                        target = next(pending, None)
+                        if target is None:
+                            result.not_decoded = index + 1 - decoded
+                            return
+        except av.error.FFmpegError as exc:
+            raise _NotSkippable from exc
+        finally:
+            container.close()
+        raise _NotSkippable  # the stream ended before the last wanted frame
+
+    def _plain_pass(self, by_index: dict[int, list[int]], info: VideoInfo,
+                    result: DecodeResult) -> Iterator[tuple[FrameRequest, Any]]:  # fmt: skip
+        """Every frame decoded, a frame's index its ordinal in the output; see the module docstring."""
+        if not by_index:
+            return
+        last_wanted = max(by_index)
+        container, stream = self._open_decoder()
         pending = iter(by_index.items())
         target, scales = next(pending)
         previous = None
@@ -399,12 +492,13 @@ class FrameFolder:
             yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
 
 
-def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5) -> VideoFile | FrameFolder:
+def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5,
+                skip_unneeded: bool = True) -> VideoFile | FrameFolder:  # fmt: skip
     """A ``VideoFile`` or, for a directory, a ``FrameFolder``; both are context managers with
     ``probe()`` and ``frames()``."""
     if storage.is_dir(uri):
         return FrameFolder(uri)
-    return VideoFile(uri, threads=threads, min_decoded_fraction=min_decoded_fraction)
+    return VideoFile(uri, threads=threads, min_decoded_fraction=min_decoded_fraction, skip_unneeded=skip_unneeded)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:

@@ -169,7 +169,8 @@ def _sampling_settings(cfg: ShardConfig, split: str) -> dict[str, Any]:
 
 def _missing_entries(index: DatasetIndex, split: str) -> list[dict[str, str]]:
     return [
-        {"path": m, "video_id": m, "stage": "missing", "error": "listed in the annotations, not found on storage"}
+        {"path": m.path, "video_id": m.video_id, "stage": "missing",
+         "error": "listed in the annotations, not found on storage"}
         for m in index.missing.get(split, [])
     ]
 

@@ -44,6 +44,7 @@ class EncodeSettings:
     jpeg_encoder: JpegEncoder = "simplejpeg"  # YUV planes straight to JPEG; "pil": RGB then PIL
     decode_threads: int = 1
     min_decoded_fraction: float = 0.5
+    skip_unneeded_frames: bool = True  # leave unneeded non-reference frames undecoded (pipeline.decode)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
 
     Each distinct (frame, scale) is decoded and JPEG-encoded once even when several views share it.
     """
-    with open_source(video.path, settings.decode_threads, settings.min_decoded_fraction) as source:
+    with open_source(video.path, settings.decode_threads, settings.min_decoded_fraction,
+                     settings.skip_unneeded_frames) as source:  # fmt: skip
         info = source.probe()
         clips = sampler.sample(info.num_frames, rng_for(seed, video.video_id, video.split))
         per_clip = frame_requests(clips, settings.context_scale)

@@ -16,6 +16,11 @@ from pipeline.datasets import AnnotationError, DatasetConfig, DatasetIndex, load
 from pipeline.synthetic import SyntheticConfig, generate, load_manifest
 
 
+def _missing(index) -> dict[str, list[str]]:
+    """split -> paths of the listed videos not found (the records carry ids and labels too)."""
+    return {split: [m.path for m in records] for split, records in index.missing.items()}
+
+
 @pytest.fixture(scope="module")
 def clip_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real (tiny) encoded video; the parsers only need files to exist, but they are real files."""
@@ -82,7 +87,7 @@ def test_ucf101_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     assert {k: r.label for k, r in test.items()} == {"v_ApplyEyeMakeup_g01_c01": 0, "v_HandStandPushups_g01_c01": 1,
                                                      "v_YoYo_g07_c03": 2}  # fmt: skip
     assert all(r.split == "test" for r in test.values())
-    assert index.missing == {"train": [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")], "test": []}
+    assert _missing(index) == {"train": [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")], "test": []}
     assert index.annotation_checksums == {
         n: sha(lists / n) for n in ("classInd.txt", "testlist01.txt", "trainlist01.txt")
     }
@@ -91,11 +96,11 @@ def test_ucf101_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     train2 = by_id(index2, "train")
     assert train2["v_HandStandPushups_g01_c01"].path == str(tmp_path / "HandstandPushups" / "v_HandStandPushups_g01_c01.avi")
     assert train2["v_HandStandPushups_g01_c01"].label == 1
-    assert index2.missing["test"] == [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")]
+    assert _missing(index2)["test"] == [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")]
     assert "trainlist02.txt" in index2.annotation_checksums and "trainlist01.txt" not in index2.annotation_checksums
     # without the existence check every listed video is a record
     unchecked = load_dataset(DatasetConfig(format="ucf101", root=str(tmp_path), check_exists=False))
-    assert len(unchecked.splits["train"]) == 4 and unchecked.missing == {"train": [], "test": []}
+    assert len(unchecked.splits["train"]) == 4 and _missing(unchecked) == {"train": [], "test": []}
 
 
 def test_ucf101_videos_reencoded_to_another_container_are_found(tmp_path: Path, clip_bytes: bytes) -> None:
@@ -103,7 +108,7 @@ def test_ucf101_videos_reencoded_to_another_container_are_found(tmp_path: Path, 
     put(tmp_path / "YoYo" / "v_YoYo_g09_c01.mp4", clip_bytes)
     index = load_dataset(DatasetConfig(format="ucf101", root=str(tmp_path)))
     assert by_id(index, "train")["v_YoYo_g09_c01"].path.endswith("v_YoYo_g09_c01.mp4")
-    assert index.missing["train"] == []
+    assert _missing(index)["train"] == []
 
 
 @pytest.mark.parametrize(
@@ -140,7 +145,7 @@ def test_synthetic_ucf101_parses_with_manifest_labels(synthetic_ucf101: Path) ->
     for split_number in (1, 2, 3):
         index = load_dataset(DatasetConfig(format="ucf101", root=str(synthetic_ucf101), split_number=split_number))
         assert index.classes == ["MoveLeft", "MoveRight", "MoveUp", "MoveDown"]
-        assert index.missing == {"train": [], "test": []}
+        assert _missing(index) == {"train": [], "test": []}
         records = index.splits["train"] + index.splits["test"]
         assert sorted(r.video_id for r in records) == sorted(manifest)
         for r in records:
@@ -162,7 +167,7 @@ def test_ucf101_on_s3_matches_local(s3_server, synthetic_ucf101: Path) -> None:
         expect = {(r.video_id, r.label) for r in local.splits[split] if "v_MoveLeft_g01" not in r.video_id}
         assert {(r.video_id, r.label) for r in remote.splits[split]} == expect
         assert all(r.path.startswith(f"{bucket}/ucf/") for r in remote.splits[split])
-    assert remote.missing["test"] == [f"{bucket}/ucf/MoveLeft/v_MoveLeft_g01_c01.mp4"]
+    assert _missing(remote)["test"] == [f"{bucket}/ucf/MoveLeft/v_MoveLeft_g01_c01.mp4"]
 
 
 # ---------------------------------------------------------------- HMDB51
@@ -185,7 +190,7 @@ def test_hmdb51_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [
         ("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0", 1)
     ]
-    assert index.missing == {"train": [], "test": [str(tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_1.avi")]}
+    assert _missing(index) == {"train": [], "test": [str(tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_1.avi")]}
     assert set(index.annotation_checksums) == {"brush_hair_test_split1.txt", "cartwheel_test_split1.txt"}
     index2 = load_dataset(DatasetConfig(format="hmdb51", root=str(tmp_path), split_number=2))
     assert [r.label for r in index2.splits["train"]] == [1] and [r.label for r in index2.splits["test"]] == [0]
@@ -241,7 +246,7 @@ def test_kinetics_csv(tmp_path: Path, clip_bytes: bytes) -> None:
     assert train["0347ZoDXyP0_000305_000315"].path.endswith(".mkv")
     assert [(r.video_id, r.label, r.split) for r in index.splits["val"]] == [("3Hb9w-2yZpI_000017_000027", 0, "val")]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [("-_3I6jMhv6s_000000_000010", -1)]
-    assert index.missing["train"] == [str(videos / "zzzMissing01_000000_000010.mp4")]
+    assert _missing(index)["train"] == [str(videos / "zzzMissing01_000000_000010.mp4")]
     assert index.annotation_checksums == {n: sha(ann / n) for n in ("test.csv", "train.csv", "validate.csv")}
     # one CSV file instead of a folder
     single = load_dataset(DatasetConfig(format="kinetics", root=str(videos), annotations=str(ann / "validate.csv")))
@@ -289,7 +294,7 @@ def test_ssv2_json(tmp_path: Path, clip_bytes: bytes) -> None:
     index = load_dataset(DatasetConfig(format="ssv2", root=str(tmp_path / "videos"), annotations=str(tmp_path)))
     assert index.classes == list(SS2_LABELS)
     assert {k: r.label for k, r in by_id(index, "train").items()} == {"78687": 1, "42326": 0}
-    assert index.missing["train"] == [str(tmp_path / "videos" / "100.webm")]
+    assert _missing(index)["train"] == [str(tmp_path / "videos" / "100.webm")]
     assert [(r.video_id, r.label) for r in index.splits["val"]] == [("5", 2)]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [("1420", -1)]
     assert by_id(index, "test")["1420"].path == str(tmp_path / "videos" / "1420.webm")
@@ -320,7 +325,7 @@ def test_ssv1_csv_and_frame_folders(tmp_path: Path) -> None:
         for r in index.splits[split]:
             assert r.label == labels[r.video_id] and Path(r.path).is_dir() and r.path == str(frames / r.video_id)
     assert all(r.label == -1 for r in index.splits["test"]) and len(index.splits["test"]) == 2
-    assert [m for ms in index.missing.values() for m in ms] == [str(frames / gone)]
+    assert [m for ms in _missing(index).values() for m in ms] == [str(frames / gone)]
     put(tmp_path / "something-something-v1-validation.csv", "77;Moving something sideways\n")
     with pytest.raises(AnnotationError, match=r"validation.csv:1: label 'Moving something sideways'"):
         load_dataset(DatasetConfig(format="ssv1", root=str(frames), annotations=str(tmp_path)))
@@ -348,7 +353,7 @@ def test_generic_csv(tmp_path: Path, clip_bytes: bytes) -> None:
     assert train["sub/ünïcödé 日本.mp4"].path == str(tmp_path / "videos" / "sub" / "ünïcödé 日本.mp4")
     assert [(r.video_id, r.label) for r in index.splits["val"]] == [("-val#1.mp4", 1)]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [("held out.mp4", -1)]
-    assert index.missing["train"] == [str(tmp_path / "videos" / "sub" / "nothing.mp4")]
+    assert _missing(index)["train"] == [str(tmp_path / "videos" / "sub" / "nothing.mp4")]
     assert set(index.annotation_checksums) == {"train.csv", "validation.csv", "all.csv"}
 
 
@@ -357,7 +362,7 @@ def test_generic_csv_indices_and_classes_file(tmp_path: Path) -> None:
     index = load_dataset(DatasetConfig(format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv"),
                                        check_exists=False))  # fmt: skip
     assert index.classes == ["0", "1", "2"] and [r.label for r in index.splits["train"]] == [2, 0]
-    assert index.missing == {"train": []}
+    assert _missing(index) == {"train": []}
     put(tmp_path / "train.csv", "a.mp4,2\nb.mp4,jump\n")
     with pytest.raises(AnnotationError, match=r"train.csv:1: labels mix class names and indices"):
         load_dataset(DatasetConfig(format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv")))

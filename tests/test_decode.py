@@ -18,7 +18,18 @@ from pipeline.decode import (
     open_source,
     output_size,
 )
-from tests.video_zoo import BAD_STAGES, GOOD, make_damaged_mjpeg, make_frame_folder, make_zoo, read_index
+from tests.video_zoo import (
+    B_FRAMES,
+    BAD_STAGES,
+    GOOD,
+    Spec,
+    encode_video,
+    make_damaged,
+    make_damaged_mjpeg,
+    make_frame_folder,
+    make_zoo,
+    read_index,
+)
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +183,58 @@ def test_damaged_packets_are_skipped_and_the_tail_clamped(tmp_path):
         with pytest.raises(VideoError, match="only 17 of 20 frames decodable .3 undecodable packets") as err:
             list(video.frames([FrameRequest(19)], short_side=24))
     assert err.value.stage == "decode"
+
+
+def _decode_all(path: Path, wanted: list[int], skip_unneeded: bool) -> tuple[list[tuple[int, bytes]], DecodeResult]:
+    result = DecodeResult()
+    with VideoFile(str(path), skip_unneeded=skip_unneeded) as video:
+        video.probe()
+        out = [(r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in wanted], 0, result)]
+    return out, result
+
+
+# Two sparse 5-frame windows and a lone frame: most frames between them are unneeded.
+SPARSE = [3, 4, 5, 6, 7, 30, 41, 42, 43, 44, 45]
+
+
+@pytest.mark.parametrize("name", sorted(B_FRAMES))
+def test_unneeded_non_reference_frames_are_not_decoded(tmp_path, name):
+    """Where every packet has its own timestamp, unneeded B-frames are left undecoded, and the frames that
+    are delivered are exactly those of a plain full decode (pixel for pixel, same indices)."""
+    fname, spec, fmt = B_FRAMES[name]
+    path = encode_video(tmp_path / fname, spec, fmt)
+    skipped, result = _decode_all(path, SPARSE, skip_unneeded=True)
+    plain, plain_result = _decode_all(path, SPARSE, skip_unneeded=False)
+    assert result.not_decoded > 5 and plain_result.not_decoded == 0
+    assert result.num_decoded == plain_result.num_decoded == SPARSE[-1] + 1
+    assert [i for i, _ in skipped] == SPARSE
+    assert skipped == plain
+    assert [read_index(np.frombuffer(px, np.uint8).reshape(spec.height, spec.width, 3)) for _, px in skipped] == SPARSE
+
+
+def test_damage_in_skip_mode_continues_in_the_plain_pass(tmp_path):
+    """A damaged B-frame stream: the skipping pass stops at the first mismatch and the plain pass delivers
+    the rest, so the output is the plain decode's, frame for frame (indices shift after the lost frames)."""
+    _, spec, _ = B_FRAMES["h264_mp4"]
+    path = make_damaged(tmp_path / "damaged b.mp4", spec, broken=(20, 21))
+    wanted = list(range(0, 60, 3))
+    skipped, result = _decode_all(path, wanted, skip_unneeded=True)
+    plain, plain_result = _decode_all(path, wanted, skip_unneeded=False)
+    assert [i for i, _ in skipped] == [i for i, _ in plain] == wanted
+    assert skipped == plain
+    assert result.num_decoded == plain_result.num_decoded
+    assert result.packet_errors == plain_result.packet_errors == 2  # counted by the plain pass...
+    assert result.not_decoded == 0  # ...which finished the job: the skipping pass gave up at the damage
+
+
+def test_streams_without_usable_timestamps_use_the_plain_pass(tmp_path):
+    """A raw H.264 elementary stream has no packet timestamps: nothing is skipped, every frame is right."""
+    spec = Spec("libx264", "yuv420p", frames=30, options=(("bframes", "3"),))
+    path = encode_video(tmp_path / "raw.h264", spec, "h264")
+    got, result = _decode_all(path, [2, 17, 29], skip_unneeded=True)
+    assert result.not_decoded == 0
+    assert [i for i, _ in got] == [2, 17, 29]
+    assert [read_index(np.frombuffer(px, np.uint8).reshape(48, 64, 3)) for _, px in got] == [2, 17, 29]
 
 
 @pytest.mark.parametrize("name", ["h264", "odd_444", "rotated"])

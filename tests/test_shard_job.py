@@ -101,6 +101,8 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
     got = {q["path"]: q for q in quarantine}
     for path, stage in bad_paths.items():
         assert got[path]["stage"] == stage and got[path]["error"], got.get(path)
+    (missing,) = load_dataset(dataset).missing["train"]
+    assert got[missing.path]["video_id"] == missing.video_id  # the dataset's id, as for every other line
     assert index["quarantined"] == len(quarantine) == len(bad_paths)
     assert index["num_videos"] == len(good_paths) and index["num_samples"] == 2 * len(good_paths)
     assert index["views_per_video"] == 2 and index["resize"]["short_side"] == 32

@@ -158,11 +158,23 @@ def make_frame_folder(folder: str | os.PathLike, frames: int = 14, width: int = 
     return folder
 
 
-def make_damaged_mjpeg(path: str | os.PathLike, frames: int = 20, broken: tuple[int, ...] = (5, 6, 12)) -> Path:
-    """An MJPEG AVI whose packets ``broken`` are zeroed in place: the container and its packet count stay
-    intact, the decoder rejects those packets (a damaged download)."""
-    path = Path(path)
-    encode_video(path, Spec("mjpeg", "yuvj420p", frames=frames))
+# name -> (file name, spec, container format): encodings with non-reference (B) frames, for the decoder's
+# skip-unneeded-frames mode. 60 frames so that several mini-GOPs lie between the wanted windows.
+B_FRAMES: dict[str, tuple[str, Spec, str | None]] = {
+    "h264_mp4": ("b h264.mp4", Spec("libx264", "yuv420p", frames=60, options=(("bframes", "3"), ("b-pyramid", "normal"))), None),
+    "h264_mkv_open_gop": ("b h264.mkv", Spec("libx264", "yuv420p", frames=60,
+                                           options=(("x264-params", "open-gop=1:keyint=20:bframes=3"),)), None),  # fmt: skip
+    "h264_ts": ("b h264.ts", Spec("libx264", "yuv420p", frames=60, options=(("bframes", "2"),)), "mpegts"),
+    "hevc": ("b hevc.mkv", Spec("libx265", "yuv420p", frames=60, options=(("x265-params", "log-level=error:bframes=4"),)), None),
+    "xvid_avi": ("b xvid.avi", Spec("mpeg4", "yuv420p", frames=60, options=(("bf", "2"),)), None),
+    "mpeg2_ps": ("b mpeg2.mpg", Spec("mpeg2video", "yuv420p", frames=60, options=(("bf", "2"),)), "mpeg"),
+}
+
+
+def make_damaged(path: str | os.PathLike, spec: Spec, broken: tuple[int, ...], fmt: str | None = None) -> Path:
+    """``spec`` encoded, then the packets ``broken`` (in file order) zeroed in place: the container and its
+    packet count stay intact, the decoder rejects or misdecodes those packets (a damaged download)."""
+    path = encode_video(path, spec, fmt)
     data = bytearray(path.read_bytes())
     with av.open(str(path)) as container:
         packets = [bytes(p) for p in container.demux(video=0) if p.size]
@@ -171,3 +183,9 @@ def make_damaged_mjpeg(path: str | os.PathLike, frames: int = 20, broken: tuple[
         data[at : at + len(packets[k])] = bytes(len(packets[k]))
     path.write_bytes(bytes(data))
     return path
+
+
+def make_damaged_mjpeg(path: str | os.PathLike, frames: int = 20, broken: tuple[int, ...] = (5, 6, 12)) -> Path:
+    """An MJPEG AVI whose packets ``broken`` are zeroed in place: the container and its packet count stay
+    intact, the decoder rejects those packets (a damaged download)."""
+    return make_damaged(path, Spec("mjpeg", "yuvj420p", frames=frames), broken)

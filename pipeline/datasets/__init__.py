@@ -2,7 +2,7 @@
 
     index = load_dataset(DatasetConfig(format="ucf101", root="s3://bucket/UCF-101", split_number=1))
     index.splits["train"][0]   # VideoRecord(video_id='v_ApplyEyeMakeup_g08_c01', path=..., label=0, split='train')
-    index.missing["test"]      # listed videos not found on storage (reported, never silently dropped)
+    index.missing["test"]      # VideoRecords listed but not found on storage (reported, never dropped)
 
 Formats (one module each): UCF101 and HMDB51 (``ucf_hmdb``), Kinetics-400/600/700 CSV (``kinetics``),
 Something-Something V1/V2 (``something``), a generic ``path,label`` CSV (``generic``). Split names are mapped

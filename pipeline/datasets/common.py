@@ -28,7 +28,7 @@ class DatasetIndex:
     classes: list[str]  # index -> class name
     splits: dict[str, list[VideoRecord]]  # found videos only (all listed ones when check_exists is off)
     annotation_checksums: dict[str, str]  # annotation file name -> sha256
-    missing: dict[str, list[str]] = field(default_factory=dict)  # split -> listed videos not found on storage
+    missing: dict[str, list[VideoRecord]] = field(default_factory=dict)  # split -> listed, not found on storage
 
     def num_listed(self, split: str) -> int:
         return len(self.splits.get(split, [])) + len(self.missing.get(split, []))
@@ -142,7 +142,7 @@ class IndexBuilder:
         self.name = name
         self.classes = classes
         self.splits: dict[str, list[VideoRecord]] = {}
-        self.missing: dict[str, list[str]] = {}
+        self.missing: dict[str, list[VideoRecord]] = {}
         self.checksums: dict[str, str] = {}
         self._seen: dict[str, tuple[int, str, str]] = {}  # video_id -> (label, split, where)
 
@@ -162,7 +162,7 @@ class IndexBuilder:
         self.splits.setdefault(split, [])
         self.missing.setdefault(split, [])
         if found is None:
-            self.missing[split].append(listed)
+            self.missing[split].append(VideoRecord(video_id, listed, label, split))
         else:
             self.splits[split].append(VideoRecord(video_id, found, label, split))
 
