@@ -2,7 +2,8 @@
 
 Each video is read in two cheap-then-once passes:
 
-1. ``probe()`` counts the video stream's packets by demuxing only (no decoding, ~1-2% of a decode pass).
+1. ``probe()`` counts the video stream's packets by demuxing only (no decoding, ~1-2% of a decode pass),
+   leaving out packets flagged discard (before an MP4 edit list's start: decoded, never shown).
    Declared frame counts are not used: VP9/WebM and HEVC/MKV declare 0 and AVI headers can lie.
 2. ``frames(wanted)`` / ``jpegs(wanted)`` decode forward from the start in a single pass, convert only the
    wanted frames (swscale: resize in the source pixel format, then to RGB, or straight to full-range YUV
@@ -210,10 +211,12 @@ class VideoFile:
         timestamps: list[int] | None = [] if stream.codec_context.name in SKIPPABLE_CODECS else None
         try:
             for packet in container.demux(stream):
-                if packet.size > 0:  # demux ends with an empty flush packet
+                # Demux ends with an empty flush packet. A discard packet (before an MP4 edit list's start, as
+                # a stream-copied cut leaves) is decoded as a reference but never output: not a frame.
+                if packet.size > 0 and not packet.is_discard:
                     count += 1
                     if timestamps is not None:
-                        if packet.pts is None or packet.is_discard:
+                        if packet.pts is None:
                             timestamps = None
                         else:
                             timestamps.append(packet.pts)

@@ -26,6 +26,7 @@ from tests.video_zoo import (
     encode_video,
     make_damaged,
     make_damaged_mjpeg,
+    make_edit_list_cut,
     make_frame_folder,
     make_zoo,
     read_index,
@@ -225,6 +226,22 @@ def test_damage_in_skip_mode_continues_in_the_plain_pass(tmp_path):
     assert result.num_decoded == plain_result.num_decoded
     assert result.packet_errors == plain_result.packet_errors == 2  # counted by the plain pass...
     assert result.not_decoded == 0  # ...which finished the job: the skipping pass gave up at the damage
+
+
+@pytest.mark.parametrize("skip_unneeded", [True, False])
+def test_frames_hidden_by_an_edit_list_are_not_counted(tmp_path, skip_unneeded):
+    """A stream-copied cut keeps the frames before its edit list's start (flagged discard, never shown):
+    they are not counted, so the shown frames are numbered from 0 and nothing is clamped at the end."""
+    _, spec, _ = B_FRAMES["h264_mp4"]
+    cut = make_edit_list_cut(encode_video(tmp_path / "full.mp4", spec), tmp_path / "cut.mp4", hidden=7)
+    result = DecodeResult()
+    with VideoFile(str(cut), skip_unneeded=skip_unneeded) as video:
+        assert video.probe().num_frames == spec.frames - 7
+        wanted = [0, 1, 20, spec.frames - 8]
+        got = list(video.frames([FrameRequest(i) for i in wanted], 0, result))
+    assert not result.clamped and result.num_decoded == spec.frames - 7
+    assert [(r.index, read_index(rgb)) for r, rgb in got] == [(i, i + 7) for i in wanted]
+    assert (result.not_decoded > 0) == skip_unneeded
 
 
 def test_streams_without_usable_timestamps_use_the_plain_pass(tmp_path):

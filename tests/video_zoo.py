@@ -171,6 +171,24 @@ B_FRAMES: dict[str, tuple[str, Spec, str | None]] = {
 }
 
 
+def make_edit_list_cut(source: str | os.PathLike, path: str | os.PathLike, hidden: int) -> Path:
+    """``source`` (an MP4) remuxed without re-encoding so that its first ``hidden`` frames fall before the
+    edit list's start, as a stream-copied cut leaves them: still in the file (later frames predict from
+    them), flagged discard by the demuxer, never shown."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        shift = hidden * round(1 / (stream.time_base * stream.average_rate))
+        for packet in src.demux(stream):
+            if packet.dts is None:
+                continue  # the flush packet
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            out.mux(packet)
+    return Path(path)
+
+
 def make_damaged(path: str | os.PathLike, spec: Spec, broken: tuple[int, ...], fmt: str | None = None) -> Path:
     """``spec`` encoded, then the packets ``broken`` (in file order) zeroed in place: the container and its
     packet count stay intact, the decoder rejects or misdecodes those packets (a damaged download)."""
