@@ -196,11 +196,16 @@ class VideoFile:
             # strerror leaves out the (temporary, for S3) file name, keeping reports reproducible.
             reason = getattr(exc, "strerror", None) or str(exc)
             raise VideoError("open", f"not a readable media file: {reason}") from exc
-        if not container.streams.video:
+        # A cover picture (an attached_pic "video" stream of one frame, as music files and some downloads
+        # carry) is not the video; among several real video streams, FFmpeg's choice (as its CLI makes).
+        moving = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not moving:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
+            still = " besides a cover picture" if container.streams.video else ""
             container.close()
-            raise VideoError("probe", f"no video stream (streams: {', '.join(kinds)})")
-        return container, container.streams.video[0]
+            raise VideoError("probe", f"no video stream{still} (streams: {', '.join(kinds)})")
+        best = container.streams.best("video")
+        return container, best if best in moving else moving[0]
 
     def probe(self) -> VideoInfo:
         """Count the video packets without decoding them; fps from the stream's average rate."""

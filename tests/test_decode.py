@@ -24,6 +24,7 @@ from tests.video_zoo import (
     GOOD,
     Spec,
     encode_video,
+    encode_with_still_stream,
     make_damaged,
     make_damaged_mjpeg,
     make_edit_list_cut,
@@ -242,6 +243,25 @@ def test_frames_hidden_by_an_edit_list_are_not_counted(tmp_path, skip_unneeded):
     assert not result.clamped and result.num_decoded == spec.frames - 7
     assert [(r.index, read_index(rgb)) for r, rgb in got] == [(i, i + 7) for i in wanted]
     assert (result.not_decoded > 0) == skip_unneeded
+
+
+@pytest.mark.parametrize("fname", ["cover art.mp4", "still first.mkv"])
+def test_a_still_picture_stream_is_not_taken_for_the_video(tmp_path, fname):
+    """The one-frame picture stream listed first (cover art in MP4, a plain still stream in MKV) is passed
+    over for the real video."""
+    path = encode_with_still_stream(tmp_path / fname, frames=24)
+    with VideoFile(str(path)) as video:
+        assert video.probe().num_frames == 24
+        got = [(r.index, read_index(rgb)) for r, rgb in video.frames([FrameRequest(3), FrameRequest(23)], 0)]
+    assert got == [(3, 3), (23, 23)]
+
+
+def test_a_cover_picture_with_audio_is_not_a_video(tmp_path):
+    path = encode_with_still_stream(tmp_path / "song.mp4", cover_only=True)
+    with pytest.raises(VideoError, match="no video stream besides a cover picture") as err:
+        with VideoFile(str(path)) as video:
+            video.probe()
+    assert err.value.stage == "probe"
 
 
 def test_streams_without_usable_timestamps_use_the_plain_pass(tmp_path):

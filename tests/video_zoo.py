@@ -171,6 +171,34 @@ B_FRAMES: dict[str, tuple[str, Spec, str | None]] = {
 }
 
 
+def encode_with_still_stream(path: str | os.PathLike, frames: int = 24, cover_only: bool = False) -> Path:
+    """A file whose first video stream is a one-frame picture: a cover (attached_pic, MP4) or, in MKV, a plain
+    still stream; then the pattern video (or, with ``cover_only``, an audio track instead)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        still = out.add_stream("mjpeg", rate=1)
+        still.width, still.height, still.pix_fmt = 64, 48, "yuvj420p"
+        if path.suffix == ".mp4":
+            still.disposition = av.stream.Disposition.attached_pic
+        video = out.add_stream("libx264", rate=25) if not cover_only else None
+        if video is not None:
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream("aac", rate=16000) if cover_only else None
+        grey = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 200, np.uint8), format="rgb24")
+        for packet in [*still.encode(grey.reformat(format="yuvj420p")), *still.encode()]:
+            out.mux(packet)
+        if video is not None:
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+                for packet in video.encode(frame):
+                    out.mux(packet)
+            for packet in video.encode():
+                out.mux(packet)
+        if audio is not None:
+            _encode_silence(out, audio, seconds=1.0)
+    return path
+
+
 def make_edit_list_cut(source: str | os.PathLike, path: str | os.PathLike, hidden: int) -> Path:
     """``source`` (an MP4) remuxed without re-encoding so that its first ``hidden`` frames fall before the
     edit list's start, as a stream-copied cut leaves them: still in the file (later frames predict from
