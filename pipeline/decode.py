@@ -11,7 +11,7 @@ Each video is read in two cheap-then-once passes:
    and stop after the last wanted frame. Nothing but the current frame is held.
 
 Frames nobody needs are not decoded when that is provably safe: for codecs with non-reference frames
-(H.264, HEVC, MPEG-2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
+(H.264, HEVC, MPEG-1/2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
 index is its timestamp's rank among the probe's packets, and a packet no request needs is sent with the
 decoder's ``skip_frame = NONREF``. A reference frame is decoded whatever the setting (later frames predict
 from it); a non-reference one nothing else reads is dropped (7-14% of H.264 decoding measured). The output
@@ -53,7 +53,7 @@ JpegEncoder = Literal["pil", "simplejpeg"]
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Codecs with non-reference frames whose FFmpeg decoders honour skip_frame=NONREF (B-frames, in the main).
-SKIPPABLE_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg4"})
+SKIPPABLE_CODECS = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4"})
 
 
 class VideoError(Exception):

@@ -117,6 +117,11 @@ GOOD: dict[str, tuple[str, Spec]] = {
     ),
     "audio_track": ("with audio.mp4", Spec("libx264", "yuv420p", audio=True, frames=16)),
     "too_short": ("short.mp4", Spec("libx264", "yuv420p", frames=3)),
+    # Beyond the datasets' own codecs: what users' videos and newer downloads come as.
+    "av1": ("av1.mp4", Spec("libsvtav1", "yuv420p", options=(("preset", "12"), ("svtav1-params", "log-level=0")))),
+    "vp8": ("vp8.webm", Spec("libvpx", "yuv420p")),
+    "prores_422_10bit": ("prores.mov", Spec("prores", "yuv422p10le", frames=12)),
+    "mpeg2_b_frames": ("mpeg2.mpg", Spec("mpeg2video", "yuv420p", options=(("bf", "2"),))),
 }
 
 # name -> expected quarantine stage
