@@ -1,0 +1,62 @@
+"""The benchmark scripts still run end to end (tiny settings) and print every route they compare.
+
+No timing is asserted: speed goals are checked by running the benchmarks themselves (BENCHMARKS.md). This
+only keeps the scripts from rotting as the code under them changes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _ratio(line: str) -> float:
+    """The 'x floor' column of a shard_throughput route line."""
+    return float(re.split(r"\s{2,}", line.strip())[3])
+
+
+def test_shard_throughput_prints_every_route():
+    out = _run("shard_throughput.py", "--videos", "1", "--size", "128x96", "--frames", "40,40", "--repeat", "1")
+    presets = out.split("== ")[1:]
+    assert len(presets) == 6
+    for block in presets:
+        routes = {line.split(":")[0]: line for line in block.splitlines() if line.split(":")[0] in
+                  ("floor", "bound", "ours", "official")}  # fmt: skip
+        assert {"floor", "ours", "official"} <= set(routes), block
+        assert _ratio(routes["floor"]) == 1.0
+        assert _ratio(routes["ours"]) > 0 and _ratio(routes["official"]) > 0
+        # The JPEG-only bound is printed for the default (YUV planes) encoder and sits above the floor.
+        assert ("bound" in routes) == ("jpeg_encoder pil" not in block.splitlines()[0])
+        if "bound" in routes:
+            assert _ratio(routes["bound"]) > 1.0
+    assert "JPEG encoders at" in out
+
+
+def test_model_step_prints_tdn_and_tsn():
+    out = _run("model_step.py", "--arch", "resnet18", "--segments", "2", "--size", "64", "--width", "0.25",
+               "--repeats", "5")  # fmt: skip
+    assert re.search(r"TDN \(ours\)\s+[\d.]+\s+[\d.]+\s+[\d.]+", out), out
+    assert "step peak MiB" in out
+
+
+def test_loader_throughput_compares_with_on_the_fly_decoding():
+    out = _run("loader_throughput.py", "--videos-per-class", "1", "--size", "64x48", "--input-size", "32",
+               "--samples", "4", "--repeats", "1", "--train-steps", "0")  # fmt: skip
+    assert re.search(r"shards_ours\s+[\d.]+\s+x [\d.]+ vs on-the-fly", out), out
+
+
+def test_eval_throughput_prints_the_table():
+    out = _run("eval_throughput.py", "--arch", "resnet18", "--segments", "2", "--size", "64", "--short-side", "72",
+               "--videos", "2", "--frames", "20", "--repeats", "1", "--batch-size", "2", "--engine", "local")  # fmt: skip
+    assert re.search(r"\| TDN \| 2×1×1 \|", out) and "TDN / TSN time ratio" in out, out
