@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -154,7 +155,7 @@ def init_weights_from(model: nn.Module, uri: str) -> None:
     for key in ("fc.weight", "fc.bias"):
         if key in state and state[key].shape != own[key].shape:
             state[key] = own[key]  # new head: different classes
-            print(f"init_from {uri}: {key} {tuple(own[key].shape)} freshly initialised (classes differ)")
+            console(f"init_from {uri}: {key} {tuple(own[key].shape)} freshly initialised (classes differ)")
     strict_load(model, state, uri)
 
 
@@ -204,7 +205,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         start_epoch, step, last_metrics = int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt.get("metrics", {}))
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
-        print(f"[rank {rank}] resumed from {ckpt_path}: epoch {start_epoch}, step {step}")
+        console(f"[rank {rank}] resumed from {ckpt_path}: epoch {start_epoch}, step {step}")
 
     ddp: nn.Module = model
     if world > 1:
@@ -233,7 +234,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 val, per_class = validate(model, val_dir, cfg, device, rank, world)
                 metrics.update(val)
             if rank == 0:
-                print(format_metrics(f"epoch {epoch + 1}/{cfg.optim.epochs}", metrics))
+                console(format_metrics(f"epoch {epoch + 1}/{cfg.optim.epochs}", metrics))
             if tracker:
                 tracker.log_metrics({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
             last_metrics = metrics
@@ -297,7 +298,7 @@ def train_epoch(
             logged = {"loss": window["loss"] / window["n"], "lr": schedule.lr_at(step - 1),
                       "samples_per_s": window["n"] * cfg.loader.batch_size * world / elapsed,
                       "data_wait_frac": window["wait"] / elapsed}
-            print(format_metrics(f"epoch {epoch + 1} step {i + 1}/{steps_per_epoch} ({step})", logged))
+            console(format_metrics(f"epoch {epoch + 1} step {i + 1}/{steps_per_epoch} ({step})", logged))
             if tracker:
                 tracker.log_metrics({f"train/{k}": v for k, v in logged.items()}, step=step)
             window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter()}
@@ -322,7 +323,7 @@ def maybe_crash(cfg: TrainConfig, step: int, rank: int, world: int) -> None:
         return
     with open(cfg.run.crash_marker, "w") as f:
         f.write(f"rank {rank} exited at step {step}\n")
-    print(f"[rank {rank}] fault injection: exiting at step {step}", flush=True)
+    console(f"[rank {rank}] fault injection: exiting at step {step}")
     os._exit(1)
 
 
@@ -428,13 +429,23 @@ def finish(
         if cfg.tracking.registered_model:
             score = {k: metrics[k] for k in ("val_top1", "val_top5", "train_loss") if k in metrics}
             name, alias = cfg.tracking.registered_model, cfg.tracking.registered_alias
-            tracker.call(lambda client, run_id: print(
+            tracker.call(lambda client, run_id: console(
                 f"registered {name} version "
                 f"{register_checkpoint(client, run_id, tracker.experiment_id, ckpt_path, name, score, alias)}"
             ))
     tracker.close()
     if tracker.dropped:
-        print(f"warning: {tracker.dropped} MLflow call(s) could not be sent to {tracker.uri}")
+        console(f"warning: {tracker.dropped} MLflow call(s) could not be sent to {tracker.uri}")
+
+
+def console(line: str) -> None:
+    """A progress line on this process's console (on a Ray Train worker, forwarded to the driver once).
+
+    Ray Train 2.60 replaces ``print`` on its workers with one that both echoes to Ray's wrapped stdout and
+    logs the same text, so every printed line reached the driver twice; writing to the process's own
+    stdout sidesteps that patch and behaves like ``print`` everywhere else.
+    """
+    print(line, file=sys.__stdout__, flush=True)
 
 
 def format_metrics(prefix: str, metrics: dict[str, float]) -> str:
