@@ -21,7 +21,8 @@ anything else (damage, odd timestamps) continues in the plain pass from the firs
 There is no seeking: the sampled windows of action-recognition clips span the whole video, so a seek could
 skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
 timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
-decoder's output (presentation order), the same numbering the official extract-every-frame route produces.
+decoder's output (presentation order), the same numbering the official extract-every-frame route produces;
+the skipping pass gets the same numbers from timestamp ranks, and checks that it does.
 
 Damaged files: a packet the decoder rejects is skipped (the decoder resyncs at the next keyframe; later
 frame indices shift by the frames lost, which only a damaged file suffers). When the decoder yields fewer
