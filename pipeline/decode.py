@@ -22,7 +22,7 @@ There is no seeking: the sampled windows of action-recognition clips span the wh
 skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
 timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
 decoder's output (presentation order), the same numbering the official extract-every-frame route produces;
-the skipping pass gets the same numbers from timestamp ranks, and checks that it does.
+the skipping pass numbers frames by timestamp rank, which gives the same numbers for a well-formed stream.
 
 Damaged files: a packet the decoder rejects is skipped (the decoder resyncs at the next keyframe; later
 frame indices shift by the frames lost, which only a damaged file suffers). When the decoder yields fewer
