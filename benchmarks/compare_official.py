@@ -3,7 +3,7 @@
     python benchmarks/compare_official.py --official /tmp/official_tdn [--size 224]
 
 ``--official`` is a folder holding a copy of github MCG-NJU/TDN's ``ops/`` (never commit it here). The
-released code imports torchvision for its data transforms only: when it is absent a stub module is put in
+released code imports torchvision for its data transforms only: an empty stub module stands in for it in
 ``sys.modules`` of this process. Its builder downloads ImageNet weights; that call is replaced by an empty
 state dict (the random checkpoint below overwrites every weight anyway, loaded with strict=True).
 

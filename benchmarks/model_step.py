@@ -19,8 +19,9 @@ during the step (VmHWM of /proc/self/status, the kernel's high-water mark) minus
 already allocated. We also report the bytes of tensors autograd saves for backward (counted once per storage
 through ``torch.autograd.graph.saved_tensors_hooks``), an exact, allocator-independent activation figure.
 On CUDA the peak is ``torch.cuda.max_memory_allocated`` during the step minus the allocation before it.
-The released code needs torchvision only for its data transforms; when torchvision is absent a stub module
-is put in ``sys.modules`` of this process (nothing is written to the copy).
+The released code imports torchvision only for its data transforms, which the model never uses: an empty
+stub module stands in for it in ``sys.modules`` of this process (nothing is written to the copy; the
+project never imports torchvision).
 """
 
 from __future__ import annotations
@@ -46,10 +47,7 @@ from tdn.model import build_model  # noqa: E402
 def official_model(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:
     if path not in sys.path:
         sys.path.insert(0, path)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
     import ops.base_module as base_module  # type: ignore[import-not-found]
 
     # the released builder downloads ImageNet weights; random weights are as good for timing

@@ -157,20 +157,6 @@ def official_route(path: Path, short_side: int, quality: int, needed: list[int])
     return sum(sizes), picked
 
 
-def _frames_left_undecoded(item: VideoItem, sampler: Sampler, settings: EncodeSettings) -> int:
-    """How many frames ``video_samples`` left undecoded (read off one untimed run)."""
-    from pipeline.decode import DecodeResult
-
-    with VideoFile(item.path, skip_unneeded=settings.skip_unneeded_frames) as video:
-        n = video.probe().num_frames
-        clips = sampler.sample(n, rng_for(0, item.video_id, item.split))
-        requests = [r for reqs in frame_requests(clips, settings.context_scale) for r in reqs]
-        result = DecodeResult()
-        for _ in video._decoded(requests, result):
-            pass
-    return result.not_decoded
-
-
 def timed(fn, repeat: int) -> float:
     """Best-of-``repeat`` CPU seconds of this process. Every route runs single-threaded in this process, so
     CPU time measures its work; wall time on a machine shared with other jobs would mostly measure them."""
@@ -327,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                 ours_t += timed(ours, args.repeat)
                 assert out is not None
                 samples += len(out.samples)
+                not_decoded += out.frames_not_decoded
                 sample_bytes += sum(len(s["frames"]) + len(s["json"]) + len(s["cls"]) for s in out.samples)
-                decoded += needed[-1] + 1
+                decoded += out.frames_decoded
                 if settings.jpeg_encoder == "simplejpeg":
                     planes = stored_planes(path, requests, settings.short_side)
                     jpeg_t += timed(lambda pl=planes, q=settings.jpeg_quality: jpeg_only(pl, q), args.repeat)
@@ -345,7 +332,6 @@ def main(argv: list[str] | None = None) -> int:
                 official_t += seconds
                 official_all += all_bytes
                 official_picked += picked_bytes
-                not_decoded += _frames_left_undecoded(item, sampler, settings)
             n = len(paths)
             print(f"== {name}")
             print(header)

@@ -14,7 +14,7 @@ Frames nobody needs are not decoded when that is provably safe: for codecs with 
 (H.264, HEVC, MPEG-1/2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
 index is its timestamp's rank among the probe's packets, and a packet no request needs is sent with the
 decoder's ``skip_frame = NONREF``. A reference frame is decoded whatever the setting (later frames predict
-from it); a non-reference one nothing else reads is dropped (7-14% of H.264 decoding measured). The output
+from it); a non-reference one nothing else reads is dropped (BENCHMARKS.md: 13-22% of the frames on H.264). The output
 is checked as it comes: every frame must map to a packet, in increasing order, with no wanted index missing;
 anything else (damage, odd timestamps) continues in the plain pass from the first frame not yet delivered.
 
@@ -323,7 +323,7 @@ class VideoFile:
                 except av.error.FFmpegError as exc:
                     raise _NotSkippable from exc
                 for frame in frames:
-                    index = presentation_index.get(frame.pts, -1) if frame.pts is not None else -1
+                    index = presentation_index.get(frame.pts, -1)
                     if index <= previous or index > target:
                         raise _NotSkippable
                     previous = index

@@ -226,8 +226,6 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any
     from pipeline.ray_utils import init_ray
 
     start = time.monotonic()
-    if cfg.jpeg_encoder == "simplejpeg":
-        import simplejpeg  # noqa: F401 - fail here, not once per video on the workers
     index = load_dataset(cfg.dataset)
     splits = [s for s in cfg.splits if s in index.splits]
     skipped_splits = [s for s in cfg.splits if s not in index.splits]

@@ -85,6 +85,7 @@ class VideoSamples:
     samples: list[dict[str, bytes | str]]
     clamped: bool = False
     frames_decoded: int = 0
+    frames_not_decoded: int = 0  # unneeded non-reference frames the decoder skipped (pipeline.decode)
     jpeg_bytes: int = 0
 
 
@@ -162,6 +163,7 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
         samples=samples,
         clamped=result.clamped,
         frames_decoded=result.num_decoded,
+        frames_not_decoded=result.not_decoded,
         jpeg_bytes=sum(len(b) for b in jpegs.values()),
     )
 
