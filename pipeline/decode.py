@@ -8,7 +8,10 @@ Each video is read in two cheap-then-once passes:
 2. ``frames(wanted)`` / ``jpegs(wanted)`` decode forward from the start in a single pass, convert only the
    wanted frames (swscale: resize in the source pixel format, then to RGB, or straight to full-range YUV
    4:2:0 for the YUV JPEG encoder; any pixel format: 10-bit, 4:4:4, yuvj, rgb), apply the rotation metadata
-   and stop after the last wanted frame. Nothing but the current frame is held.
+   and stop after the last wanted frame. Nothing but the current frame is held. The pass reuses the probe's
+   container, sought back to the start, when the first packet read after the seek is the probe's first
+   packet (else, as for raw elementary streams, the file is opened again): an open runs a stream-info
+   decode of its own.
 
 Frames nobody needs are not decoded when that is provably safe: for codecs with non-reference frames
 (H.264, HEVC, MPEG-1/2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
@@ -37,6 +40,7 @@ reading through a remote file object would issue many small ranged GETs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -83,13 +87,14 @@ class FrameRequest:
     scale: int = 1
 
 
-def output_size(width: int, height: int, short_side: int, scale: int = 1) -> tuple[int, int]:
-    """(width, height) with the shorter side resized to ``short_side // scale`` (0 keeps the source size).
+def output_size(width: int, height: int, short_side: int, scale: int = 1, upscale: bool = True) -> tuple[int, int]:
+    """(width, height) with the shorter side resized to ``short_side // scale`` (0 keeps the source size;
+    with ``upscale=False`` so does a source whose shorter side is already ``short_side`` or less).
 
     Rotation by 90 degrees swaps width and height but not the shorter side, so this is computed on the
     coded frame and the rotation applied afterwards.
     """
-    if short_side <= 0:
+    if short_side <= 0 or (not upscale and min(width, height) <= short_side):
         return max(1, width // scale), max(1, height // scale)
     target = max(1, short_side // scale)
     if height <= width:
@@ -132,13 +137,13 @@ class DecodeResult:
     not_decoded: int = 0  # unneeded non-reference frames the decoder was told to skip
 
 
-def _decode_skipping_bad_packets(container, stream, errors: list[str]) -> Iterator:
+def _decode_skipping_bad_packets(packets: Iterator, stream, errors: list[str]) -> Iterator:
     """Decoded frames in presentation order. A packet the decoder rejects is skipped (the decoder resyncs
     at the next keyframe) and noted in ``errors``; a demuxing error ends the stream like end of file."""
     import av
 
     try:
-        for packet in container.demux(stream):
+        for packet in packets:
             try:
                 frames = stream.decode(packet)  # the final empty packet flushes the decoder
             except av.error.FFmpegError as exc:
@@ -147,6 +152,11 @@ def _decode_skipping_bad_packets(container, stream, errors: list[str]) -> Iterat
             yield from frames
     except av.error.FFmpegError as exc:
         errors.append(str(exc.strerror or exc))
+
+
+def _packet_key(packet) -> tuple:
+    """What identifies a demuxed packet when a rewound container is checked against the probe."""
+    return (packet.pts, packet.dts, packet.pos, packet.size)
 
 
 class VideoFile:
@@ -168,6 +178,11 @@ class VideoFile:
         self._presentation_index: dict[int, int] | None = None  # packet pts -> index, when trustworthy
         self._reformatters: dict[tuple, Any] = {}
         self._padded_planes: dict[tuple[int, int, int], np.ndarray] = {}
+        # The probe's container, kept for the decode pass with the probe's first packet: (container, stream,
+        # (pts, dts, pos, size)). Opening costs a stream-info decode of its own (~2 ms, 3-5% of a 240-line
+        # video's decode pass).
+        self._probe_container: tuple[Any, Any, tuple] | None = None
+        self.containers_opened = 0  # 1 for a probe + decode when the rewind works
 
     def __enter__(self) -> VideoFile:
         try:
@@ -183,6 +198,7 @@ class VideoFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._drop_probe_container()
         if self._local is not None and self._local != self.uri and os.path.exists(self._local):
             os.remove(self._local)
         self._local = None
@@ -191,6 +207,7 @@ class VideoFile:
         import av
 
         assert self._local is not None, "use VideoFile as a context manager"
+        self.containers_opened += 1
         try:
             container = av.open(self._local, metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -212,11 +229,15 @@ class VideoFile:
         """Count the video packets without decoding them; fps from the stream's average rate."""
         import av
 
+        self._drop_probe_container()
         container, stream = self._open()
         count = 0
+        first: tuple | None = None
         timestamps: list[int] | None = [] if stream.codec_context.name in SKIPPABLE_CODECS else None
         try:
             for packet in container.demux(stream):
+                if first is None and packet.size > 0:
+                    first = _packet_key(packet)
                 # Demux ends with an empty flush packet. A discard packet (before an MP4 edit list's start, as
                 # a stream-copied cut leaves) is decoded as a reference but never output: not a frame.
                 if packet.size > 0 and not packet.is_discard:
@@ -230,31 +251,35 @@ class VideoFile:
             # A damaged tail: keep what was read so far, decoding will confirm it.
             timestamps = None
             if count == 0:
+                container.close()
                 raise VideoError("probe", f"cannot read packets: {exc.strerror or exc}") from exc
-        finally:
-            rate = stream.average_rate or stream.guessed_rate
+        except BaseException:
             container.close()
-        if count == 0:
+            raise
+        rate = stream.average_rate or stream.guessed_rate
+        if count == 0 or first is None:
+            container.close()
             raise VideoError("probe", "video stream has no packets")
+        self._probe_container = (container, stream, first)
         self._info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0)
         self._presentation_index = None
         if timestamps is not None and len(set(timestamps)) == count:
             self._presentation_index = {pts: i for i, pts in enumerate(sorted(timestamps))}
         return self._info
 
-    def frames(self, wanted: Sequence[FrameRequest], short_side: int,
-               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+    def frames(self, wanted: Sequence[FrameRequest], short_side: int, result: DecodeResult | None = None,
+               upscale: bool = True) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
         """Yield (request, rgb) in increasing index order; rgb is (H, W, 3) uint8, rotated for display.
 
         One decode pass from the start, stopped after the last wanted index. Requests past the last
-        decodable frame get the last decoded frame (see module docstring).
+        decodable frame get the last decoded frame (see module docstring). Sizes follow ``output_size``.
         """
         for request, frame in self._decoded(wanted, result):
-            yield request, self._convert(frame, short_side, request.scale)
+            yield request, self._convert(frame, short_side, request.scale, upscale)
 
     def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
-              encoder: JpegEncoder = "simplejpeg",
-              result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+              encoder: JpegEncoder = "simplejpeg", result: DecodeResult | None = None,
+              upscale: bool = True) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
         """Like ``frames()`` but yields (request, JPEG bytes, (height, width)) of each wanted frame.
 
         ``encoder="simplejpeg"`` encodes the resized YUV 4:2:0 planes directly (libjpeg-turbo through
@@ -263,9 +288,9 @@ class VideoFile:
         """
         for request, frame in self._decoded(wanted, result):
             if encoder == "simplejpeg":
-                yield request, *self._yuv_jpeg(frame, short_side, request.scale, quality)
+                yield request, *self._yuv_jpeg(frame, short_side, request.scale, quality, upscale)
             else:
-                rgb = self._convert(frame, short_side, request.scale)
+                rgb = self._convert(frame, short_side, request.scale, upscale)
                 yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
 
     def _decoded(self, wanted: Sequence[FrameRequest], result: DecodeResult | None) -> Iterator[tuple[FrameRequest, Any]]:
@@ -290,12 +315,49 @@ class VideoFile:
         remaining = {i: scales for i, scales in by_index.items() if i > delivered}
         yield from self._plain_pass(remaining, info, result)
 
-    def _open_decoder(self):  # -> (container, stream)
-        container, stream = self._open()
+    def _open_decoder(self):  # -> (container, stream, packets)
+        """A container ready to decode from the first packet: the probe's, rewound, when the rewind is
+        verified to land on the probe's first packet, else a fresh open. ``packets`` is the demux iterator
+        to decode from (it starts with the packet the verification read)."""
+        rewound = self._rewind_probe_container()
+        if rewound is None:
+            container, stream = self._open()
+            packets = container.demux(stream)
+        else:
+            container, stream, packets = rewound
         stream.codec_context.thread_count = self.threads
         if self.threads != 1:
             stream.thread_type = "AUTO"
-        return container, stream
+        return container, stream, packets
+
+    def _rewind_probe_container(self):  # -> (container, stream, packets) | None
+        import av
+
+        held, self._probe_container = self._probe_container, None
+        if held is None:
+            return None
+        container, stream, first = held
+        pts, dts = first[0], first[1]
+        target = dts if dts is not None else pts
+        try:
+            if target is None:
+                raise ValueError("first packet has no timestamp")
+            container.seek(target, backward=True, any_frame=True, stream=stream)
+            packets = container.demux(stream)
+            packet = next(packets)
+        except (av.error.FFmpegError, ValueError, StopIteration):
+            container.close()
+            return None
+        if _packet_key(packet) != first:
+            # Not every demuxer seeks back exactly (raw streams, some indexes): read the file afresh.
+            container.close()
+            return None
+        return container, stream, itertools.chain([packet], packets)
+
+    def _drop_probe_container(self) -> None:
+        held, self._probe_container = self._probe_container, None
+        if held is not None:
+            held[0].close()
 
     def _skipping_pass(self, wanted: list[int], presentation_index: dict[int, int],
                        result: DecodeResult) -> Iterator[tuple[int, Any]]:  # fmt: skip
@@ -312,10 +374,10 @@ class VideoFile:
         target = next(pending)
         previous = -1
         decoded = 0
-        container, stream = self._open_decoder()
+        container, stream, packets = self._open_decoder()
         codec = stream.codec_context
         try:
-            for packet in container.demux(stream):
+            for packet in packets:
                 if packet.pts is not None:  # the final flush packet has none
                     codec.skip_frame = "DEFAULT" if presentation_index.get(packet.pts) in wanted_set else "NONREF"
                 try:
@@ -346,14 +408,14 @@ class VideoFile:
         if not by_index:
             return
         last_wanted = max(by_index)
-        container, stream = self._open_decoder()
+        container, stream, packets = self._open_decoder()
         pending = iter(by_index.items())
         target, scales = next(pending)
         previous = None
         count = 0
         errors: list[str] = []
         try:
-            for frame in _decode_skipping_bad_packets(container, stream, errors):
+            for frame in _decode_skipping_bad_packets(packets, stream, errors):
                 index = count
                 count += 1
                 previous = frame
@@ -397,8 +459,8 @@ class VideoFile:
         return reformatter.reformat(frame, width=width, height=height, format=fmt, interpolation=self.interpolation,
                                     dst_colorspace=dst_colorspace, threads=1)  # fmt: skip
 
-    def _convert(self, frame, short_side: int, scale: int) -> np.ndarray:
-        width, height = output_size(frame.width, frame.height, short_side, scale)
+    def _convert(self, frame, short_side: int, scale: int, upscale: bool) -> np.ndarray:
+        width, height = output_size(frame.width, frame.height, short_side, scale, upscale)
         # Resize in the source pixel format, then convert to RGB at the output size: swscale's scaling and
         # RGB conversion in one call take a slow generic path (about twice the two steps). Any pixel format
         # (10-bit, 4:4:4, yuvj, rgb) goes through the same two calls.
@@ -408,10 +470,11 @@ class VideoFile:
         rgb = self._reformat(frame, width, height, "rgb24")
         return rotate(rgb.to_ndarray(), rotation)
 
-    def _yuv_jpeg(self, frame, short_side: int, scale: int, quality: int) -> tuple[bytes, tuple[int, int]]:
+    def _yuv_jpeg(self, frame, short_side: int, scale: int, quality: int,
+                  upscale: bool) -> tuple[bytes, tuple[int, int]]:  # fmt: skip
         import simplejpeg
 
-        width, height = output_size(frame.width, frame.height, short_side, scale)
+        width, height = output_size(frame.width, frame.height, short_side, scale, upscale)
         rotation = frame.rotation
         # Full-range BT.601 4:2:0 at the output size, as JPEG stores it; one swscale call (scale, range and,
         # for BT.709 sources, the matrix: without dst_colorspace a saturated red came back 15 levels off).
@@ -469,8 +532,8 @@ class FrameFolder:
             raise VideoError("probe", f"no JPEG frames in folder {self.uri}")
         return VideoInfo(num_frames=len(self._files), fps=0.0)
 
-    def frames(self, wanted: Sequence[FrameRequest], short_side: int,
-               result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+    def frames(self, wanted: Sequence[FrameRequest], short_side: int, result: DecodeResult | None = None,
+               upscale: bool = True) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
         from PIL import Image
 
         result = result if result is not None else DecodeResult()
@@ -480,24 +543,24 @@ class FrameFolder:
             path = self._files[index]
             try:
                 with Image.open(BytesIO(storage.read_bytes(path))) as img:
-                    width, height = output_size(img.width, img.height, short_side, min(scales))
+                    width, height = output_size(img.width, img.height, short_side, min(scales), upscale)
                     img.draft("RGB", (width, height))
                     rgb_img = img.convert("RGB")
                     rgb_img.load()
             except OSError as exc:
                 raise VideoError("decode", f"{os.path.basename(path)}: {exc}") from exc
             for scale in scales:
-                size = output_size(img.width, img.height, short_side, scale)
+                size = output_size(img.width, img.height, short_side, scale, upscale)
                 resized = rgb_img if rgb_img.size == size else rgb_img.resize(size, Image.Resampling.BILINEAR)
                 yield FrameRequest(index, scale), np.asarray(resized)
             result.num_decoded = index + 1
 
     def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
-              encoder: JpegEncoder = "simplejpeg",
-              result: DecodeResult | None = None) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+              encoder: JpegEncoder = "simplejpeg", result: DecodeResult | None = None,
+              upscale: bool = True) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
         """(request, JPEG bytes, (height, width)); stored frames are re-encoded with PIL whatever
         ``encoder`` says (their pixels are RGB already, and frame folders are small)."""
-        for request, rgb in self.frames(wanted, short_side, result):
+        for request, rgb in self.frames(wanted, short_side, result, upscale):
             yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
 
 

@@ -61,6 +61,9 @@ class SplitShardConfig:
     sampler: Literal["train", "centre", "multiclip"] = "centre"
     views: int = 1  # train: pre-sampled views per video; multiclip: clips per video; centre: 1
     short_side: int = 256  # shorter side of stored frames (0 keeps the source size)
+    # False: a source whose shorter side is short_side or less is stored at its own size. Nothing is lost:
+    # training crops are fractions of the frame and eval scaling maps onto any stored size (pipeline/transforms).
+    upscale: bool = True
 
     def __post_init__(self) -> None:
         if self.views < 1:
@@ -125,6 +128,7 @@ class ShardConfig:
         return EncodeSettings(
             short_side=self.split_config(split).short_side,
             jpeg_quality=self.jpeg_quality,
+            upscale=self.split_config(split).upscale,
             context_scale=self.context_scale,
             jpeg_encoder=self.jpeg_encoder,
             decode_threads=self.decode_threads,
@@ -179,12 +183,13 @@ class _Progress:
     def __init__(self, total_shards: int, total_videos: int, interval_s: float) -> None:
         self.total_shards, self.total_videos, self.interval_s = total_shards, total_videos, interval_s
         self.start = self.last = time.monotonic()
-        self.shards = self.videos = self.processed = self.quarantined = self.skipped = 0
+        self.shards = self.videos = self.processed = self.quarantined = self.skipped = self.replaced = 0
 
     def update(self, result: ShardResult, videos_in_task: int) -> None:
         self.shards += 1
         self.videos += videos_in_task
         self.quarantined += len(result.sidecar["quarantine"])
+        self.replaced += result.replaced
         if result.skipped:
             self.skipped += 1
         else:
@@ -196,8 +201,9 @@ class _Progress:
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
+        replaced = f", {self.replaced} rewritten: made from other videos or settings" if self.replaced else ""
         return (
-            f"[shard] {self.shards}/{self.total_shards} shards ({self.skipped} already done), "
+            f"[shard] {self.shards}/{self.total_shards} shards ({self.skipped} already done{replaced}), "
             f"{self.videos}/{self.total_videos} videos, {self.processed / elapsed:.1f} videos/s, "
             f"{self.quarantined} quarantined, {elapsed:.0f}s"
         )
@@ -248,7 +254,8 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any
         for row in ds.iter_rows():
             task = tasks[int(row["id"])]
             result = ShardResult(
-                sidecar=json.loads(row["sidecar"]), skipped=bool(row["skipped"]), seconds=float(row["seconds"]),
+                sidecar=json.loads(row["sidecar"]), skipped=bool(row["skipped"]), replaced=bool(row["replaced"]),
+                seconds=float(row["seconds"]),
                 frames_decoded=int(row["frames_decoded"]), stats=json.loads(row["stats"]),
             )  # fmt: skip
             results.append((task, result))
@@ -284,8 +291,8 @@ def _finish_split(cfg: ShardConfig, index: DatasetIndex, split: str, results: li
         sidecars=[r.sidecar for r in results],
         views_per_video=sc.views,
         sampling=_sampling_settings(cfg, split),
-        resize={"short_side": sc.short_side, "jpeg_quality": cfg.jpeg_quality, "context_scale": cfg.context_scale,
-                "jpeg_encoder": cfg.jpeg_encoder},
+        resize={"short_side": sc.short_side, "upscale": sc.upscale, "jpeg_quality": cfg.jpeg_quality,
+                "context_scale": cfg.context_scale, "jpeg_encoder": cfg.jpeg_encoder},
         annotation_checksums=index.annotation_checksums,
         quarantined=len(quarantine),
     )

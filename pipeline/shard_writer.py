@@ -7,10 +7,13 @@ corrupt file never costs the good videos around it (Ray Data's block-level error
 Output of one shard (``<split_dir>/shard-NNNNNN.tar`` then ``shard-NNNNNN.tar.json``)::
 
     tar:     <key>.json <key>.frames <key>.cls  for every view of every good video, in assignment order
-    sidecar: {"name", "split", "samples", "videos", "bytes", "sha256", "video_ids", "clamped", "quarantine"}
+    sidecar: {"name", "split", "samples", "videos", "bytes", "sha256", "video_ids", "clamped", "quarantine",
+              "inputs"}
 
 The sidecar is written after the tar, so "tar and sidecar both exist" means the shard is complete; a re-run
-skips such shards. Tars are byte-identical across runs: fixed member metadata (mtime 0, uid 0, mode 0644),
+skips such shards when their ``inputs`` (``task_fingerprint``: the videos, sampler, seed and encode settings)
+are the task's own, and rewrites them otherwise: a re-run with another short side or a changed dataset listing
+never leaves a mix of old and new shards. Tars are byte-identical across runs: fixed member metadata (mtime 0, uid 0, mode 0644),
 deterministic sampling (``rng_for(seed, video_id, split)``) and deterministic decoding + JPEG encoding.
 """
 
@@ -40,6 +43,7 @@ CENTRE_POSITION = 2  # the window position the RGB branch uses; the others only 
 class EncodeSettings:
     short_side: int  # shorter side of full-scale frames, 0 = keep the source size
     jpeg_quality: int
+    upscale: bool = True  # False: sources whose shorter side is short_side or less keep their size
     context_scale: int = 1  # 2 = store non-centre window frames at half resolution
     jpeg_encoder: JpegEncoder = "simplejpeg"  # YUV planes straight to JPEG; "pil": RGB then PIL
     decode_threads: int = 1
@@ -74,6 +78,26 @@ class ShardTask:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.tar"
+
+
+# Settings that change how a shard is computed but not its bytes (frame skipping is checked against the plain
+# decode, frame-threaded decoding outputs the same frames): a re-run that changes only these skips finished shards.
+_OUTPUT_NEUTRAL_SETTINGS = ("decode_threads", "skip_unneeded_frames")
+
+
+def task_fingerprint(task: ShardTask) -> str:
+    """sha256 of everything that determines a shard's bytes: its videos (id, path, label), the sampler, the
+    seed and the encode settings."""
+    encode = {k: v for k, v in asdict(task.encode).items() if k not in _OUTPUT_NEUTRAL_SETTINGS}
+    described = {
+        "split": task.split,
+        "shard_index": task.shard_index,
+        "videos": [asdict(v) for v in task.videos],
+        "sampler": {"type": type(task.sampler).__name__, **asdict(task.sampler)},
+        "seed": task.seed,
+        "encode": encode,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def quarantine_entry(video: VideoItem, stage: str, error: str) -> dict[str, str]:
@@ -120,7 +144,8 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
         jpegs: dict[FrameRequest, bytes] = {}
         full_size: tuple[int, int] | None = None
         result = DecodeResult()
-        frames = source.jpegs(wanted, settings.short_side, settings.jpeg_quality, settings.jpeg_encoder, result)
+        frames = source.jpegs(wanted, settings.short_side, settings.jpeg_quality, settings.jpeg_encoder, result,
+                              settings.upscale)  # fmt: skip
         for request, jpeg, size in frames:
             if request.scale == 1 and full_size is None:
                 full_size = size
@@ -205,6 +230,7 @@ class ShardResult:
 
     sidecar: dict[str, Any]
     skipped: bool
+    replaced: bool = False  # a finished shard written from other inputs was rewritten
     seconds: float = 0.0
     frames_decoded: int = 0
     stats: dict[str, float] = field(default_factory=dict)
@@ -226,9 +252,11 @@ def read_sidecar(split_dir: str, name: str) -> dict[str, Any] | None:
 
 
 def write_shard(task: ShardTask) -> ShardResult:
-    """Decode, sample and encode every video of the shard; write tar then sidecar; skip a finished shard."""
+    """Decode, sample and encode every video of the shard; write tar then sidecar; skip a shard finished from
+    the same inputs (``task_fingerprint``)."""
+    inputs = task_fingerprint(task)
     existing = read_sidecar(task.split_dir, task.name)
-    if existing is not None:
+    if existing is not None and existing.get("inputs") == inputs:
         return ShardResult(sidecar=existing, skipped=True)
     start = time.perf_counter()
     quarantine: list[dict[str, str]] = []
@@ -268,6 +296,7 @@ def write_shard(task: ShardTask) -> ShardResult:
             "video_ids": written,
             "clamped": clamped,
             "quarantine": quarantine,
+            "inputs": inputs,
         }
         tar_uri = storage.join(task.split_dir, task.name)
         storage.upload_file_atomic(tmp, tar_uri)
@@ -276,7 +305,7 @@ def write_shard(task: ShardTask) -> ShardResult:
         os.remove(tmp)
     seconds = time.perf_counter() - start
     return ShardResult(
-        sidecar=sidecar, skipped=False, seconds=seconds, frames_decoded=frames_decoded,
+        sidecar=sidecar, skipped=False, replaced=existing is not None, seconds=seconds, frames_decoded=frames_decoded,
         stats={"videos_per_s": len(task.videos) / seconds if seconds > 0 else 0.0},
     )  # fmt: skip
 

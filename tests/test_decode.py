@@ -141,6 +141,11 @@ def test_output_size_and_jpeg():
     assert output_size(240, 320, 256) == (256, 341)
     assert output_size(97, 61, 40, scale=2) == (32, 20)
     assert output_size(97, 61, 0) == (97, 61)
+    # upscale=False: a source at or below the short side keeps its size; a larger one is still brought down.
+    assert output_size(320, 240, 320, upscale=False) == (320, 240)
+    assert output_size(320, 240, 320, scale=2, upscale=False) == (160, 120)
+    assert output_size(240, 320, 240, upscale=False) == (240, 320)
+    assert output_size(640, 480, 320, upscale=False) == (427, 320)
     rgb = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
     data = encode_jpeg(rgb, quality=95)
     from io import BytesIO
@@ -299,3 +304,37 @@ def test_a_local_source_given_as_path_is_left_in_place(tmp_path):
         with open_source(source) as src:
             assert src.probe().num_frames > 0
         assert video.is_file()
+
+
+def _all_frames(path: Path, reuse_probe_container: bool) -> tuple[list[tuple[int, bytes]], int]:
+    with VideoFile(str(path)) as video:
+        count = video.probe().num_frames
+        if not reuse_probe_container:
+            video._drop_probe_container()
+        out = [(r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in range(count)], 0)]
+        return out, video.containers_opened
+
+
+def test_the_decode_pass_reuses_the_probe_container(zoo, tmp_path):
+    """The probe's container, rewound to its first packet, serves the decode pass (one open per video, the
+    stream-info decode of a second open saved), and gives every frame exactly as a fresh open does."""
+    good, _ = zoo
+    files = dict(good)
+    for name, (fname, spec, fmt) in B_FRAMES.items():
+        files[f"b-frames {name}"] = encode_video(tmp_path / fname, spec, fmt)
+    files["edit list"] = make_edit_list_cut(files["b-frames h264_mp4"], tmp_path / "cut.mp4", hidden=5)
+    for name, path in sorted(files.items()):
+        rewound, opened = _all_frames(path, reuse_probe_container=True)
+        fresh, opened_fresh = _all_frames(path, reuse_probe_container=False)
+        assert (opened, opened_fresh) == (1, 2), name
+        assert rewound == fresh, name
+
+
+def test_a_container_that_cannot_rewind_is_opened_afresh(tmp_path):
+    """FFmpeg's raw H.264 demuxer cannot seek back to its first packet: the check after the rewind notices,
+    and the decode pass opens the file again."""
+    spec = Spec("libx264", "yuv420p", frames=30)
+    path = encode_video(tmp_path / "raw.h264", spec, "h264")
+    got, opened = _all_frames(path, reuse_probe_container=True)
+    assert opened == 2
+    assert [read_index(np.frombuffer(px, np.uint8).reshape(48, 64, 3)) for _, px in got] == list(range(30))

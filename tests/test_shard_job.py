@@ -105,7 +105,7 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
     assert got[missing.path]["video_id"] == missing.video_id  # the dataset's id, as for every other line
     assert index["quarantined"] == len(quarantine) == len(bad_paths)
     assert index["num_videos"] == len(good_paths) and index["num_samples"] == 2 * len(good_paths)
-    assert index["views_per_video"] == 2 and index["resize"]["short_side"] == 32
+    assert index["views_per_video"] == 2 and index["resize"]["short_side"] == 32 and index["resize"]["upscale"]
     split = summary["splits"]["train"]
     assert split["quarantined"] == len(bad_paths) and split["checksum"] == index["checksum"]
     assert summary["ok"]  # the bad fifth of the zoo failed, below the configured 0.5

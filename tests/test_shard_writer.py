@@ -3,6 +3,7 @@ are quarantined without losing the good ones."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -19,6 +20,7 @@ from pipeline.shard_writer import (
     ShardTask,
     VideoItem,
     build_index,
+    sha256_file,
     video_samples,
     write_shard,
 )
@@ -64,6 +66,24 @@ def test_samples_hold_the_sampled_frames(zoo):
         # The stored pixels are the frames named in stored_frames.
         assert [read_index(_rgb(im)) for im in images] == meta.stored_frames
         assert all(im.size == (43, 32) for im in images)
+
+
+@pytest.mark.parametrize("name", ["h264", "rotated"])
+def test_sources_at_or_below_the_short_side_keep_their_size_without_upscale(zoo, name):
+    """upscale=False stores a 64x48 source asked for at short side 56 at 64x48 (context frames at half of
+    that), the same frames as upscale=True stores at 75x56; a short side below the source still resizes."""
+    good, _ = zoo
+    sampler = CentreSampler(num_segments=2)
+    portrait = name == "rotated"
+    for short_side, upscale, size in [(56, False, (64, 48)), (56, True, (75, 56)), (32, False, (43, 32))]:
+        settings = EncodeSettings(short_side=short_side, jpeg_quality=90, upscale=upscale, context_scale=2)
+        meta, images = _frames(video_samples(_item(name, good[name]), sampler, 0, settings).samples[0])
+        width, height = size[::-1] if portrait else size
+        assert (meta.width, meta.height) == (width, height)
+        centres = {w[2] for w in meta.frame_indices}
+        for frame, img in zip(meta.stored_frames, images):
+            assert img.size == ((width, height) if frame in centres else (width // 2, height // 2))
+            assert read_index(_rgb(img), axis=1 if portrait else 0) == frame
 
 
 def _rgb(img: Image.Image):
@@ -134,6 +154,29 @@ def test_write_shard_quarantines_bad_videos_and_is_reproducible(zoo, tmp_path):
     again = write_shard(_task(videos, tmp_path / "b")).sidecar
     assert again["sha256"] == side["sha256"]
     assert (tmp_path / "b" / "shard-000000.tar").read_bytes() == tar_path.read_bytes()
+
+
+def test_a_finished_shard_from_other_inputs_is_rewritten(zoo, tmp_path):
+    """A re-run skips a finished shard only when it was made from the same videos and output settings; one
+    made with another short side or from another video list is rewritten, so the output never mixes both."""
+    good, _ = zoo
+    videos = [_item(n, good[n]) for n in ("h264", "mjpeg")]
+    first = write_shard(_task(videos, tmp_path))
+    assert not first.replaced
+    # Settings that do not change the bytes do not count.
+    neutral = dataclasses.replace(_task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, decode_threads=2,
+                                                                                      skip_unneeded_frames=False))
+    assert write_shard(neutral).skipped
+    resized = dataclasses.replace(_task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, short_side=24))
+    rewritten = write_shard(resized)
+    assert not rewritten.skipped and rewritten.replaced
+    assert rewritten.sidecar["inputs"] != first.sidecar["inputs"]
+    assert rewritten.sidecar["sha256"] == sha256_file(str(tmp_path / "shard-000000.tar")) != first.sidecar["sha256"]
+    meta, images = _frames(next(iter(wds.WebDataset(str(tmp_path / "shard-000000.tar"), shardshuffle=False))))
+    assert min(images[0].size) == 24
+    assert write_shard(resized).skipped
+    other_videos = write_shard(_task(videos[:1], tmp_path))
+    assert other_videos.replaced and other_videos.sidecar["video_ids"] == [videos[0].video_id]
 
 
 def test_build_index_checksum_and_empty_shards():
