@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 SCHEMA = "tdn-shards/1"
 
@@ -59,7 +59,9 @@ def encode_sample(meta: SampleMeta, jpegs: Sequence[bytes]) -> dict[str, bytes |
         raise ValueError(f"{meta.video_id}: JPEG list does not match stored_frames/jpeg_sizes")
     return {
         "__key__": sample_key(meta.video_id, meta.view),
-        "json": json.dumps(asdict(meta), ensure_ascii=False).encode("utf-8"),
+        # A shallow field dict: dataclasses.asdict deep-copies the nested index lists (~0.5 ms per sample,
+        # 2-4% of a 240-line video's decode pass); json.dumps reads them as they are. Same bytes.
+        "json": json.dumps({f.name: getattr(meta, f.name) for f in fields(meta)}, ensure_ascii=False).encode("utf-8"),
         "frames": b"".join(jpegs),
         "cls": str(meta.label).encode("ascii"),
     }
