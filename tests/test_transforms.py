@@ -79,6 +79,18 @@ def test_multi_scale_crop_boxes_cover_all_pairs_and_offsets_inside_the_frame() -
     assert seen_offsets == set(fixed_offsets(340, 256, 192, 168))
 
 
+def test_training_crops_are_the_same_fraction_of_a_frame_stored_at_another_size() -> None:
+    """Why ``upscale: false`` loses nothing: the multi-scale crop of a 320x240 frame, stored at source size,
+    covers the same part of the picture as that of the frame upscaled to 427x320 (same rng draws), to within
+    the released code's integer rounding (its offsets snap to quarters of the slack: at most 4 px of 427)."""
+    scale = 320 / 240
+    for seed in range(200):
+        small = multi_scale_crop_box(320, 240, 224, (1, 0.875, 0.75, 0.66), np.random.default_rng(seed))
+        large = multi_scale_crop_box(427, 320, 224, (1, 0.875, 0.75, 0.66), np.random.default_rng(seed))
+        for a, b in zip(small.as_tuple(), large.as_tuple()):
+            assert abs(a * scale - b) <= 4.0, (seed, small, large)
+
+
 def test_crop_of_a_frame_smaller_than_the_output_stays_inside() -> None:
     rng = np.random.default_rng(1)
     for _ in range(50):
