@@ -11,7 +11,8 @@ Each video is read in two cheap-then-once passes:
    and stop after the last wanted frame. Nothing but the current frame is held. The pass reuses the probe's
    container, sought back to the start, when the first packet read after the seek is the probe's first
    packet (else, as for raw elementary streams, the file is opened again): an open runs a stream-info
-   decode of its own.
+   decode of its own. Output sizes come from the first converted frame's size, so a stream whose resolution
+   changes midway (joined recordings) still gives every frame of a video the same size.
 
 Frames nobody needs are not decoded when that is provably safe: for codecs with non-reference frames
 (H.264, HEVC, MPEG-1/2/4 B-frames) whose packets all carry distinct timestamps, each packet's presentation
@@ -183,6 +184,10 @@ class VideoFile:
         # video's decode pass).
         self._probe_container: tuple[Any, Any, tuple] | None = None
         self.containers_opened = 0  # 1 for a probe + decode when the rewind works
+        # Coded (width, height) of the first frame converted: every later frame is sized from it, so a stream
+        # whose resolution changes midway (joined recordings, adaptive-bitrate captures) still gives one
+        # frame size per video, as samples and the loader's crop boxes need.
+        self._first_coded_size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoFile:
         try:
@@ -459,8 +464,13 @@ class VideoFile:
         return reformatter.reformat(frame, width=width, height=height, format=fmt, interpolation=self.interpolation,
                                     dst_colorspace=dst_colorspace, threads=1)  # fmt: skip
 
+    def _output_size(self, frame, short_side: int, scale: int, upscale: bool) -> tuple[int, int]:
+        if self._first_coded_size is None:
+            self._first_coded_size = (frame.width, frame.height)
+        return output_size(*self._first_coded_size, short_side, scale, upscale)
+
     def _convert(self, frame, short_side: int, scale: int, upscale: bool) -> np.ndarray:
-        width, height = output_size(frame.width, frame.height, short_side, scale, upscale)
+        width, height = self._output_size(frame, short_side, scale, upscale)
         # Resize in the source pixel format, then convert to RGB at the output size: swscale's scaling and
         # RGB conversion in one call take a slow generic path (about twice the two steps). Any pixel format
         # (10-bit, 4:4:4, yuvj, rgb) goes through the same two calls.
@@ -474,7 +484,7 @@ class VideoFile:
                   upscale: bool) -> tuple[bytes, tuple[int, int]]:  # fmt: skip
         import simplejpeg
 
-        width, height = output_size(frame.width, frame.height, short_side, scale, upscale)
+        width, height = self._output_size(frame, short_side, scale, upscale)
         rotation = frame.rotation
         # Full-range BT.601 4:2:0 at the output size, as JPEG stores it; one swscale call (scale, range and,
         # for BT.709 sources, the matrix: without dst_colorspace a saturated red came back 15 levels off).
@@ -518,6 +528,7 @@ class FrameFolder:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._files: list[str] = []
+        self._first_size: tuple[int, int] | None = None  # every frame is sized from the first (as VideoFile)
 
     def __enter__(self) -> FrameFolder:
         files = [f for f in storage.list_files(self.uri) if f.lower().endswith(JPEG_SUFFIXES)]
@@ -543,14 +554,16 @@ class FrameFolder:
             path = self._files[index]
             try:
                 with Image.open(BytesIO(storage.read_bytes(path))) as img:
-                    width, height = output_size(img.width, img.height, short_side, min(scales), upscale)
+                    if self._first_size is None:
+                        self._first_size = (img.width, img.height)
+                    width, height = output_size(*self._first_size, short_side, min(scales), upscale)
                     img.draft("RGB", (width, height))
                     rgb_img = img.convert("RGB")
                     rgb_img.load()
             except OSError as exc:
                 raise VideoError("decode", f"{os.path.basename(path)}: {exc}") from exc
             for scale in scales:
-                size = output_size(img.width, img.height, short_side, scale, upscale)
+                size = output_size(*self._first_size, short_side, scale, upscale)
                 resized = rgb_img if rgb_img.size == size else rgb_img.resize(size, Image.Resampling.BILINEAR)
                 yield FrameRequest(index, scale), np.asarray(resized)
             result.num_decoded = index + 1

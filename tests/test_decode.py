@@ -338,3 +338,31 @@ def test_a_container_that_cannot_rewind_is_opened_afresh(tmp_path):
     got, opened = _all_frames(path, reuse_probe_container=True)
     assert opened == 2
     assert [read_index(np.frombuffer(px, np.uint8).reshape(48, 64, 3)) for _, px in got] == list(range(30))
+
+
+def test_a_resolution_change_midstream_keeps_the_first_frame_size(tmp_path):
+    """Two MPEG-TS recordings joined byte for byte (64x48, then 96x64): every frame, and so every stored
+    JPEG of a sample, comes out at the first frame's size, each with its own content."""
+    first = encode_video(tmp_path / "a.ts", Spec("libx264", "yuv420p", width=64, height=48, frames=20), "mpegts")
+    second = encode_video(tmp_path / "b.ts", Spec("libx264", "yuv420p", width=96, height=64, frames=20), "mpegts")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    with VideoFile(str(joined)) as video:
+        assert video.probe().num_frames == 40
+        got = list(video.frames([FrameRequest(i) for i in (0, 19, 20, 39)], short_side=32))
+        jpegs = list(video.jpegs([FrameRequest(5), FrameRequest(30)], 32, 90))
+    assert {rgb.shape for _, rgb in got} == {(32, 43, 3)}
+    assert [read_index(rgb) for _, rgb in got] == [0, 19, 0, 19]  # the second recording counts from 0 again
+    assert {size for _, _, size in jpegs} == {(32, 43)}
+
+
+def test_a_frame_folder_with_an_odd_sized_frame_keeps_the_first_frame_size(tmp_path):
+    folder = make_frame_folder(tmp_path / "mixed", frames=6, width=80, height=60)
+    from tests.video_zoo import pattern
+
+    Image.fromarray(pattern(3, 120, 72)).save(folder / "00004.jpg", quality=95)
+    with FrameFolder(str(folder)) as frames:
+        frames.probe()
+        got = list(frames.frames([FrameRequest(i) for i in range(6)], short_side=30))
+    assert {rgb.shape for _, rgb in got} == {(30, 40, 3)}
+    assert [read_index(rgb) for _, rgb in got] == list(range(6))
