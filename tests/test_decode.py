@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -366,3 +367,42 @@ def test_a_frame_folder_with_an_odd_sized_frame_keeps_the_first_frame_size(tmp_p
         got = list(frames.frames([FrameRequest(i) for i in range(6)], short_side=30))
     assert {rgb.shape for _, rgb in got} == {(30, 40, 3)}
     assert [read_index(rgb) for _, rgb in got] == list(range(6))
+
+
+# Pixel formats and containers beyond the zoo's main cases: grey, 16-bit grey, alpha, RGB, 4:4:4 12-bit with
+# alpha, 4:2:2 10-bit H.264, old codecs (MPEG-1, FLV1, WMV2, H.263) and the two other quarter turns.
+MORE_FORMATS: dict[str, tuple[str, Spec, str | None]] = {
+    "gray_ffv1": ("gray.mkv", Spec("ffv1", "gray"), None),
+    "gray16_ffv1": ("gray16.mkv", Spec("ffv1", "gray16le"), None),
+    "vp9_alpha": ("alpha.webm", Spec("libvpx-vp9", "yuva420p"), None),
+    "h264_rgb": ("rgb.mkv", Spec("libx264rgb", "bgr24"), None),
+    "png_rgba": ("png.mov", Spec("png", "rgba"), None),
+    "prores_4444_alpha": ("prores4444.mov", Spec("prores_ks", "yuva444p10le"), None),
+    "h264_422_10bit": ("h264 422.mkv", Spec("libx264", "yuv422p10le"), None),
+    "mpeg1": ("mpeg1.mpg", Spec("mpeg1video", "yuv420p"), "mpeg"),
+    "flv1": ("flv1.flv", Spec("flv", "yuv420p"), None),
+    "wmv2": ("wmv2.wmv", Spec("wmv2", "yuv420p"), "asf"),
+    "h263": ("h263.3gp", Spec("h263", "yuv420p", width=128, height=96), None),
+    "rotated_180": ("rot180.mp4", Spec("libx264", "yuv420p", rotation=180), None),
+    "rotated_clockwise": ("rot-90.mp4", Spec("libx264", "yuv420p", rotation=-90), None),
+}
+
+
+def _upright(rgb: np.ndarray, rotation: int | None) -> np.ndarray:
+    """Undo a display rotation so ``read_index`` reads the coded frame's bands top to bottom."""
+    return np.ascontiguousarray(np.rot90(rgb, k=-int(round((rotation or 0) / 90))))
+
+
+@pytest.mark.parametrize("name", sorted(MORE_FORMATS))
+def test_more_pixel_formats_and_codecs_give_the_right_frames(tmp_path, name):
+    fname, spec, fmt = MORE_FORMATS[name]
+    path = encode_video(tmp_path / fname, spec, fmt)
+    wanted = [0, 7, spec.frames - 1]
+    with VideoFile(str(path)) as video:
+        assert video.probe().num_frames == spec.frames
+        got = list(video.jpegs([FrameRequest(i) for i in wanted], 32, 95))
+    for (request, jpeg, (height, width)), index in zip(got, wanted):
+        rgb = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+        assert rgb.shape[:2] == (height, width) and min(height, width) == 32
+        assert (height > width) == (spec.rotation in (90, -90, 270))
+        assert request.index == index and read_index(_upright(rgb, spec.rotation)) == index
