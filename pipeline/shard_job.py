@@ -309,6 +309,8 @@ def _finish_split(cfg: ShardConfig, index: DatasetIndex, split: str, results: li
         "videos": shard_index["num_videos"],
         "samples": shard_index["num_samples"],
         "shards": len(shard_index["shards"]),
+        "shards_already_done": sum(r.skipped for r in results),
+        "shards_rewritten": sum(r.replaced for r in results),  # finished earlier from other videos or settings
         "quarantined": len(quarantine),
         "failed_fraction": round(len(quarantine) / listed, 6) if listed else 0.0,
         "checksum": shard_index["checksum"],

@@ -24,7 +24,7 @@ from pipeline import storage
 from pipeline.config import load_config
 from pipeline.datasets import DatasetConfig, load_dataset
 from pipeline.shard_format import decode_sample_metadata, index_checksum, sample_key, split_jpegs
-from pipeline.shard_job import ShardConfig, SplitShardConfig, run_shard_job
+from pipeline.shard_job import ShardConfig, SplitShardConfig, plan_shards, run_shard_job
 from tests.video_zoo import BAD_STAGES, GOOD, make_zoo, read_index
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +111,9 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
     assert summary["ok"]  # the bad fifth of the zoo failed, below the configured 0.5
     strict = run_shard_job(dataclasses.replace(cfg, max_failed_fraction=0.1))
     assert not strict["ok"] and strict["splits"]["train"]["checksum"] == index["checksum"]  # all shards skipped
+    assert strict["splits"]["train"]["shards_already_done"] == len(plan_shards(cfg, "train", records))
+    assert split["shards_already_done"] == split["shards_rewritten"] == 0
+    assert strict["splits"]["train"]["shards_rewritten"] == 0
 
 
 @pytest.mark.slow
