@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_, EncodeSettings(256, args.quality, jpeg_encoder="pil")),
     }  # fmt: skip
     if min(width, height) < 320:
-        # The UCF101/HMDB51 presets keep 240-line sources at their size, as the released frame folders do.
+        # The UCF101/HMDB51 presets (upscale: false) keep sources under their short side at source size.
         presets[f"train {views} views, source size (ucf101/hmdb51 presets)"] = (train, EncodeSettings(0, args.quality))
     with tempfile.TemporaryDirectory() as tmp:
         paths = []

@@ -262,7 +262,7 @@ class VideoFile:
             container.close()
             raise
         rate = stream.average_rate or stream.guessed_rate
-        if count == 0 or first is None:
+        if first is None:  # no packet with data: count is 0 too
             container.close()
             raise VideoError("probe", "video stream has no packets")
         self._probe_container = (container, stream, first)
@@ -343,7 +343,7 @@ class VideoFile:
             return None
         container, stream, first = held
         pts, dts = first[0], first[1]
-        target = dts if dts is not None else pts
+        target = dts if dts is not None else pts  # the demuxer's index is by dts where it has one
         try:
             if target is None:
                 raise ValueError("first packet has no timestamp")

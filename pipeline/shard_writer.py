@@ -13,8 +13,8 @@ Output of one shard (``<split_dir>/shard-NNNNNN.tar`` then ``shard-NNNNNN.tar.js
 The sidecar is written after the tar, so "tar and sidecar both exist" means the shard is complete; a re-run
 skips such shards when their ``inputs`` (``task_fingerprint``: the videos, sampler, seed and encode settings)
 are the task's own, and rewrites them otherwise: a re-run with another short side or a changed dataset listing
-never leaves a mix of old and new shards. Tars are byte-identical across runs: fixed member metadata (mtime 0, uid 0, mode 0644),
-deterministic sampling (``rng_for(seed, video_id, split)``) and deterministic decoding + JPEG encoding.
+never leaves a mix of old and new shards. Tars are byte-identical across runs: fixed member metadata (mtime 0,
+uid 0, mode 0644), deterministic sampling (``rng_for(seed, video_id, split)``) and deterministic decoding + JPEG encoding.
 """
 
 from __future__ import annotations
