@@ -4,7 +4,7 @@
         [--repeats 2] [--engine local|ray] [--replicas 1] [--device cpu|cuda]
 
 Both models (random weights: time does not depend on them) evaluate the same synthetic shards (1 clip x
-centre crop, frames stored at short side 256 like real evaluation shards) through tdn.evaluate.evaluate, so the
+centre crop, frames stored at short side 256 like real evaluation shards) through tdn.evaluation.batch_inference.evaluate, so the
 time covers everything the paper counts: reading shards, JPEG decoding, cropping, normalising, inference and
 aggregation. The order alternates between repeats; the best repeat of each model is reported, with the
 TDN / TSN ratio of ms per video. Prints a Markdown table (copy it into BENCHMARKS.md).
@@ -36,9 +36,9 @@ def interleaved_inference_ms(
 
     import torch
 
-    from pipeline.loader import eval_batches
-    from tdn.checkpoint import load_model_checkpoint
-    from tdn.evaluate import _loader_config
+    from pipeline.loading.loader import eval_batches
+    from tdn.checkpoints.project import load_model_checkpoint
+    from tdn.evaluation.batch_inference import _loader_config
 
     torch.set_num_threads(threads)
     batches = list(eval_batches(str(split), _loader_config(eval_cfg, device), eval_cfg.batch_size))
@@ -80,10 +80,10 @@ def main() -> int:
 
     import torch
 
-    from pipeline.synthetic_render import MOTION_CLASSES
-    from tdn.checkpoint import save_checkpoint
-    from tdn.evaluate import EvalConfig, ModelSource, evaluate
-    from tdn.model import ModelConfig, build_model_from_config
+    from pipeline.synthetic.render import MOTION_CLASSES
+    from tdn.checkpoints.project import save_checkpoint
+    from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+    from tdn.model.networks import ModelConfig, build_model_from_config
     from tests.eval_shards import render_videos, write_split
 
     classes = [m.ucf_name for m in MOTION_CLASSES[:4]]
@@ -101,7 +101,7 @@ def main() -> int:
         save_checkpoint(ckpts[variant], build_model_from_config(cfg).eval(), cfg, classes)
 
     if a.engine == "ray":
-        from pipeline.ray_utils import init_ray
+        from pipeline.ray_connect import init_ray
 
         init_ray(None)
     eval_cfg = EvalConfig(protocol="ssv1x1", input_size=a.size, short_side=a.short_side, replicas=a.replicas,

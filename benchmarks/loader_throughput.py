@@ -3,10 +3,10 @@
     python benchmarks/loader_throughput.py [--work DIR] [--videos-per-class 4] [--size 426x320]
         [--input-size 224] [--samples 48] [--repeats 3] [--no-train-step]
 
-What it does, all in one run on the same synthetic videos (pipeline.synthetic, H.264, short side 320 like
+What it does, all in one run on the same synthetic videos (pipeline.synthetic.generate, H.264, short side 320 like
 the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like Kinetics' 10 s):
 
-1. writes train shards with the shard writer (pipeline.shard_writer.write_shard: 8 segments, 2 views, short
+1. writes train shards with the shard writer (pipeline.shards.writer.write_shard: 8 segments, 2 views, short
    side 320, JPEG q90), once at full resolution and once with the half-resolution neighbour frames
    (context_scale 2);
 2. measures samples/s on ONE core (one process, one thread, torch.set_num_threads(1)) for
@@ -15,7 +15,7 @@ the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like
      GroupMultiScaleCrop + flip on PIL images (crop and resize every one of the 40 frames), to tensor,
      normalise;
    - "shards, naive": the same transforms on the shard JPEGs (decode all 40 frames, crop, resize);
-   - "shards, ours": pipeline.loader.train_loader (unique frames only, draft, crop before resize, one
+   - "shards, ours": pipeline.loading.loader.train_loader (unique frames only, draft, crop before resize, one
      normalisation per batch), without and with draft, and on half-resolution-neighbour shards;
    repetitions are interleaved and the median is reported with the ratio ours / on-the-fly;
 3. quantifies the half-resolution neighbour storage: relative change of the S-TDM input avgpool2(diff) and of
@@ -46,15 +46,15 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import storage  # noqa: E402
-from pipeline.loader import LoaderConfig, read_index, train_loader  # noqa: E402
-from pipeline.sampling import TrainSampler  # noqa: E402
-from pipeline.shard_format import decode_sample_metadata, split_jpegs  # noqa: E402
-from pipeline.transforms import (  # noqa: E402
+from pipeline.loading.loader import LoaderConfig, read_index, train_loader  # noqa: E402
+from pipeline.loading.transforms import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     flip_decision,
     multi_scale_crop_box,
 )
+from pipeline.shards.contract import decode_sample_metadata, split_jpegs  # noqa: E402
+from pipeline.shards.sampling import TrainSampler  # noqa: E402
 
 SEGMENTS = 8
 VIEWS = 2
@@ -65,7 +65,7 @@ SHORT_SIDE = 320
 
 
 def make_videos(work: Path, size: tuple[int, int], videos_per_class: int) -> list:
-    from pipeline.synthetic import SyntheticConfig, generate, load_manifest
+    from pipeline.synthetic.generate import SyntheticConfig, generate, load_manifest
 
     root = work / "videos"
     if (root / "synthetic_manifest.json").exists():
@@ -76,7 +76,7 @@ def make_videos(work: Path, size: tuple[int, int], videos_per_class: int) -> lis
 
 
 def make_shards(work: Path, videos: list, context_scale: int) -> str:
-    from pipeline.shard_writer import EncodeSettings, ShardTask, VideoItem, build_index, write_shard
+    from pipeline.shards.writer import EncodeSettings, ShardTask, VideoItem, build_index, write_shard
 
     split_dir = str(work / f"shards_ctx{context_scale}" / "train")
     if storage.exists(storage.join(split_dir, "index.json")):
@@ -238,13 +238,13 @@ def data_wait_fraction(split_dir: str, steps: int, size: int) -> dict[str, float
     """Real training steps of a small TDN (ResNet-18, width 0.5 on CPU) fed by the loader; the wait is the
     time spent in next(batch)."""
     try:
-        from tdn import build_model
+        from tdn.model.networks import build_model
     except ImportError as exc:  # the model package is optional for the loader numbers
         return {"error": f"tdn.build_model unavailable: {exc}"}
     model = build_model("resnet18", num_classes=4, num_segments=SEGMENTS, width=0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     cfg = LoaderConfig(batch_size=4, num_workers=1, decode_threads=1, input_size=size, output_dtype="uint8")
-    from pipeline.transforms import normalise_on_device
+    from pipeline.loading.transforms import normalise_on_device
 
     wait = compute = 0.0
     done, epoch = 0, 0

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tdn.model import build_model  # noqa: E402
+from tdn.model.networks import build_model  # noqa: E402
 
 
 def official_model(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:

@@ -7,7 +7,7 @@ real motion and residuals to code), in one process on one core (CPU time of the 
 the same sampled indices for every route:
 
 - floor:    PyAV decode of every frame up to the last needed one, nothing else (no conversion).
-- ours:     pipeline.shard_writer.video_samples: packet-count probe + one decode pass (unneeded
+- ours:     pipeline.shards.writer.video_samples: packet-count probe + one decode pass (unneeded
             non-reference frames left undecoded) + resize of the needed frames + JPEG + sample encoding,
             for the train preset (K views) and the eval preset, with the default YUV-planes JPEG encoder
             (simplejpeg) and, for comparison, with frame skipping off and with the RGB + PIL encoder;
@@ -39,9 +39,9 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.decode import FrameRequest, VideoFile, output_size
-from pipeline.sampling import CentreSampler, Sampler, TrainSampler, rng_for
-from pipeline.shard_writer import EncodeSettings, VideoItem, frame_requests, video_samples
+from pipeline.shards.decode import FrameRequest, VideoFile, output_size
+from pipeline.shards.sampling import CentreSampler, Sampler, TrainSampler, rng_for
+from pipeline.shards.writer import EncodeSettings, VideoItem, frame_requests, video_samples
 
 ENCODERS = {"h264": ("libx264", ".mp4"), "mpeg4": ("mpeg4", ".avi"), "vp9": ("libvpx-vp9", ".webm")}
 
@@ -220,7 +220,7 @@ def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
     import ray
 
     from pipeline.datasets import DatasetConfig
-    from pipeline.shard_job import ShardConfig, SplitShardConfig, run_shard_job
+    from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
 
     (tmp / "train.csv").write_text("".join(f'"{p}",0\n' for p in paths))
     val_paths = [p.with_name("val " + p.name) for p in paths]  # a video is listed in one split only

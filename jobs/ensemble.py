@@ -19,8 +19,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/ensemble.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tdn.ensemble import ensemble_runs
-from tdn.results import DEFAULT_EXPERIMENT
+from tdn.evaluation.ensemble import ensemble_runs
+from tdn.evaluation.results import DEFAULT_EXPERIMENT
 
 
 def main(argv: Sequence[str] | None = None) -> int:

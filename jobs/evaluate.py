@@ -24,9 +24,9 @@ if __package__ in (None, ""):  # `python jobs/evaluate.py` from the repository r
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
-from pipeline.ray_utils import init_ray
-from tdn.evaluate import EvalConfig, ModelSource, evaluate
-from tdn.results import DEFAULT_EXPERIMENT
+from pipeline.ray_connect import init_ray
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+from tdn.evaluation.results import DEFAULT_EXPERIMENT
 
 
 @dataclass
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     job = parse_job(argv)
     import os
 
-    from tdn.tracking import DEFAULT_TRACKING_URI
+    from tdn.tracking.tracker import DEFAULT_TRACKING_URI
 
     tracking = job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     init_ray(job.address or None)

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # `python jobs/quickstart.py` from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import load_config
-from tdn.tracking import DEFAULT_TRACKING_URI
+from tdn.tracking.tracker import DEFAULT_TRACKING_URI
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
@@ -57,7 +57,7 @@ def done(start: float, what: str) -> None:
 
 
 def make_videos(cfg: QuickstartConfig) -> Path:
-    from pipeline.synthetic import SyntheticConfig, generate
+    from pipeline.synthetic.generate import SyntheticConfig, generate
 
     root = cfg.workdir / "data" / "ucf101"
     start = stage(1, f"synthetic motion videos: {', '.join(cfg.motions)} x {cfg.videos_per_class} (UCF101 layout)")
@@ -73,7 +73,7 @@ def make_videos(cfg: QuickstartConfig) -> Path:
 
 def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_size: int) -> Path:
     from pipeline.datasets import DatasetConfig
-    from pipeline.shard_job import ShardConfig, SplitShardConfig, run_shard_job
+    from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
 
     out = cfg.workdir / "shards"
     start = stage(2, "shard job (Ray Data): decode -> 5-frame windows -> WebDataset shards")
@@ -113,8 +113,8 @@ def eval_short_side(input_size: int) -> int:
 
 def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
     """Train one variant; returns its final checkpoint path (reused when the run finished before)."""
-    from tdn.train import TrainConfig
-    from tdn.trainer import fit
+    from tdn.training.launcher import fit
+    from tdn.training.loop import TrainConfig
 
     marker = cfg.workdir / f"train-{variant}.json"
     start = stage(n, f"train {variant.upper()} (ResNet-18 x0.25, Ray Train DDP with {cfg.workers} workers)")
@@ -145,8 +145,8 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
 
 
 def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int) -> dict:
-    from tdn.evaluate import EvalConfig, ModelSource
-    from tdn.evaluate import evaluate as run_evaluation
+    from tdn.evaluation.batch_inference import EvalConfig, ModelSource
+    from tdn.evaluation.batch_inference import evaluate as run_evaluation
 
     out = cfg.workdir / "eval" / variant
     results = out / "results.json"
@@ -164,7 +164,7 @@ def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int)
 
 
 def table(cfg: QuickstartConfig) -> str:
-    from tdn.tables import refresh_tables
+    from tdn.reporting.tables import refresh_tables
 
     tables, _ = refresh_tables(cfg.tracking_uri, cfg.workdir / "tables", with_paper=False)
     filled = [t.to_markdown() for t in tables if t.rows]
@@ -173,7 +173,7 @@ def table(cfg: QuickstartConfig) -> str:
 
 def start_ray(cfg: QuickstartConfig) -> None:
     """A private local Ray, started by the first stage that needs it (a re-run of finished stages needs none)."""
-    from pipeline.ray_utils import init_ray
+    from pipeline.ray_connect import init_ray
 
     init_ray(None, num_cpus=max(2, cfg.workers + 1))
 
@@ -181,7 +181,7 @@ def start_ray(cfg: QuickstartConfig) -> None:
 def run(cfg: QuickstartConfig) -> dict[str, dict]:
     total = time.perf_counter()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
-    preset = load_config(__import__("tdn.train", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
+    preset = load_config(__import__("tdn.training.loop", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
     videos = make_videos(cfg)
     shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
     checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}

@@ -22,8 +22,8 @@ if __package__ in (None, ""):  # `python jobs/reevaluate.py` from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
-from pipeline.ray_utils import init_ray
-from tdn.reevaluate import (
+from pipeline.ray_connect import init_ray
+from tdn.evaluation.reevaluate import (
     ReevaluateConfig,
     ReevaluateReport,
     parse_interval,

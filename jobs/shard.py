@@ -1,4 +1,4 @@
-"""Decode a dataset's videos into WebDataset shards of pre-sampled TDN views (pipeline/shard_job.py).
+"""Decode a dataset's videos into WebDataset shards of pre-sampled TDN views (pipeline/shards/job.py).
 
     python jobs/shard.py --config jobs/configs/shard_ucf101.yaml --dataset.root data/UCF101 \
         --output s3://bucket/shards/ucf101 [--address ray://... | auto] [--dry-run]
@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python jobs/shard.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
-from pipeline.shard_job import ShardConfig, dry_run, print_summary, run_shard_job
+from pipeline.shards.job import ShardConfig, dry_run, print_summary, run_shard_job
 
 
 def main(argv: Sequence[str] | None = None) -> int:

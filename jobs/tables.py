@@ -20,8 +20,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/tables.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tdn.tables import refresh_tables
-from tdn.tracking import DEFAULT_TRACKING_URI
+from tdn.reporting.tables import refresh_tables
+from tdn.tracking.tracker import DEFAULT_TRACKING_URI
 
 
 def main(argv: Sequence[str] | None = None) -> int:

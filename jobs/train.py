@@ -28,8 +28,8 @@ from pipeline.config import ConfigError, add_config_arguments, config_from_args
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tdn.train import TrainConfig
-    from tdn.trainer import fit
+    from tdn.training.launcher import fit
+    from tdn.training.loop import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")

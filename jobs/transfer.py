@@ -39,7 +39,7 @@ ALIASES = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tdn.transfer import TransferConfig, run_transfer
+    from tdn.evaluation.transfer import TransferConfig, run_transfer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")

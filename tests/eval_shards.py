@@ -1,8 +1,8 @@
 """Write small evaluation shards in the project schema, with control over which shard each view lands in.
 
 The shard job decides placement itself; evaluation tests need placements it would not choose (the views of
-one video split over shards), so this writes tars directly with ``pipeline.shard_format`` and webdataset.
-Frames are rendered motion clips (pipeline.synthetic_render), JPEG-encoded like the shard job stores them.
+one video split over shards), so this writes tars directly with ``pipeline.shards.contract`` and webdataset.
+Frames are rendered motion clips (pipeline.synthetic.render), JPEG-encoded like the shard job stores them.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from pipeline.sampling import CentreSampler, MultiClipSampler, rng_for
-from pipeline.shard_format import SCHEMA, SampleMeta, encode_sample, index_checksum
-from pipeline.synthetic_render import MOTION_CLASSES, render_clip
+from pipeline.shards.contract import SCHEMA, SampleMeta, encode_sample, index_checksum
+from pipeline.shards.sampling import CentreSampler, MultiClipSampler, rng_for
+from pipeline.synthetic.render import MOTION_CLASSES, render_clip
 
 
 def render_videos(classes: int, per_class: int, frames: int = 24, size: tuple[int, int] = (64, 80), seed: int = 0):
@@ -98,8 +98,8 @@ def save_tiny_checkpoint(path: Path, num_classes: int, class_names: Sequence[str
     """A freshly initialised ResNet-18 (width 0.25) project checkpoint: accuracy is not the point."""
     import torch
 
-    from tdn.checkpoint import save_checkpoint
-    from tdn.model import ModelConfig, build_model_from_config
+    from tdn.checkpoints.project import save_checkpoint
+    from tdn.model.networks import ModelConfig, build_model_from_config
 
     cfg = ModelConfig(arch="resnet18", num_classes=num_classes, num_segments=num_segments, width=0.25,
                       variant=variant, dropout=0.0)  # type: ignore[arg-type]  # fmt: skip
@@ -109,11 +109,11 @@ def save_tiny_checkpoint(path: Path, num_classes: int, class_names: Sequence[str
 
 
 def register_checkpoint_version(tracking_uri: str, ckpt: str, name: str, alias: str = "") -> tuple[str, str]:
-    """Register a project checkpoint the way training does (tdn.registry); returns (version, run id)."""
+    """Register a project checkpoint the way training does (tdn.tracking.registry); returns (version, run id)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from tdn.registry import register_checkpoint
+    from tdn.tracking.registry import register_checkpoint
 
     mlflow.set_tracking_uri(tracking_uri)  # the registry resolves models:/<id> through the global URI
     client = MlflowClient(tracking_uri)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.synthetic import SyntheticConfig, generate
+from pipeline.synthetic.generate import SyntheticConfig, generate
 
 # 4 classes x 8 videos, tiny frames, 24-60 frames (so some are shorter than 40); h264 .mp4 in UCF101 layout.
 SYNTHETIC_UCF101 = SyntheticConfig(
@@ -29,7 +29,7 @@ SYNTHETIC_UCF101 = SyntheticConfig(
 @pytest.fixture(scope="session")
 def synthetic_ucf101(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of a small UCF101-layout dataset: ``<Class>/v_<Class>_gNN_cMM.mp4``, ``ucfTrainTestlist/`` and
-    ``synthetic_manifest.json`` (see pipeline/synthetic.py)."""
+    ``synthetic_manifest.json`` (see pipeline/synthetic/generate.py)."""
     root = tmp_path_factory.mktemp("synthetic_ucf101")
     generate(SYNTHETIC_UCF101, root)
     return root

@@ -1,11 +1,11 @@
 """Shards of the synthetic motion dataset for training and evaluation tests, made by the real pipeline.
 
-``synthetic_shards`` (session-scoped, read-only) runs what a user runs: ``pipeline.synthetic`` writes H.264
-videos in the UCF101 layout (split 1 lists), then ``pipeline.shard_job.run_shard_job`` on the test Ray cluster
+``synthetic_shards`` (session-scoped, read-only) runs what a user runs: ``pipeline.synthetic.generate`` writes H.264
+videos in the UCF101 layout (split 1 lists), then ``pipeline.shards.job.run_shard_job`` on the test Ray cluster
 writes ``train/`` (2 pre-sampled views per video) and ``test/`` (1 centre view) shards of 4-segment clips.
 
 Its four classes are pan left / right and zoom in / out: single frames look alike in every class
-(pipeline/synthetic_render.py), so only a model that sees motion beats chance -- the training tests use that
+(pipeline/synthetic/render.py), so only a model that sees motion beats chance -- the training tests use that
 to tell TDN from TSN. (Of the motions tried, whole-frame pans and zooms are the ones a tiny TDN learns within
 a CPU test's budget; object translations need many more steps.)
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.datasets import DatasetConfig
-from pipeline.shard_job import ShardConfig, SplitShardConfig, run_shard_job
-from pipeline.synthetic import SyntheticConfig, generate
+from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
+from pipeline.synthetic.generate import SyntheticConfig, generate
 
 MOTIONS = ("pan_left", "pan_right", "zoom_in", "zoom_out")
 NUM_SEGMENTS = 4

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from pipeline import storage
-from pipeline.sampling import TrainSampler, rng_for
-from pipeline.shard_format import SCHEMA, SampleMeta, encode_sample, index_checksum
+from pipeline.shards.contract import SCHEMA, SampleMeta, encode_sample, index_checksum
+from pipeline.shards.sampling import TrainSampler, rng_for
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdn import (
+from tdn.checkpoints.project import (
     CheckpointError,
-    ModelConfig,
-    build_model,
-    build_model_from_config,
     load_checkpoint,
+    load_imagenet_weights,
     load_model_checkpoint,
     load_official_checkpoint,
     save_checkpoint,
 )
-from tdn.checkpoint import load_imagenet_weights
+from tdn.model.networks import ModelConfig, build_model, build_model_from_config
 
 P = "module.base_model."
 
@@ -207,7 +205,7 @@ def test_convert_official_cli(tmp_path):
     torch.save({"state_dict": sd}, src)
     names = tmp_path / "classes.txt"
     names.write_text("a\nb\nc\nd\n")
-    cmd = [sys.executable, "-m", "tdn.checkpoint", "convert-official", str(src), str(dst), "--arch", "resnet50",
+    cmd = [sys.executable, "-m", "tdn.checkpoints.project", "convert-official", str(src), str(dst), "--arch", "resnet50",
            "--segments", "8", "--num-classes", "4", "--class-names", str(names)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     model, ckpt = load_model_checkpoint(str(dst))

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.datasets import AnnotationError, DatasetConfig, DatasetIndex, load_dataset
-from pipeline.synthetic import SyntheticConfig, generate, load_manifest
+from pipeline.synthetic.generate import SyntheticConfig, generate, load_manifest
 
 
 def _missing(index) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-"""pipeline.decode on a zoo of real encoded files: the right frames, at the right size and orientation."""
+"""pipeline.shards.decode on a zoo of real encoded files: the right frames, at the right size and orientation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.decode import (
+from pipeline.shards.decode import (
     DecodeResult,
     FrameFolder,
     FrameRequest,

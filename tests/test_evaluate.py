@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.loader import eval_batches
-from tdn.checkpoint import save_checkpoint
-from tdn.evaluate import EvalConfig, ModelSource, _loader_config, evaluate, parse_models_uri
-from tdn.model import ModelConfig, build_model_from_config
-from tdn.results import load_video_scores
+from pipeline.loading.loader import eval_batches
+from tdn.checkpoints.project import save_checkpoint
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, _loader_config, evaluate, parse_models_uri
+from tdn.evaluation.results import load_video_scores
+from tdn.model.networks import ModelConfig, build_model_from_config
 from tests.eval_shards import render_videos, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
@@ -76,7 +76,7 @@ def test_10x3_views_split_across_shards_and_replicas(ray_cluster, mlflow_server,
 
     stored = load_video_scores(out / "per_video_scores.npz")  # allow_pickle=False inside
     assert (stored.num_views == 6).all()
-    from tdn.checkpoint import load_model_checkpoint
+    from tdn.checkpoints.project import load_model_checkpoint
 
     model, _ = load_model_checkpoint(tiny_checkpoint)
     ref = reference_scores(model.eval(), split, cfg)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tdn.checkpoint import load_official_checkpoint, save_checkpoint
-from tdn.evaluate import EvalConfig, ModelSource, _loader_config, evaluate
-from tdn.model import ModelConfig, build_model_from_config
-from tdn.results import load_video_scores
+from tdn.checkpoints.project import load_official_checkpoint, save_checkpoint
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, _loader_config, evaluate
+from tdn.evaluation.results import load_video_scores
+from tdn.model.networks import ModelConfig, build_model_from_config
 from tests.eval_shards import register_checkpoint_version, render_videos, write_split
 from tests.test_checkpoint import official_state_dict
 
@@ -27,7 +27,7 @@ def split_1clip(tmp_path_factory):
 
 def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch.nn.Module, list[float]]:
     """A few SGD steps in this process on the synthetic motion shards (enough to move the weights)."""
-    from pipeline.loader import LoaderConfig, train_loader
+    from pipeline.loading.loader import LoaderConfig, train_loader
 
     torch.manual_seed(0)
     model = build_model_from_config(cfg).train()
@@ -68,7 +68,7 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     assert r.model_version == version and r.model_run_id == train_run
     assert r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 56) and r.num_videos == index["num_videos"]
 
-    from pipeline.loader import eval_batches
+    from pipeline.loading.loader import eval_batches
 
     correct, seen = 0, 0
     with torch.inference_mode():
@@ -104,7 +104,7 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
     assert row["model_id"] == f"official:{path}" and row["arch"] == "resnet50" and row["num_videos"] == 6
     stored = load_video_scores(out / "per_video_scores.npz")
 
-    from pipeline.loader import eval_batches
+    from pipeline.loading.loader import eval_batches
 
     model = load_official_checkpoint(str(path), "resnet50", 4, 3)
     cfg = EvalConfig(input_size=64, short_side=72)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tdn import ModelConfig, count_flops
-from tdn.flops import main
+from tdn.model.flops import count_flops, main
+from tdn.model.networks import ModelConfig
 
 
 @pytest.mark.parametrize(

@@ -329,9 +329,9 @@ def job_config(argv: list[str]) -> object:
     import jobs.evaluate
     import jobs.reevaluate
     from pipeline.config import load_config
-    from pipeline.shard_job import ShardConfig
-    from tdn.reevaluate import ReevaluateConfig
-    from tdn.train import TrainConfig
+    from pipeline.shards.job import ShardConfig
+    from tdn.evaluation.reevaluate import ReevaluateConfig
+    from tdn.training.loop import TrainConfig
 
     assert argv[0] == "python", argv
     classes: dict[str, tuple[type, dict[str, str]]] = {
@@ -395,7 +395,7 @@ def test_job_command_lines_parse_and_chain_shard_train_evaluate() -> None:
     assert reevaluate.alias == evaluate.model.uri.split("@")[1]
     assert evaluate.eval.protocol == reevaluate.eval.protocol == "k400_10x3"
     # The shards hold what training and the evaluation protocol read: T segments, and one view per clip.
-    from tdn.evaluate import PROTOCOLS
+    from tdn.evaluation.batch_inference import PROTOCOLS
 
     assert shard.num_segments == train.model.num_segments
     assert shard.val.views == PROTOCOLS[evaluate.eval.protocol][0]

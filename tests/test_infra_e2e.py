@@ -17,7 +17,7 @@ import pytest
 
 from infra.local import LocalClusterConfig, down, leftover_processes, up
 from pipeline.config import load_config
-from tdn.train import TrainConfig
+from tdn.training.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))

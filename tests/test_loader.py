@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from pipeline import storage
-from pipeline.loader import (
+from pipeline.loading.loader import (
     LoaderConfig,
     epoch_plan,
     eval_batches,
@@ -23,8 +23,8 @@ from pipeline.loader import (
     train_loader,
     train_steps_per_epoch,
 )
-from pipeline.sampling import TrainSampler, rng_for
-from pipeline.transforms import crop_size_pairs, denormalise, fixed_offsets, normalise_on_device
+from pipeline.loading.transforms import crop_size_pairs, denormalise, fixed_offsets, normalise_on_device
+from pipeline.shards.sampling import TrainSampler, rng_for
 from tests.loader_shards import fake_videos, frame_code, frame_pixels, jpeg_bytes, view_code, write_split
 
 SIZE = (64, 48)  # stored frames: short side 48

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tdn.metrics import (
+from tdn.evaluation.metrics import (
     aggregate_views,
     confusion_matrix,
     mean_class_accuracy,

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdn import ModelConfig, build_model, build_model_from_config
-from tdn.modules import LongTermTDM, ShortTermTDM, TemporalConv
+from tdn.model.networks import ModelConfig, build_model, build_model_from_config
+from tdn.model.temporal_modules import LongTermTDM, ShortTermTDM, TemporalConv
 
 VARIANTS = ["tdn", "tsn", "tconv", "stdm", "ltdm"]
 ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101"]
@@ -278,7 +278,7 @@ def _ltdm_plain(m: LongTermTDM, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("training", [True, False])
 def test_ltdm_gate_function_gradcheck(bidirectional, training):
-    from tdn.modules import _AttentionGateFunction
+    from tdn.model.temporal_modules import _AttentionGateFunction
 
     torch.manual_seed(3)
     m = LongTermTDM(8, 3, reduction=4, bidirectional=bidirectional).double().train(training)

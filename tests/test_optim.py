@@ -1,4 +1,4 @@
-"""SGD, linear lr scaling, the per-iteration schedule and gradient clipping (tdn/optim.py)."""
+"""SGD, linear lr scaling, the per-iteration schedule and gradient clipping (tdn/training/optim.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tdn.optim import IterationSchedule, OptimConfig, build_optimizer, clip_gradients
+from tdn.training.optim import IterationSchedule, OptimConfig, build_optimizer, clip_gradients
 
 
 def _model() -> nn.Module:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tdn.evaluate import EvalConfig
-from tdn.reevaluate import ReevaluateConfig, parse_interval, reevaluate_loop, reevaluate_once
+from tdn.evaluation.batch_inference import EvalConfig
+from tdn.evaluation.reevaluate import ReevaluateConfig, parse_interval, reevaluate_loop, reevaluate_once
 from tests.eval_shards import register_checkpoint_version, render_videos, save_tiny_checkpoint, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]

@@ -1,4 +1,4 @@
-"""Unit tests of the pure frame samplers (pipeline/sampling.py)."""
+"""Unit tests of the pure frame samplers (pipeline/shards/sampling.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.sampling import (
+from pipeline.shards.sampling import (
     WINDOW,
     CentreSampler,
     MultiClipSampler,
@@ -121,7 +121,7 @@ def test_views_are_independent_and_deterministic() -> None:
 
 def test_rng_for_is_stable_across_processes() -> None:
     code = (
-        "from pipeline.sampling import rng_for; "
+        "from pipeline.shards.sampling import rng_for; "
         "print(rng_for(3, '-leading dash #1 ü', 'train').integers(0, 2**62, size=4).tolist())"
     )
     outs = {

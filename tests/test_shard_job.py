@@ -23,8 +23,8 @@ from PIL import Image
 from pipeline import storage
 from pipeline.config import load_config
 from pipeline.datasets import DatasetConfig, load_dataset
-from pipeline.shard_format import decode_sample_metadata, index_checksum, sample_key, split_jpegs
-from pipeline.shard_job import ShardConfig, SplitShardConfig, plan_shards, run_shard_job
+from pipeline.shards.contract import decode_sample_metadata, index_checksum, sample_key, split_jpegs
+from pipeline.shards.job import ShardConfig, SplitShardConfig, plan_shards, run_shard_job
 from tests.video_zoo import BAD_STAGES, GOOD, make_zoo, read_index
 
 REPO = Path(__file__).resolve().parent.parent

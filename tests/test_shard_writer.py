@@ -1,4 +1,4 @@
-"""pipeline.shard_writer without Ray: samples hold the sampled frames, shards are reproducible, bad videos
+"""pipeline.shards.writer without Ray: samples hold the sampled frames, shards are reproducible, bad videos
 are quarantined without losing the good ones."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipeline.sampling import CentreSampler, TrainSampler, centre_starts, rng_for
-from pipeline.shard_format import decode_sample_metadata, sample_key, split_jpegs
-from pipeline.shard_writer import (
+from pipeline.shards.contract import decode_sample_metadata, sample_key, split_jpegs
+from pipeline.shards.sampling import CentreSampler, TrainSampler, centre_starts, rng_for
+from pipeline.shards.writer import (
     EncodeSettings,
     ShardTask,
     VideoItem,

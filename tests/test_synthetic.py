@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.synthetic import SyntheticConfig, generate, load_manifest, main
-from pipeline.synthetic_render import MOTION_CLASSES, render_clip
+from pipeline.synthetic.generate import SyntheticConfig, generate, load_manifest, main
+from pipeline.synthetic.render import MOTION_CLASSES, render_clip
 
 
 def decode_rgb(path: Path) -> np.ndarray:
@@ -355,7 +355,7 @@ def test_bad_arguments_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_motions_chosen_by_name(tmp_path):
-    from pipeline.synthetic import SyntheticConfig, generate
+    from pipeline.synthetic.generate import SyntheticConfig, generate
 
     cfg = SyntheticConfig(classes=2, videos_per_class=1, motions=("zoom_out", "pan_left"), min_frames=8,
                           max_frames=8, sizes=((32, 32),), fps=(10,))  # fmt: skip

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from tdn.ensemble import combine_scores, ensemble_runs
-from tdn.evaluate import EvalConfig, ModelSource, evaluate
-from tdn.metrics import VideoScores
-from tdn.tables import TRANSFER_TAG, Table
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+from tdn.evaluation.ensemble import combine_scores, ensemble_runs
+from tdn.evaluation.metrics import VideoScores
+from tdn.reporting.tables import TRANSFER_TAG, Table
 from tests.eval_shards import render_videos, save_tiny_checkpoint, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]

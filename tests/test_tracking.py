@@ -1,5 +1,5 @@
-"""MLflow tracking that survives its server going away (tdn/tracking.py), and the model registry round trip
-(tdn/registry.py), against a real ``mlflow server`` on 127.0.0.1 and a real sqlite store."""
+"""MLflow tracking that survives its server going away (tdn/tracking/tracker.py), and the model registry round trip
+(tdn/tracking/registry.py), against a real ``mlflow server`` on 127.0.0.1 and a real sqlite store."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from mlflow import MlflowClient
 
-from tdn.model import ModelConfig, build_model_from_config
-from tdn.tracking import RUN_TAG, Tracker, TrackingConfig
+from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.tracking.tracker import RUN_TAG, Tracker, TrackingConfig
 from tests.services import free_port
 
 
@@ -95,8 +95,8 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     """The final model as the trainer registers it, in a sqlite store, loaded by name@alias and by version."""
     import mlflow
 
-    from tdn.checkpoint import save_checkpoint
-    from tdn.registry import load_registered_model, register_checkpoint
+    from tdn.checkpoints.project import save_checkpoint
+    from tdn.tracking.registry import load_registered_model, register_checkpoint
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

@@ -17,8 +17,8 @@ import torch
 from mlflow import MlflowClient
 
 from pipeline.config import load_config
-from tdn.tracking import RUN_TAG
-from tdn.train import TrainConfig
+from tdn.tracking.tracker import RUN_TAG
+from tdn.training.loop import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def tiny(shards: Path, tmp_path: Path, *overrides: str) -> TrainConfig:
 
 
 def fit(cfg: TrainConfig):
-    from tdn.trainer import fit as trainer_fit
+    from tdn.training.launcher import fit as trainer_fit
 
     return trainer_fit(cfg)
 
@@ -126,7 +126,7 @@ def test_mlflow_receives_params_metrics_artifacts_and_model(tdn_and_tsn, mlflow_
     assert version.run_id == run.info.run_id
     assert float(version.tags["val_top1"]) == pytest.approx(tdn_and_tsn["tdn"].metrics["val_top1"], abs=1e-5)
 
-    from tdn.train import load_registered_model
+    from tdn.training.loop import load_registered_model
 
     model, ckpt = load_registered_model(f"models:/{cfg.tracking.registered_model}@test", mlflow_server.uri)
     final = ckpt_of(tdn_and_tsn["tdn"].checkpoint)

@@ -1,5 +1,5 @@
 """The trainer's pieces that need no cluster: RNG state in checkpoints, seeding, checkpoint lookup, fine-tuning
-initialisation and the CLI's validation (tdn/train.py, jobs/train.py)."""
+initialisation and the CLI's validation (tdn/training/loop.py, jobs/train.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, load_config
-from tdn.checkpoint import CheckpointError, save_checkpoint
-from tdn.model import ModelConfig, build_model_from_config
-from tdn.train import (
+from tdn.checkpoints.project import CheckpointError, save_checkpoint
+from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.training.loop import (
     TrainConfig,
     init_weights_from,
     resolve_checkpoint,

@@ -1,5 +1,5 @@
 """Transfer end to end: a tiny "Kinetics" checkpoint fine-tuned on synthetic UCF101 and HMDB51 (real encoded
-videos and official split files from pipeline.synthetic), 3 splits each, on a real Ray cluster and MLflow."""
+videos and official split files from pipeline.synthetic.generate), 3 splits each, on a real Ray cluster and MLflow."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from pipeline.config import load_config
-from pipeline.synthetic import SyntheticConfig, generate
-from tdn.checkpoint import load_checkpoint
-from tdn.evaluate import ModelSource
-from tdn.transfer import TransferConfig, prepare_init, run_transfer
+from pipeline.synthetic.generate import SyntheticConfig, generate
+from tdn.checkpoints.project import load_checkpoint
+from tdn.evaluation.batch_inference import ModelSource
+from tdn.evaluation.transfer import TransferConfig, prepare_init, run_transfer
 from tests.eval_shards import save_tiny_checkpoint
 
 
@@ -99,7 +99,7 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     saved = json.loads((tmp_path / "work" / "transfer_results.json").read_text())
     assert saved["mean_top1"] == report.mean_top1
 
-    from tdn.tables import build_tables, load_evaluations
+    from tdn.reporting.tables import build_tables, load_evaluations
 
     table4 = [t for t in build_tables(load_evaluations(mlflow_server.uri)) if t.name == "table4_transfer"][0]
     row = [r for r in table4.rows if r[1] == "Kinetics"]

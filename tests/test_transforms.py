@@ -1,4 +1,4 @@
-"""Crop geometry, flips, eval boxes, JPEG crop decoding and normalisation (pipeline/transforms.py, jpeg.py)."""
+"""Crop geometry, flips, eval boxes, JPEG crop decoding and normalisation (pipeline/loading/transforms.py, jpeg.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.jpeg import CropTarget, FrameDecodeError, decode_crop, decode_sample, draft_request
-from pipeline.transforms import (
+from pipeline.loading.jpeg_decode import (
+    CropTarget,
+    FrameDecodeError,
+    decode_crop,
+    decode_sample,
+    draft_request,
+)
+from pipeline.loading.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CropBox,

@@ -1,6 +1,6 @@
 """Geometry of TDN's augmentations, decided before any pixel is decoded.
 
-The loader decodes each JPEG straight into its crop (see ``pipeline/jpeg.py``), so the augmentations are
+The loader decodes each JPEG straight into its crop (see ``pipeline/loading/jpeg_decode.py``), so the augmentations are
 expressed here as crop *boxes* in the coordinates of the full-resolution stored frame, plus a flip flag,
 chosen once per sample and applied identically to all T x 5 frames:
 

@@ -1,6 +1,6 @@
 """Motion-only synthetic video datasets in official dataset layouts.
 
-    python -m pipeline.synthetic OUT --classes 4 --videos-per-class 8 [--seed 0] [--codec h264|mpeg4|vp9]
+    python -m pipeline.synthetic.generate OUT --classes 4 --videos-per-class 8 [--seed 0] [--codec h264|mpeg4|vp9]
         [--layout ucf101|hmdb51|ssv1] [--min-frames 24] [--max-frames 72] [--sizes 96x72,112x84] [--fps 24,30]
 
 Writes really encoded videos (PyAV; H.264 .mp4, MPEG-4 part 2 .avi or VP9 .webm) or, for Something-Something
@@ -14,7 +14,7 @@ data flows through the same parsers as real data:
 - ssv1: ``20bn-something-something-v1/<id>/00001.jpg...`` and ';'-separated
   ``something-something-v1-{labels,train,validation,test}.csv``.
 
-Classes differ only in motion (see pipeline/synthetic_render.py). ``synthetic_manifest.json`` lists every
+Classes differ only in motion (see pipeline/synthetic/render.py). ``synthetic_manifest.json`` lists every
 video with its class, frame count, fps and size. Everything is deterministic for a seed: each video's
 random stream is derived from (seed, video name), and the encoders run single-threaded.
 """
@@ -34,8 +34,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from pipeline.sampling import rng_for
-from pipeline.synthetic_render import MOTION_CLASSES, MotionClass, render_clip
+from pipeline.shards.sampling import rng_for
+from pipeline.synthetic.render import MOTION_CLASSES, MotionClass, render_clip
 
 Codec = Literal["h264", "mpeg4", "vp9"]
 Layout = Literal["ucf101", "hmdb51", "ssv1"]
@@ -278,7 +278,7 @@ def _parse_ints(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     d = SyntheticConfig()
-    p = argparse.ArgumentParser(prog="python -m pipeline.synthetic", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pipeline.synthetic.generate", description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="output folder")
     p.add_argument("--classes", type=int, default=d.classes, help=f"1..{len(MOTION_CLASSES)}")
     p.add_argument("--videos-per-class", type=int, default=d.videos_per_class)

@@ -1,7 +1,7 @@
 """Training of TDN on WebDataset shards: the config of a training job and the loop each Ray Train worker runs.
 
-    TrainConfig = model (tdn.ModelConfig) + data (where the shards are) + loader (pipeline.loader.LoaderConfig)
-                  + optim (tdn.optim.OptimConfig) + run (workers, storage, seed, resume) + tracking (MLflow)
+    TrainConfig = model (tdn.ModelConfig) + data (where the shards are) + loader (pipeline.loading.loader.LoaderConfig)
+                  + optim (tdn.training.optim.OptimConfig) + run (workers, storage, seed, resume) + tracking (MLflow)
 
 One epoch on one worker (DDP, one process per worker, gloo on CPU / NCCL on GPU)::
 
@@ -12,7 +12,7 @@ One epoch on one worker (DDP, one process per worker, gloo on CPU / NCCL on GPU)
 
 Resuming: a restarted worker group continues from ``ray.train.get_checkpoint()`` (automatic after a failure),
 else from ``run.resume``; an epoch's randomness depends only on (seed, epoch, rank), so an epoch replayed from
-the same checkpoint gives the same weights. Run it with ``tdn.trainer.fit`` or ``python -m jobs.train``.
+the same checkpoint gives the same weights. Run it with ``tdn.training.launcher.fit`` or ``python -m jobs.train``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict, flatten
-from pipeline.loader import (
+from pipeline.loading.loader import (
     LoaderConfig,
     eval_batches,
     read_index,
@@ -42,12 +42,12 @@ from pipeline.loader import (
     train_loader,
     train_steps_per_epoch,
 )
-from pipeline.transforms import normalise_on_device
-from tdn.checkpoint import load_checkpoint, save_checkpoint, strict_load
-from tdn.model import ModelConfig, build_model_from_config
-from tdn.optim import IterationSchedule, OptimConfig, build_optimizer, clip_gradients
-from tdn.registry import load_registered_model, register_checkpoint
-from tdn.tracking import Tracker, TrackingConfig
+from pipeline.loading.transforms import normalise_on_device
+from tdn.checkpoints.project import load_checkpoint, save_checkpoint, strict_load
+from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.tracking.registry import load_registered_model, register_checkpoint
+from tdn.tracking.tracker import Tracker, TrackingConfig
+from tdn.training.optim import IterationSchedule, OptimConfig, build_optimizer, clip_gradients
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig", "load_registered_model", "train_loop_per_worker"]
 
@@ -332,7 +332,7 @@ def validate(
     model: nn.Module, val_dir: str, cfg: TrainConfig, device: torch.device, rank: int, world: int
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Top-1/top-5 and loss over the val split's samples (each a centre clip), shards split over ranks,
-    counts all-reduced. (Per sample: a split with several views per video counts each view; tdn/evaluate.py
+    counts all-reduced. (Per sample: a split with several views per video counts each view; tdn/evaluation/batch_inference.py
     does the per-video aggregation.)
 
     Returns (metrics, per-class counts (num_classes, 3): samples, top-1 hits, top-5 hits).

@@ -6,7 +6,7 @@
     RGB stream:   x[:, :, 2] ─ conv1 ─ bn1 ─ relu ─ maxpool ─(+S)─ layer1 ─(+S)─ layer2 ─ layer3 ─ layer4
                                                        │               │
     S-TDM stream: x ─ diff ─ avgpool ─ conv1 ─ bn ─ relu ─ maxpool ─ layer1'     (``stdm``; fusion ``+S``)
-    layer2..4 blocks carry L-TDM + temporal conv (``tdn/resnet.py`` shows where)
+    layer2..4 blocks carry L-TDM + temporal conv (``tdn/model/resnet.py`` shows where)
     head: avgpool (N*T, C) ─ dropout ─ fc ─ view (N, T, classes) ─ mean over T
 
 Variants (``ModelConfig.variant``), the rows of the paper's Table 1e:
@@ -27,7 +27,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from tdn.modules import (
+from tdn.model.resnet import Arch, arch_spec, init_conv_bn, make_stage, stage_planes
+from tdn.model.temporal_modules import (
     LongTermTDM,
     LTDMFusion,
     LTDMOperator,
@@ -38,7 +39,6 @@ from tdn.modules import (
     TemporalInit,
     fuse,
 )
-from tdn.resnet import Arch, arch_spec, init_conv_bn, make_stage, stage_planes
 
 Variant = Literal["tdn", "tsn", "tconv", "stdm", "ltdm"]
 
@@ -228,7 +228,7 @@ def build_model_from_config(cfg: ModelConfig) -> TDNNet:
     """Build the model; initialise from ``cfg.pretrained`` (torchvision-layout ImageNet ResNet) if set."""
     model = TDNNet(cfg)
     if cfg.pretrained:
-        from tdn.checkpoint import load_imagenet_weights
+        from tdn.checkpoints.project import load_imagenet_weights
 
         load_imagenet_weights(model, cfg.pretrained)
     return model

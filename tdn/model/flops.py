@@ -1,7 +1,7 @@
 """Multiply-adds and parameters of a model configuration, and the paper's FLOPs tables beside ours.
 
-    python -m tdn.flops --arch resnet50 --segments 8 --size 224 [--variant tdn]
-    python -m tdn.flops --table
+    python -m tdn.model.flops --arch resnet50 --segments 8 --size 224 [--variant tdn]
+    python -m tdn.model.flops --table
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; it reports 2 FLOPs per
 multiply-add, we print multiply-adds = flops / 2, the paper's unit) on a meta-device model, so nothing is
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tdn.model import ModelConfig, TDNNet
-from tdn.modules import TemporalConv
-from tdn.resnet import Arch
+from tdn.model.networks import ModelConfig, TDNNet
+from tdn.model.resnet import Arch
+from tdn.model.temporal_modules import TemporalConv
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def print_table(size: int = 224) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tdn.flops", description="multiply-adds and parameters")
+    parser = argparse.ArgumentParser(prog="python -m tdn.model.flops", description="multiply-adds and parameters")
     parser.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)

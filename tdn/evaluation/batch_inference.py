@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline import storage
-from tdn.metrics import PartialScores, VideoScores, merge_partials, partial_sums, summary
-from tdn.results import DEFAULT_EXPERIMENT, EvalResult, log_evaluation_run, write_outputs
+from tdn.evaluation.metrics import PartialScores, VideoScores, merge_partials, partial_sums, summary
+from tdn.evaluation.results import DEFAULT_EXPERIMENT, EvalResult, log_evaluation_run, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def parse_models_uri(uri: str) -> tuple[str, str, str]:
 
 def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedModel:
     """Resolve a ModelSource to weights plus identity (registered name/version/run id when it has one)."""
-    from tdn.checkpoint import load_model_checkpoint, load_official_checkpoint
-    from tdn.model import ModelConfig
+    from tdn.checkpoints.project import load_model_checkpoint, load_official_checkpoint
+    from tdn.model.networks import ModelConfig
 
     source.check()
     if source.official:
@@ -154,7 +154,7 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
 
     from mlflow.tracking import MlflowClient
 
-    from tdn.registry import download_checkpoint
+    from tdn.tracking.registry import download_checkpoint
 
     client = MlflowClient(tracking_uri=tracking_uri)
     name, version, alias = parse_models_uri(uri)
@@ -176,7 +176,7 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
 
 def read_split_index(split_dir: str) -> dict[str, Any]:
     """index.json of a shard split, schema and checksum verified (an edited index is an error, not a result)."""
-    from pipeline.loader import read_index
+    from pipeline.loading.loader import read_index
 
     index = read_index(split_dir)
     if not index.get("checksum"):
@@ -198,7 +198,7 @@ def shard_uris(split_dir: str, index: Mapping[str, Any]) -> list[str]:
 
 
 def _loader_config(cfg: EvalConfig, device: str) -> Any:
-    from pipeline.loader import LoaderConfig
+    from pipeline.loading.loader import LoaderConfig
 
     _, crops, size, short = cfg.resolved()
     return LoaderConfig(
@@ -219,8 +219,8 @@ def score_shards(
     """Softmax of every view in ``shards`` summed per video (one replica's work, also usable without Ray)."""
     import torch
 
-    from pipeline.loader import eval_batches
-    from pipeline.transforms import normalise_on_device
+    from pipeline.loading.loader import eval_batches
+    from pipeline.loading.transforms import normalise_on_device
 
     ids: list[str] = []
     views: list[int] = []
@@ -244,8 +244,8 @@ def score_shards(
 
 def build_replica_model(model_config: Mapping[str, Any], state_dict: Mapping[str, Any], device: str) -> Any:
     from pipeline.config import config_from_dict
-    from tdn.checkpoint import strict_load
-    from tdn.model import ModelConfig, build_model_from_config
+    from tdn.checkpoints.project import strict_load
+    from tdn.model.networks import ModelConfig, build_model_from_config
 
     cfg = config_from_dict(ModelConfig, {**model_config, "pretrained": None})
     model = build_model_from_config(cfg)
@@ -292,7 +292,7 @@ def _pick_device(cfg: EvalConfig) -> str:
 
 def _forward_env() -> dict[str, str]:
     """S3 endpoint/region/credentials of the driver for the replicas (kept in the runtime env only)."""
-    from pipeline.shard_job import DEFAULT_FORWARD_ENV
+    from pipeline.shards.job import DEFAULT_FORWARD_ENV
 
     return {k: os.environ[k] for k in DEFAULT_FORWARD_ENV if k in os.environ}
 
@@ -375,8 +375,8 @@ def run_inference(
 def view_gflops(model_config_json: str, size: int) -> float:
     """Multiply-adds (G) of one view; cached because counting traces the model (seconds on a busy CPU)."""
     from pipeline.config import config_from_dict
-    from tdn.flops import count_flops
-    from tdn.model import ModelConfig
+    from tdn.model.flops import count_flops
+    from tdn.model.networks import ModelConfig
 
     cfg = config_from_dict(ModelConfig, {**json.loads(model_config_json), "pretrained": None})
     return count_flops(cfg, size=size).gmacs
@@ -398,7 +398,7 @@ def evaluate(
     time including loading data and network inference", divided by the number of videos.
     """
     from pipeline.config import config_from_dict
-    from tdn.model import ModelConfig
+    from tdn.model.networks import ModelConfig
 
     index = read_split_index(split_dir)
     shards = shard_uris(split_dir, index)

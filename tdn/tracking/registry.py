@@ -2,13 +2,13 @@
 
 What is registered: an MLflow *logged model* (``model_type="tdn-checkpoint"``) whose artifacts are
 
-    checkpoint.pt   the project checkpoint (tdn/checkpoint.py format: model_config, model, class_names, ...)
+    checkpoint.pt   the project checkpoint (tdn/checkpoints/project.py format: model_config, model, class_names, ...)
     MLmodel         a small descriptor saying so (no MLflow flavor: nothing in it is ever unpickled)
 
 and a registered model version pointing at it, tagged with its validation accuracy. To load it back::
 
     model, ckpt = load_registered_model("models:/tdn-ucf101@champion")    # or models:/tdn-ucf101/3, runs:/...
-    # = mlflow.artifacts.download_artifacts(uri) + tdn.checkpoint.load_model_checkpoint(".../checkpoint.pt")
+    # = mlflow.artifacts.download_artifacts(uri) + tdn.checkpoints.project.load_model_checkpoint(".../checkpoint.pt")
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def _mlmodel(model_id: str, run_id: str, metrics: Mapping[str, float]) -> str:
             "tdn": {
                 "format": "tdn-checkpoint/1",
                 "checkpoint": CHECKPOINT_NAME,
-                "load": "tdn.registry.load_registered_model(uri) or "
-                "tdn.checkpoint.load_model_checkpoint(path/checkpoint.pt)",
+                "load": "tdn.tracking.registry.load_registered_model(uri) or "
+                "tdn.checkpoints.project.load_model_checkpoint(path/checkpoint.pt)",
                 "metrics": {k: float(v) for k, v in metrics.items()},
             },
         },
@@ -114,6 +114,6 @@ def download_checkpoint(uri: str, tracking_uri: str | None = None) -> str:
 
 def load_registered_model(uri: str, tracking_uri: str | None = None) -> tuple[Any, dict[str, Any]]:
     """(model, checkpoint dict) for a registered/logged model URI; the file is read with weights_only=True."""
-    from tdn.checkpoint import load_model_checkpoint
+    from tdn.checkpoints.project import load_model_checkpoint
 
     return load_model_checkpoint(download_checkpoint(uri, tracking_uri))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tdn.metrics import VideoScores, summary
-from tdn.results import (
+from tdn.evaluation.metrics import VideoScores, summary
+from tdn.evaluation.results import (
     DEFAULT_EXPERIMENT,
     EvalResult,
     download_run_scores,

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline import storage
-from pipeline.decode import DecodeResult, FrameRequest, JpegEncoder, VideoError, open_source
-from pipeline.sampling import SampledClip, Sampler, rng_for
-from pipeline.shard_format import SampleMeta, encode_sample
+from pipeline.shards.contract import SampleMeta, encode_sample
+from pipeline.shards.decode import DecodeResult, FrameRequest, JpegEncoder, VideoError, open_source
+from pipeline.shards.sampling import SampledClip, Sampler, rng_for
 
 CENTRE_POSITION = 2  # the window position the RGB branch uses; the others only feed frame differences
 
@@ -48,7 +48,7 @@ class EncodeSettings:
     jpeg_encoder: JpegEncoder = "simplejpeg"  # YUV planes straight to JPEG; "pil": RGB then PIL
     decode_threads: int = 1
     min_decoded_fraction: float = 0.5
-    skip_unneeded_frames: bool = True  # leave unneeded non-reference frames undecoded (pipeline.decode)
+    skip_unneeded_frames: bool = True  # leave unneeded non-reference frames undecoded (pipeline.shards.decode)
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class VideoSamples:
     samples: list[dict[str, bytes | str]]
     clamped: bool = False
     frames_decoded: int = 0
-    frames_not_decoded: int = 0  # unneeded non-reference frames the decoder skipped (pipeline.decode)
+    frames_not_decoded: int = 0  # unneeded non-reference frames the decoder skipped (pipeline.shards.decode)
     jpeg_bytes: int = 0
 
 
@@ -331,7 +331,7 @@ def build_index(
 ) -> dict[str, Any]:
     """The split's index.json (schema in docs/ARCHITECTURE.md) with its checksum. Shards without samples
     (every video failed) stay on storage for resume but are not listed, so readers never open an empty tar."""
-    from pipeline.shard_format import SCHEMA, index_checksum
+    from pipeline.shards.contract import SCHEMA, index_checksum
 
     ordered = sorted(sidecars, key=lambda s: s["name"])
     shards = [

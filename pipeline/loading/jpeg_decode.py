@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.transforms import CropBox
+from pipeline.loading.transforms import CropBox
 
 
 class FrameDecodeError(ValueError):

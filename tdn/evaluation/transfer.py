@@ -4,7 +4,7 @@
       │ prepare_init: every weight but the classifier -> a model with the dataset's classes, 16 segments,
       │               dropout 0.8 and a freshly initialised head (the released recipe) -> init checkpoint
       ▼ for dataset in (ucf101, hmdb51), split in (1, 2, 3):
-            shard job (train + test lists of that split) -> Ray Train run (tdn.trainer.fit, run.init_from)
+            shard job (train + test lists of that split) -> Ray Train run (tdn.training.launcher.fit, run.init_from)
             -> evaluate the final checkpoint on the test list -> per-split top-1
         mean over the splits per dataset
 
@@ -31,14 +31,14 @@ from typing import Any, Literal
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict, flatten
 from pipeline.datasets import DatasetConfig
-from pipeline.loader import LoaderConfig
-from pipeline.shard_job import ShardConfig
-from tdn.evaluate import EvalConfig, ModelSource, evaluate, load_model
-from tdn.model import ModelConfig
-from tdn.optim import OptimConfig
-from tdn.tables import TRANSFER_TAG
-from tdn.tracking import DEFAULT_TRACKING_URI, RUN_TAG, TrackingConfig
-from tdn.train import DataConfig, RunConfig, TrainConfig
+from pipeline.loading.loader import LoaderConfig
+from pipeline.shards.job import ShardConfig
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate, load_model
+from tdn.model.networks import ModelConfig
+from tdn.reporting.tables import TRANSFER_TAG
+from tdn.tracking.tracker import DEFAULT_TRACKING_URI, RUN_TAG, TrackingConfig
+from tdn.training.loop import DataConfig, RunConfig, TrainConfig
+from tdn.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def prepare_init(
     Every backbone weight must fit (same arch, variant and width); the head (``fc``) is always new, even
     when the class counts happen to agree, as in the released recipe (a new ``new_fc``).
     """
-    from tdn.checkpoint import save_checkpoint, strict_load
-    from tdn.model import build_model_from_config
+    from tdn.checkpoints.project import save_checkpoint, strict_load
+    from tdn.model.networks import build_model_from_config
 
     loaded = load_model(source, tracking_uri)
     src_cfg = config_from_dict(ModelConfig, {**loaded.model_config, "pretrained": None})
@@ -159,7 +159,7 @@ def _dataset_config(cfg: TransferConfig, name: str, split: int) -> DatasetConfig
 
 def shard_split(cfg: TransferConfig, name: str, split: int, address: str | None) -> str:
     """Shards of one official split (train + test lists) under work_dir/shards/<name>/split<k>."""
-    from pipeline.shard_job import run_shard_job
+    from pipeline.shards.job import run_shard_job
 
     out = storage.join(cfg.work_dir, "shards", name, f"split{split}")
     shard_cfg = dataclasses.replace(
@@ -181,8 +181,8 @@ def run_split(
     cfg: TransferConfig, name: str, split: int, parent: str, client: Any, exp_id: str, address: str | None,
 ) -> SplitResult:  # fmt: skip
     """Shard, fine-tune (Ray Train) and evaluate one split; the training run is the split's child run."""
-    from pipeline.loader import read_index
-    from tdn.trainer import fit
+    from pipeline.loading.loader import read_index
+    from tdn.training.launcher import fit
 
     tracking = cfg.tracking()
     shards = shard_split(cfg, name, split, address)
@@ -238,8 +238,8 @@ def _preimport() -> None:
     import ray.data  # noqa: F401
     import ray.train.torch  # noqa: F401
 
-    import pipeline.shard_job  # noqa: F401
-    import tdn.trainer  # noqa: F401
+    import pipeline.shards.job  # noqa: F401
+    import tdn.training.launcher  # noqa: F401
 
 
 def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferReport:

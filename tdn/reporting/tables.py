@@ -6,7 +6,7 @@
         └─ timing_table()            Table 5: Frames x Clips x Crops, ms per video (loading included), Top-1
     -> Markdown, CSV and HTML files, logged as artifacts of a run tagged tdn.kind=tables.
 
-With ``with_paper`` the published rows (tdn/paper_results.py) are added, their method marked "(paper)".
+With ``with_paper`` the published rows (tdn/reporting/paper_results.py) are added, their method marked "(paper)".
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tdn.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
-from tdn.results import EVALUATION, KIND_TAG, EvalResult, result_from_run
+from tdn.evaluation.results import EVALUATION, KIND_TAG, EvalResult, result_from_run
+from tdn.reporting.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
 
 log = logging.getLogger(__name__)
 

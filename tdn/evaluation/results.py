@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdn.metrics import VideoScores, confusion_matrix, per_class_accuracy
+from tdn.evaluation.metrics import VideoScores, confusion_matrix, per_class_accuracy
 
 KIND_TAG = "tdn.kind"
 EVALUATION = "evaluation"

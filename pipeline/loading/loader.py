@@ -5,8 +5,8 @@ Tensor flow of one training batch (B samples, T segments, S = ``input_size``)::
     tar members of a sample            <key>.json (SampleMeta) + <key>.frames (U unique JPEGs)
       | json only: skip other views    one view per video per epoch, chosen before any JPEG is touched
       | shuffle buffer (raw bytes)
-      | crop box + flip per sample     pipeline.transforms (same for all T x 5 frames)
-      | U JPEG decodes per sample      pipeline.jpeg: draft() DCT downscale, crop, flip, one batched
+      | crop box + flip per sample     pipeline.loading.transforms (same for all T x 5 frames)
+      | U JPEG decodes per sample      pipeline.loading.jpeg_decode: draft() DCT downscale, crop, flip, one batched
       v                                antialiased bilinear resize per sample, gathered into the batch
                                        buffer (frames shared by windows decoded once); samples in threads
     uint8  (B, T, 5, S, S, 3)          one preallocated shared-memory buffer per batch
@@ -55,9 +55,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline import storage
-from pipeline.jpeg import CropTarget, FrameDecodeError, decode_sample
-from pipeline.shard_format import SCHEMA, SampleMeta, decode_sample_metadata, index_checksum, split_jpegs
-from pipeline.transforms import (
+from pipeline.loading.jpeg_decode import CropTarget, FrameDecodeError, decode_sample
+from pipeline.loading.transforms import (
     DEFAULT_SCALES,
     CropBox,
     eval_boxes,
@@ -67,6 +66,7 @@ from pipeline.transforms import (
     multi_scale_crop_box,
     normalise_uint8,
 )
+from pipeline.shards.contract import SCHEMA, SampleMeta, decode_sample_metadata, index_checksum, split_jpegs
 
 
 @dataclass

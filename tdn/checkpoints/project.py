@@ -7,7 +7,7 @@ Project format (a dict, loadable with ``torch.load(weights_only=True)``; local p
 Every load is strict: a file that does not fit the model raises ``CheckpointError`` listing the missing keys,
 the unexpected keys and the shape mismatches; nothing is loaded partially.
 
-CLI: ``python -m tdn.checkpoint convert-official IN OUT --arch resnet50 --segments 8 --num-classes 400``
+CLI: ``python -m tdn.checkpoints.project convert-official IN OUT --arch resnet50 --segments 8 --num-classes 400``
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict
-from tdn.model import ModelConfig, TDNNet, build_model_from_config
-from tdn.resnet import Arch
+from tdn.model.networks import ModelConfig, TDNNet, build_model_from_config
+from tdn.model.resnet import Arch
 
 FORMAT = "tdn-checkpoint/1"
 
@@ -157,7 +157,7 @@ def load_model_checkpoint(uri: str) -> tuple[TDNNet, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------- official
 
-# Released mSEModule names -> ours (tdn/modules.py LongTermTDM).
+# Released mSEModule names -> ours (tdn/model/temporal_modules.py LongTermTDM).
 _MSE_NAMES = {
     "conv1": "reduce",
     "bn1": "reduce_bn",
@@ -339,7 +339,7 @@ def load_imagenet_weights(model: TDNNet, source: str | Mapping[str, torch.Tensor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tdn.checkpoint", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tdn.checkpoints.project", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert-official", help="convert a released TDN checkpoint to the project format")
     conv.add_argument("input", help="official checkpoint (.pth / .pth.tar), local path or s3:// URI")

@@ -4,7 +4,7 @@ All of them take frames stacked in the batch dimension, clip-major: a (N*T, C, H
 n*T + t is segment t of clip n (the released code's layout). Every op keeps the memory format of its input, so
 the modules run unchanged on channels_last tensors.
 
-Where they sit (see ``tdn/resnet.py`` for the block diagram): the S-TDM is a separate low-resolution stream
+Where they sit (see ``tdn/model/resnet.py`` for the block diagram): the S-TDM is a separate low-resolution stream
 whose outputs are added to the RGB stream after the stem and after layer1; the L-TDM and the temporal conv sit
 inside every block of layer2..layer4, after conv1+bn1+relu (in a basic block of ResNet-18/34: after the first
 3x3 conv+bn1+relu, before the second 3x3 conv).

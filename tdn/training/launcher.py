@@ -1,6 +1,6 @@
 """Launching a training run on a Ray cluster: TorchTrainer + scaling, storage, failure and checkpoint settings.
 
-    result = fit(cfg)                    # cfg: tdn.train.TrainConfig; the cluster from RAY_ADDRESS or local
+    result = fit(cfg)                    # cfg: tdn.training.loop.TrainConfig; the cluster from RAY_ADDRESS or local
     result.checkpoint.path               # <storage_path>/<run name>/checkpoint_.../checkpoint.pt
 
 Names: an empty ``run.name`` becomes ``<variant>-<arch>-<UTC time>-<random>`` so that each launch is a fresh
@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.config import config_to_dict
-from pipeline.ray_utils import init_ray
-from tdn.train import TrainConfig, train_loop_per_worker
+from pipeline.ray_connect import init_ray
+from tdn.training.loop import TrainConfig, train_loop_per_worker
 
 # Environment that workers on other nodes need to reach the same S3 endpoint / tracking server.
 FORWARDED_ENV = (

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tdn.evaluate import EvalConfig, ModelSource, evaluate, read_split_index
-from tdn.results import DEFAULT_EXPERIMENT, EVALUATION, KIND_TAG
-from tdn.tracking import DEFAULT_TRACKING_URI
+from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate, read_split_index
+from tdn.evaluation.results import DEFAULT_EXPERIMENT, EVALUATION, KIND_TAG
+from tdn.tracking.tracker import DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
     """One pass: evaluate what is missing, then refresh the tables if something was added."""
     from mlflow.tracking import MlflowClient
 
-    from tdn.tables import refresh_tables
+    from tdn.reporting.tables import refresh_tables
 
     if not cfg.shards:
         raise ValueError("reevaluate needs shards: the evaluation split folder")

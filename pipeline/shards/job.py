@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from pipeline import storage
 from pipeline.datasets import DatasetConfig, DatasetIndex, VideoRecord, load_dataset
-from pipeline.sampling import WINDOW, CentreSampler, MultiClipSampler, Sampler, TrainSampler
-from pipeline.shard_writer import (
+from pipeline.shards.sampling import WINDOW, CentreSampler, MultiClipSampler, Sampler, TrainSampler
+from pipeline.shards.writer import (
     EncodeSettings,
     ShardResult,
     ShardTask,
@@ -229,7 +229,7 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any
     """
     import ray
 
-    from pipeline.ray_utils import init_ray
+    from pipeline.ray_connect import init_ray
 
     start = time.monotonic()
     index = load_dataset(cfg.dataset)

@@ -1,0 +1,1 @@
+"""Everything MLflow: tracking URI, experiments, runs, tag names, the model registry."""
