@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make quickstart   set up .venv, then run the whole pipeline end to end on embedded defaults
-#   make test         set up .venv, then lint (ruff) and the whole test suite
+#   make test         set up .venv, then lint (ruff check + format check, mypy) and the whole test suite
 # torch==2.13.0 is installed before the project so pip never resolves a CUDA build of several GB.
 
 PYTHON ?= python3
@@ -25,6 +25,8 @@ quickstart: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy pipeline tdn
 
 test: lint
 	$(BIN)/python -m pytest -q tests $(PYTEST_ARGS)

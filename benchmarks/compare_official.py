@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.model_step import official_model  # noqa: E402
-from tdn.checkpoints.project import convert_official_state_dict, load_official_checkpoint  # noqa: E402
+from tdn.checkpoints.official import convert_official_state_dict, load_official_checkpoint  # noqa: E402
 from tests.test_checkpoint import official_state_dict  # noqa: E402
 
 

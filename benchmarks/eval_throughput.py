@@ -36,12 +36,12 @@ def interleaved_inference_ms(
 
     import torch
 
-    from pipeline.loading.loader import eval_batches
+    from pipeline.loading.eval_loader import eval_batches
     from tdn.checkpoints.project import load_model_checkpoint
-    from tdn.evaluation.batch_inference import _loader_config
+    from tdn.evaluation.replica_pool import loader_config
 
     torch.set_num_threads(threads)
-    batches = list(eval_batches(str(split), _loader_config(eval_cfg, device), eval_cfg.batch_size))
+    batches = list(eval_batches(str(split), loader_config(eval_cfg, device), eval_cfg.batch_size))
     models = {v: load_model_checkpoint(c)[0].eval().to(device) for v, c in ckpts.items()}
     times: dict[str, list[float]] = {v: [] for v in models}
     with torch.inference_mode():
@@ -82,7 +82,9 @@ def main() -> int:
 
     from pipeline.synthetic.render import MOTION_CLASSES
     from tdn.checkpoints.project import save_checkpoint
-    from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+    from tdn.evaluation.batch_inference import evaluate
+    from tdn.evaluation.model_source import ModelSource
+    from tdn.evaluation.protocol import EvalConfig
     from tdn.model.networks import ModelConfig, build_model_from_config
     from tests.eval_shards import render_videos, write_split
 

@@ -15,7 +15,7 @@ the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like
      GroupMultiScaleCrop + flip on PIL images (crop and resize every one of the 40 frames), to tensor,
      normalise;
    - "shards, naive": the same transforms on the shard JPEGs (decode all 40 frames, crop, resize);
-   - "shards, ours": pipeline.loading.loader.train_loader (unique frames only, draft, crop before resize, one
+   - "shards, ours": pipeline.loading.train_loader.train_loader (unique frames only, draft, crop before resize, one
      normalisation per batch), without and with draft, and on half-resolution-neighbour shards;
    repetitions are interleaved and the median is reported with the ratio ours / on-the-fly;
 3. quantifies the half-resolution neighbour storage: relative change of the S-TDM input avgpool2(diff) and of
@@ -46,7 +46,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import storage  # noqa: E402
-from pipeline.loading.loader import LoaderConfig, read_index, train_loader  # noqa: E402
+from pipeline.loading.config import LoaderConfig  # noqa: E402
+from pipeline.loading.shard_reading import read_index, shard_uris  # noqa: E402
+from pipeline.loading.train_loader import train_loader  # noqa: E402
 from pipeline.loading.transforms import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -76,6 +78,8 @@ def make_videos(work: Path, size: tuple[int, int], videos_per_class: int) -> lis
 
 
 def make_shards(work: Path, videos: list, context_scale: int) -> str:
+    from pipeline.shards.contract import ResizeSettings, SamplingSettings
+    from pipeline.shards.sampling import WINDOW
     from pipeline.shards.writer import EncodeSettings, ShardTask, VideoItem, build_index, write_shard
 
     split_dir = str(work / f"shards_ctx{context_scale}" / "train")
@@ -89,14 +93,17 @@ def make_shards(work: Path, videos: list, context_scale: int) -> str:
         task = ShardTask("train", i // per_shard, split_dir, tuple(items[i : i + per_shard]),
                          TrainSampler(SEGMENTS, VIEWS), 0, settings)  # fmt: skip
         result = write_shard(task)
-        if result.sidecar["quarantine"]:
-            raise RuntimeError(f"shard writer quarantined videos: {result.sidecar['quarantine']}")
+        if result.sidecar.quarantine:
+            raise RuntimeError(f"shard writer quarantined videos: {result.sidecar.quarantine}")
         sidecars.append(result.sidecar)
+    sampling = SamplingSettings(sampler="train", num_segments=SEGMENTS, window=WINDOW, views=VIEWS, seed=0,
+                                videos_per_shard=per_shard)  # fmt: skip
+    resize = ResizeSettings(short_side=SHORT_SIDE, upscale=settings.upscale, jpeg_quality=settings.jpeg_quality,
+                            context_scale=context_scale, jpeg_encoder=settings.jpeg_encoder)  # fmt: skip
     index = build_index(split="train", dataset="synthetic", classes=[str(i) for i in range(4)], sidecars=sidecars,
-                        views_per_video=VIEWS, sampling={"num_segments": SEGMENTS},
-                        resize={"short_side": SHORT_SIDE, "context_scale": context_scale},
-                        annotation_checksums={}, quarantined=0)  # fmt: skip
-    storage.write_text_atomic(storage.join(split_dir, "index.json"), json.dumps(index))
+                        views_per_video=VIEWS, sampling=sampling, resize=resize, annotation_checksums={},
+                        quarantined=0)  # fmt: skip
+    storage.write_text_atomic(storage.join(split_dir, "index.json"), index.to_json())
     return split_dir
 
 
@@ -156,7 +163,7 @@ def naive_shard_samples(split_dir: str, size: int, n: int, seed: int) -> int:
     import webdataset as wds
 
     rng = np.random.default_rng(seed)
-    uris = [storage.join(split_dir, s["name"]) for s in read_index(split_dir)["shards"]]
+    uris = shard_uris(split_dir, read_index(split_dir))
     done = 0
     while done < n:
         for sample in wds.tariterators.tarfile_samples([{"url": u} for u in uris]):
@@ -228,7 +235,7 @@ def half_resolution_effect(full_dir: str, half_dir: str, size: int) -> dict[str,
 
 def split_bytes(split_dir: str) -> tuple[int, int]:
     index = read_index(split_dir)
-    return sum(s["bytes"] for s in index["shards"]), int(index["num_samples"])
+    return sum(s.bytes for s in index.shards), index.num_samples
 
 
 # ---------------------------------------------------------------------------------------- train step

@@ -39,8 +39,10 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.shards.decode import FrameRequest, VideoFile, output_size
+from pipeline.shards.decode_types import FrameRequest
+from pipeline.shards.frame_convert import output_size
 from pipeline.shards.sampling import CentreSampler, Sampler, TrainSampler, rng_for
+from pipeline.shards.video_file import VideoFile
 from pipeline.shards.writer import EncodeSettings, VideoItem, frame_requests, video_samples
 
 ENCODERS = {"h264": ("libx264", ".mp4"), "mpeg4": ("mpeg4", ".avi"), "vp9": ("libvpx-vp9", ".webm")}
@@ -244,8 +246,8 @@ def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
         ray.shutdown()
     videos = 2 * len(paths)
     print(f"shard job on a local Ray with {args.ray_cpus} CPUs (train 2 views + val, warm workers): "
-          f"{summary['seconds']:.1f}s wall for {videos} videos, {videos / summary['seconds']:.2f} videos/s, "
-          f"{videos / summary['seconds'] / args.ray_cpus:.2f} videos/s per CPU (wall time: includes other "
+          f"{summary.seconds:.1f}s wall for {videos} videos, {videos / summary.seconds:.2f} videos/s, "
+          f"{videos / summary.seconds / args.ray_cpus:.2f} videos/s per CPU (wall time: includes other "
           f"load on a shared machine)")
 
 

@@ -14,32 +14,47 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python jobs/ensemble.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.cli import Job, Shortcut, run
 from tdn.evaluation.ensemble import ensemble_runs
 from tdn.evaluation.results import DEFAULT_EXPERIMENT
 
 
+@dataclass
+class EnsembleJob:
+    runs: list[str] = field(default_factory=list)  # evaluation run ids (--runs A,B)
+    weights: list[float] = field(default_factory=list)  # one per run; empty: equal
+    out: str = "results/ensemble"
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI
+    experiment: str = DEFAULT_EXPERIMENT
+
+
+def check(job: EnsembleJob) -> None:
+    if not job.runs:
+        raise ValueError("--runs (comma-separated evaluation run ids) is required")
+    if not (job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        raise ValueError("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
+
+
+# input_errors: ensemble_runs raises ValueError for runs that do not match (other shards, other protocol).
+JOB = Job("ensemble", EnsembleJob, __doc__, check=check, input_errors=(ValueError,), shortcuts=(
+    Shortcut("--tracking-uri", "tracking_uri"),
+))  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", required=True, help="comma-separated evaluation run ids")
-    p.add_argument("--weights", default="", help="comma-separated weights (default: equal)")
-    p.add_argument("--out", default="results/ensemble")
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", ""))
-    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
-    a = p.parse_args(argv)
-    runs = [r for r in a.runs.split(",") if r]
-    weights = [float(w) for w in a.weights.split(",") if w] or None
-    if not a.tracking_uri:
-        p.error("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
-    try:
-        result, run_id = ensemble_runs(runs, a.out, a.tracking_uri, a.experiment, weights)
-    except ValueError as exc:
-        p.error(str(exc))
+    return run(JOB, argv, ensemble)
+
+
+def ensemble(job: EnsembleJob, args: argparse.Namespace) -> int:
+    tracking_uri = job.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    result, run_id = ensemble_runs(job.runs, job.out, tracking_uri, job.experiment, job.weights or None)
     print(json.dumps({**result.to_dict(), "run_id": run_id}))
     return 0
 

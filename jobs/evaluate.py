@@ -23,10 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/evaluate.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
+from jobs.cli import Job, Shortcut, run
 from pipeline.ray_connect import init_ray
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+from tdn.evaluation.batch_inference import evaluate
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.results import DEFAULT_EXPERIMENT
+from tdn.tracking.mlflow_store import resolve_tracking_uri
 
 
 @dataclass
@@ -40,43 +43,32 @@ class EvaluateJob:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-# friendly flag -> dotted config key
-ALIASES = {
-    "--model": "model.uri",
-    "--official-checkpoint": "model.official",
-    "--arch": "model.arch",
-    "--segments": "model.num_segments",
-    "--num-classes": "model.num_classes",
-    "--protocol": "eval.protocol",
-    "--replicas": "eval.replicas",
-    "--batch-size": "eval.batch_size",
-    "--tracking-uri": "tracking_uri",
-}
-
-
-def parse_job(argv: Sequence[str] | None = None) -> EvaluateJob:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_config_aliases(parser, ALIASES)
-    add_config_arguments(parser, EvaluateJob)
-    args = parser.parse_args(argv)
-    try:
-        job = config_from_args(EvaluateJob, args)
-        job.model.check()
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
+def check(job: EvaluateJob) -> None:
+    job.model.check()
     if not job.shards:
-        parser.error("--shards (a split folder with index.json) is required")
-    return job
+        raise ValueError("--shards (a split folder with index.json) is required")
+
+
+JOB = Job("evaluate", EvaluateJob, __doc__, check=check, shortcuts=(
+    Shortcut("--model", "model.uri"),
+    Shortcut("--official-checkpoint", "model.official"),
+    Shortcut("--arch", "model.arch"),
+    Shortcut("--segments", "model.num_segments"),
+    Shortcut("--num-classes", "model.num_classes"),
+    Shortcut("--protocol", "eval.protocol"),
+    Shortcut("--replicas", "eval.replicas"),
+    Shortcut("--batch-size", "eval.batch_size"),
+    Shortcut("--tracking-uri", "tracking_uri"),
+))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job = parse_job(argv)
-    import os
+    return run(JOB, argv, evaluate_job)
 
-    from tdn.tracking.tracker import DEFAULT_TRACKING_URI
 
-    tracking = job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+def evaluate_job(job: EvaluateJob, args: argparse.Namespace) -> int:
+    tracking = resolve_tracking_uri(job.tracking_uri)
     init_ray(job.address or None)
     outcome = evaluate(job.model, job.shards, job.eval, job.out, tracking, job.experiment)
     print(json.dumps({**outcome.result.to_dict(), "run_id": outcome.run_id, "out": job.out}))

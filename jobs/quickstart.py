@@ -22,14 +22,16 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python jobs/quickstart.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs import cli
 from pipeline.config import load_config
-from tdn.tracking.tracker import DEFAULT_TRACKING_URI
+from tdn.tracking.mlflow_store import DEFAULT_TRACKING_URI
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
@@ -37,7 +39,7 @@ TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    workdir: Path = Path("quickstart")
+    workdir: str = "quickstart"
     tracking_uri: str = DEFAULT_TRACKING_URI
     # Whole-frame pans and zooms: single frames look alike in every class, and a tiny TDN learns them on a CPU.
     motions: tuple[str, ...] = ("pan_left", "pan_right", "zoom_in", "zoom_out")
@@ -59,7 +61,7 @@ def done(start: float, what: str) -> None:
 def make_videos(cfg: QuickstartConfig) -> Path:
     from pipeline.synthetic.generate import SyntheticConfig, generate
 
-    root = cfg.workdir / "data" / "ucf101"
+    root = Path(cfg.workdir) / "data" / "ucf101"
     start = stage(1, f"synthetic motion videos: {', '.join(cfg.motions)} x {cfg.videos_per_class} (UCF101 layout)")
     if (root / "synthetic_manifest.json").is_file():
         done(start, f"reused {root}")
@@ -75,7 +77,7 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_si
     from pipeline.datasets import DatasetConfig
     from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
 
-    out = cfg.workdir / "shards"
+    out = Path(cfg.workdir) / "shards"
     start = stage(2, "shard job (Ray Data): decode -> 5-frame windows -> WebDataset shards")
     if all((out / split / "index.json").is_file() for split in ("train", "test")):
         done(start, f"reused {out}")
@@ -95,7 +97,7 @@ def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_si
     )
     # Finished shards are skipped, so a re-run only checks what is there.
     summary = run_shard_job(shard_cfg)
-    counts = {s: v["samples"] for s, v in summary["splits"].items()}
+    counts = {s: v.samples for s, v in summary.splits.items()}
     done(start, f"samples per split {counts} -> {out}")
     return out
 
@@ -113,10 +115,10 @@ def eval_short_side(input_size: int) -> int:
 
 def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
     """Train one variant; returns its final checkpoint path (reused when the run finished before)."""
+    from tdn.training.config import TrainConfig
     from tdn.training.launcher import fit
-    from tdn.training.loop import TrainConfig
 
-    marker = cfg.workdir / f"train-{variant}.json"
+    marker = Path(cfg.workdir) / f"train-{variant}.json"
     start = stage(n, f"train {variant.upper()} (ResNet-18 x0.25, Ray Train DDP with {cfg.workers} workers)")
     if marker.is_file():
         checkpoint = json.loads(marker.read_text())["checkpoint"]
@@ -130,7 +132,7 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
         data=replace(tc.data, shards=str(shards), train_split="train", val_split="test"),
         optim=replace(tc.optim, epochs=cfg.epochs or tc.optim.epochs),
         run=replace(tc.run, workers=cfg.workers, seed=cfg.seed, name="",
-                    storage_path=str((cfg.workdir / "ray_results").resolve())),
+                    storage_path=str((Path(cfg.workdir) / "ray_results").resolve())),
         tracking=replace(tc.tracking, uri=cfg.tracking_uri, registered_model=registered_name(variant),
                          registered_alias=ALIAS),
     )  # fmt: skip
@@ -145,10 +147,11 @@ def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
 
 
 def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int) -> dict:
-    from tdn.evaluation.batch_inference import EvalConfig, ModelSource
     from tdn.evaluation.batch_inference import evaluate as run_evaluation
+    from tdn.evaluation.model_source import ModelSource
+    from tdn.evaluation.protocol import EvalConfig
 
-    out = cfg.workdir / "eval" / variant
+    out = Path(cfg.workdir) / "eval" / variant
     results = out / "results.json"
     if results.is_file():
         print(f"      {variant}: reused {results}")
@@ -166,7 +169,7 @@ def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int)
 def table(cfg: QuickstartConfig) -> str:
     from tdn.reporting.tables import refresh_tables
 
-    tables, _ = refresh_tables(cfg.tracking_uri, cfg.workdir / "tables", with_paper=False)
+    tables, _ = refresh_tables(cfg.tracking_uri, Path(cfg.workdir) / "tables", with_paper=False)
     filled = [t.to_markdown() for t in tables if t.rows]
     return "\n".join(filled) if filled else "(no evaluations found)"
 
@@ -180,8 +183,8 @@ def start_ray(cfg: QuickstartConfig) -> None:
 
 def run(cfg: QuickstartConfig) -> dict[str, dict]:
     total = time.perf_counter()
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
-    preset = load_config(__import__("tdn.training.loop", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
+    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+    preset = load_config(__import__("tdn.training.config", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
     videos = make_videos(cfg)
     shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
     checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}
@@ -190,7 +193,7 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
     start = stage(6, "benchmark table (built from the evaluation runs in MLflow)")
     print(table(cfg))
-    done(start, f"tables in {cfg.workdir / 'tables'}")
+    done(start, f"tables in {Path(cfg.workdir) / 'tables'}")
     print(f"\nquickstart finished in {time.perf_counter() - total:.0f}s")
     print("Browse the runs, curves and artifacts in the MLflow UI:")
     if cfg.tracking_uri.startswith("sqlite:"):
@@ -208,24 +211,25 @@ def quiet_ray_data() -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def main(argv: list[str] | None = None) -> int:
+JOB = cli.Job("quickstart", QuickstartConfig, __doc__, shortcuts=(
+    cli.Shortcut("--tracking-uri", "tracking_uri"),
+    cli.Shortcut("--motions", "motions", help="comma-separated motion classes"),
+    cli.Shortcut("--videos-per-class", "videos_per_class"),
+    cli.Shortcut("--epochs", "epochs", help="0 = the preset's"),
+), options=(
+    cli.Option("--fresh", "delete --workdir first and start over", switch=True),
+))  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return cli.run(JOB, argv, quickstart)
+
+
+def quickstart(cfg: QuickstartConfig, args: argparse.Namespace) -> int:
     quiet_ray_data()
-    d = QuickstartConfig()
-    p = argparse.ArgumentParser(prog="python -m jobs.quickstart", description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", type=Path, default=d.workdir)
-    p.add_argument("--tracking-uri", default=d.tracking_uri)
-    p.add_argument("--motions", default=",".join(d.motions), help="comma-separated motion classes")
-    p.add_argument("--videos-per-class", type=int, default=d.videos_per_class)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="0 = the preset's")
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--fresh", action="store_true", help="delete --workdir first and start over")
-    a = p.parse_args(argv)
-    if a.fresh and a.workdir.exists():
-        shutil.rmtree(a.workdir)
-    motions = tuple(m for m in a.motions.split(",") if m)
-    cfg = QuickstartConfig(a.workdir, a.tracking_uri, motions, a.videos_per_class, a.epochs, a.workers, a.seed)
+    if args.fresh and Path(cfg.workdir).exists():
+        shutil.rmtree(cfg.workdir)
     if cfg.tracking_uri.startswith("sqlite:///"):
         Path(cfg.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     run(cfg)

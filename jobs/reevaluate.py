@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/reevaluate.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
+from jobs.cli import Job, Option, Shortcut, run
 from pipeline.ray_connect import init_ray
 from tdn.evaluation.reevaluate import (
     ReevaluateConfig,
@@ -31,13 +31,23 @@ from tdn.evaluation.reevaluate import (
     reevaluate_once,
 )
 
-ALIASES = {
-    "--tracking-uri": "tracking_uri",
-    "--protocol": "eval.protocol",
-    "--replicas": "eval.replicas",
-    "--batch-size": "eval.batch_size",
-    "--tables-out": "tables_out",
-}
+
+def check(cfg: ReevaluateConfig) -> None:
+    if cfg.every:
+        parse_interval(cfg.every)
+    if not cfg.shards:
+        raise ValueError("--shards (the evaluation split folder with index.json) is required")
+
+
+JOB = Job("reevaluate", ReevaluateConfig, __doc__, check=check, shortcuts=(
+    Shortcut("--tracking-uri", "tracking_uri"),
+    Shortcut("--protocol", "eval.protocol"),
+    Shortcut("--replicas", "eval.replicas"),
+    Shortcut("--batch-size", "eval.batch_size"),
+    Shortcut("--tables-out", "tables_out"),
+), options=(
+    Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
+))  # fmt: skip
 
 
 def _print(report: ReevaluateReport) -> None:
@@ -46,19 +56,10 @@ def _print(report: ReevaluateReport) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    add_config_aliases(parser, ALIASES)
-    add_config_arguments(parser, ReevaluateConfig)
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(ReevaluateConfig, args)
-        if cfg.every:
-            parse_interval(cfg.every)
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
-    if not cfg.shards:
-        parser.error("--shards (the evaluation split folder with index.json) is required")
+    return run(JOB, argv, reevaluate)
+
+
+def reevaluate(cfg: ReevaluateConfig, args: argparse.Namespace) -> int:
     if cfg.eval.engine == "ray":
         init_ray(args.address)
     if cfg.every:

@@ -13,7 +13,6 @@ one JSON object with listed / found / missing videos per split and the number of
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,29 +21,29 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/shard.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from jobs.cli import Job, JobFailed, Option, run
+from pipeline.datasets.common import AnnotationError
 from pipeline.shards.job import ShardConfig, dry_run, print_summary, run_shard_job
+
+JOB = Job("shard", ShardConfig, __doc__, options=(
+    Option("--dry-run", "count listed/found/missing videos, write nothing", switch=True),
+    Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
+), input_errors=(AnnotationError,))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry-run", action="store_true", help="count listed/found/missing videos, write nothing")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    add_config_arguments(parser, ShardConfig)
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(ShardConfig, args)
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
+    return run(JOB, argv, shard)
+
+
+def shard(cfg: ShardConfig, args: argparse.Namespace) -> int:
     if args.dry_run:
-        print(json.dumps(dry_run(cfg), ensure_ascii=False), flush=True)
+        print(dry_run(cfg).to_json(), flush=True)
         return 0
     summary = run_shard_job(cfg, address=args.address)
     print_summary(summary)
-    if not summary["ok"]:
-        print(f"[shard] failed: more than {cfg.max_failed_fraction:.1%} of a split's videos failed", file=sys.stderr)
-        return 1
+    if not summary.ok:
+        raise JobFailed(f"more than {cfg.max_failed_fraction:.1%} of a split's videos failed")
     return 0
 
 

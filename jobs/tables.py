@@ -12,29 +12,44 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python jobs/tables.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jobs.cli import Job, Shortcut, run
 from tdn.reporting.tables import refresh_tables
-from tdn.tracking.tracker import DEFAULT_TRACKING_URI
+from tdn.tracking.mlflow_store import resolve_tracking_uri
+
+
+@dataclass
+class TablesJob:
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the local default store
+    out: str = "results/tables"  # folder for the .md/.csv/.html files
+    with_paper: bool = False  # add the paper's published rows, marked (paper)
+    log: bool = True  # false: write the files only, log no MLflow run
+
+
+JOB = Job("tables", TablesJob, __doc__, shortcuts=(
+    Shortcut("--tracking-uri", "tracking_uri"),
+    Shortcut("--with-paper", "with_paper", const="true", help="add the paper's rows, marked (paper)"),
+    Shortcut("--no-log", "log", const="false", help="write the files only, log no MLflow run"),
+))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
-    p.add_argument("--out", default="results/tables", help="folder for the .md/.csv/.html files")
-    p.add_argument("--with-paper", action="store_true", help="add the paper's published rows, marked (paper)")
-    p.add_argument("--no-log", action="store_true", help="write the files only, log no MLflow run")
-    a = p.parse_args(argv)
-    tables, run_id = refresh_tables(a.tracking_uri, a.out, a.with_paper, log_run=not a.no_log)
-    print(json.dumps({"out": a.out, "tables": [t.name for t in tables], "rows": sum(len(t.rows) for t in tables),
-                      "run_id": run_id}))  # fmt: skip
+    return run(JOB, argv, tables)
+
+
+def tables(job: TablesJob, args: argparse.Namespace) -> int:
+    tracking_uri = resolve_tracking_uri(job.tracking_uri)
+    built, run_id = refresh_tables(tracking_uri, job.out, job.with_paper, log_run=job.log)
+    rows = sum(len(t.rows) for t in built)
+    print(json.dumps({"out": job.out, "tables": [t.name for t in built], "rows": rows, "run_id": run_id}))
     return 0
 
 

@@ -23,44 +23,37 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/train.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_arguments, config_from_args
+import ray.train
+
+from jobs.cli import Job, JobFailed, Option, Shortcut, run
+from tdn.training.config import TrainConfig
+from tdn.training.launcher import fit
+
+JOB = Job("train", TrainConfig, __doc__, shortcuts=(
+    Shortcut("--workers", "run.workers", help="number of DDP workers (= --run.workers)"),
+    Shortcut("--gpus", "run.use_gpu", const="true", help="one GPU per worker (= --run.use_gpu true)"),
+    Shortcut("--resume", "run.resume", help="checkpoint file/folder to continue from (= --run.resume)"),
+    Shortcut("--name", "run.name", help="run name; the same name again resumes it (= --run.name)"),
+    Shortcut("--tracking-uri", "tracking.uri", help="MLflow tracking URI (= --tracking.uri)"),
+), options=(
+    Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
+), input_errors=(ValueError,))  # fmt: skip
+# input_errors: fit() checks the data and the initial weights before starting workers (missing shards, a
+# weights file that does not fit the model) and raises ValueError / FileNotFoundError for them.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tdn.training.launcher import fit
-    from tdn.training.loop import TrainConfig
+    return run(JOB, argv, train)
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    parser.add_argument("--workers", type=int, default=None, help="number of DDP workers (= --run.workers)")
-    parser.add_argument("--gpus", action="store_true", help="one GPU per worker (= --run.use_gpu true)")
-    parser.add_argument("--resume", default=None, help="checkpoint file/folder to continue from (= --run.resume)")
-    parser.add_argument("--name", default=None, help="run name; the same name again resumes it (= --run.name)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (= --tracking.uri)")
-    add_config_arguments(parser, TrainConfig)
-    args = parser.parse_args(argv)
-    shortcuts = {"run.workers": args.workers, "run.use_gpu": True if args.gpus else None,
-                 "run.resume": args.resume, "run.name": args.name, "tracking.uri": args.tracking_uri}
-    for dotted, value in shortcuts.items():
-        if value is not None:
-            setattr(args, f"cfg::{dotted}", str(value))
-    try:
-        cfg = config_from_args(TrainConfig, args)
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
-    import ray.train
 
+def train(cfg: TrainConfig, args: argparse.Namespace) -> int:
     try:
         result = fit(cfg, address=args.address)
-    except (FileNotFoundError, ValueError) as exc:
-        parser.error(str(exc))
     except ray.train.TrainingFailedError as exc:  # restarts (run.max_failures) used up
-        print(f"[train] failed: {exc}", file=sys.stderr)
-        return 1
+        raise JobFailed(str(exc)) from exc
     if result.error is not None:
-        print(f"[train] failed: {result.error}", file=sys.stderr)
-        return 1
+        raise JobFailed(str(result.error))
     checkpoint = result.checkpoint.path if result.checkpoint is not None else None
     print(json.dumps({"metrics": result.metrics, "checkpoint": checkpoint, "path": result.path}, default=str))
     return 0

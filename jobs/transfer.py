@@ -22,35 +22,30 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python jobs/transfer.py` from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import ConfigError, add_config_aliases, add_config_arguments, config_from_args
+from jobs.cli import Job, Option, Shortcut, run
+from tdn.evaluation.transfer import TransferConfig, run_transfer
 
-ALIASES = {
-    "--pretrained": "pretrained.uri",
-    "--checkpoint": "pretrained.uri",
-    "--ucf101": "data.ucf101_root",
-    "--hmdb51": "data.hmdb51_root",
-    "--official-checkpoint": "pretrained.official",
-    "--arch": "pretrained.arch",
-    "--segments": "num_segments",
-    "--workers": "run.workers",
-    "--tracking-uri": "tracking_uri",
-}
+JOB = Job("transfer", TransferConfig, __doc__, check=lambda cfg: cfg.pretrained.check(), shortcuts=(
+    Shortcut("--pretrained", "pretrained.uri"),
+    Shortcut("--checkpoint", "pretrained.uri"),
+    Shortcut("--ucf101", "data.ucf101_root"),
+    Shortcut("--hmdb51", "data.hmdb51_root"),
+    Shortcut("--official-checkpoint", "pretrained.official"),
+    Shortcut("--arch", "pretrained.arch"),
+    Shortcut("--segments", "num_segments"),
+    Shortcut("--workers", "run.workers"),
+    Shortcut("--tracking-uri", "tracking_uri"),
+), options=(
+    Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
+))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tdn.evaluation.transfer import TransferConfig, run_transfer
+    return run(JOB, argv, transfer)
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    add_config_aliases(parser, ALIASES)
-    add_config_arguments(parser, TransferConfig)
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(TransferConfig, args)
-        cfg.pretrained.check()
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
+
+def transfer(cfg: TransferConfig, args: argparse.Namespace) -> int:
     report = run_transfer(cfg, address=args.address)
     print(json.dumps(dataclasses.asdict(report)))
     return 0

@@ -6,14 +6,11 @@ and those dataclasses, rejecting unknown keys by name so a typo never silently f
 
     cfg = load_config(TrainConfig, "jobs/configs/k400_r50_8f.yaml", ["optim.lr=0.01"])
 
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser, TrainConfig)          # --config PATH, --optim.lr, --model.arch, ...
-    cfg = config_from_args(TrainConfig, parser.parse_args())
+The command line of the jobs (``--config``, ``--optim.lr 0.01``, shortcuts) is built on this in jobs/cli.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -109,7 +106,22 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _reject_moved_keys(cls: type, data: Mapping[str, Any], where: str) -> None:
+    """A config class lists the dotted keys it no longer has and their new place in ``MOVED_KEYS``
+    (a ClassVar): an old preset then fails naming the new key rather than with a bare 'unknown key'."""
+    prefix = f"{where}." if where else ""
+    for old, new in getattr(cls, "MOVED_KEYS", {}).items():
+        node: Any = data
+        for part in old.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            raise ConfigError(f"{prefix}{old} has moved to {prefix}{new}; rename it there")
+
+
 def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    _reject_moved_keys(cls, data, where)
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
@@ -200,7 +212,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         raise
 
 
-def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted names and types of the leaf fields of ``cls``, sections flattened (jobs/cli.py: a flag each)."""
     out: list[tuple[str, Any]] = []
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
@@ -210,50 +223,10 @@ def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
         _, inner = _is_optional(tp)
         name = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(inner):
-            out.extend(_leaf_fields(inner, f"{name}."))
+            out.extend(leaf_fields(inner, f"{name}."))
         else:
             out.append((name, tp))
     return out
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add ``--config PATH`` and one ``--dotted.name VALUE`` flag per leaf field of ``cls``.
-
-    Values are parsed as YAML scalars (``--optim.steps 30,45`` or ``--optim.steps "[30, 45]"`` for lists).
-    """
-    parser.add_argument("--config", default=None, help="YAML preset under jobs/configs/")
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML)")
-    for name, tp in _leaf_fields(cls):
-        group.add_argument(
-            f"--{name}",
-            dest=f"cfg::{name}",
-            default=None,
-            metavar=_metavar(tp),
-            help=argparse.SUPPRESS if name.count(".") > 2 else None,
-        )
-
-
-def add_config_aliases(parser: argparse.ArgumentParser, aliases: Mapping[str, str]) -> None:
-    """Short flags for dotted fields, e.g. ``{"--model": "model.uri"}``; ``config_from_args`` reads both."""
-    group = parser.add_argument_group("short forms")
-    for flag, key in aliases.items():
-        group.add_argument(flag, dest=f"cfg::{key}", default=None, metavar="VALUE", help=f"= --{key}")
-
-
-def _metavar(tp: Any) -> str:
-    _, inner = _is_optional(tp)
-    if get_origin(inner) is Literal:
-        return "{" + ",".join(str(a) for a in get_args(inner)) + "}"
-    return getattr(inner, "__name__", "VALUE").upper()
-
-
-def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
-    overrides = [
-        f"{key[len('cfg::'):]}={value}"
-        for key, value in vars(args).items()
-        if key.startswith("cfg::") and value is not None
-    ]
-    return load_config(cls, getattr(args, "config", None), overrides)
 
 
 def save_config(obj: Any, path: str | Path) -> None:

@@ -200,15 +200,6 @@ def list_dirs(uri_dir: str | os.PathLike) -> list[str]:
     return sorted(out)
 
 
-def delete(uri: str | os.PathLike) -> None:
-    fs, path = filesystem(uri)
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        fs.delete_file(path)
-    elif info.type == pafs.FileType.Directory:
-        fs.delete_dir(path)
-
-
 def _s3_gopen(url: str, mode: str = "rb", bufsize: int = 8192, **_: object) -> IO[bytes]:
     if mode[0] != "r":
         raise ValueError(f"{url}: only reading is supported for s3:// shards")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,8 +16,16 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from pipeline.shards.contract import SCHEMA, SampleMeta, encode_sample, index_checksum
-from pipeline.shards.sampling import CentreSampler, MultiClipSampler, rng_for
+from pipeline.shards.contract import (
+    SCHEMA,
+    ResizeSettings,
+    SampleMeta,
+    SamplingSettings,
+    ShardEntry,
+    ShardIndex,
+    encode_sample,
+)
+from pipeline.shards.sampling import WINDOW, CentreSampler, MultiClipSampler, rng_for
 from pipeline.synthetic.render import MOTION_CLASSES, render_clip
 
 
@@ -56,7 +63,7 @@ def write_split(
     split_dir = root / split
     split_dir.mkdir(parents=True, exist_ok=True)
     place = shard_of or (lambda i, v: i % num_shards)
-    per_shard: dict[int, list[dict]] = {k: [] for k in range(num_shards)}
+    per_shard: dict[int, list[dict[str, bytes | str]]] = {k: [] for k in range(num_shards)}
     videos_in: dict[int, set[str]] = {k: set() for k in range(num_shards)}
     sampler = CentreSampler(num_segments) if clips == 1 else MultiClipSampler(num_segments, clips)
     for i, (vid, label, frames) in enumerate(videos):
@@ -80,16 +87,17 @@ def write_split(
             for sample in per_shard[k]:
                 sink.write(sample)
         data = (split_dir / name).read_bytes()
-        shards.append({"name": name, "samples": len(per_shard[k]), "videos": len(videos_in[k]),
-                       "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
-    index = {
-        "schema": SCHEMA, "split": split, "dataset": dataset, "classes": list(class_names),
-        "num_samples": sum(s["samples"] for s in shards), "num_videos": len(videos), "views_per_video": clips,
-        "shards": shards, "sampling": {"num_segments": num_segments, "clips": clips, "seed": seed},
-        "resize": {"short_side": 0, "jpeg_quality": 90}, "annotation_checksums": {}, "quarantined": 0,
-    }  # fmt: skip
-    index["checksum"] = index_checksum(index)
-    (split_dir / "index.json").write_text(json.dumps(index, indent=1))
+        shards.append(ShardEntry(name=name, samples=len(per_shard[k]), videos=len(videos_in[k]), bytes=len(data),
+                                 sha256=hashlib.sha256(data).hexdigest()))  # fmt: skip
+    index = ShardIndex(
+        schema=SCHEMA, split=split, dataset=dataset, classes=list(class_names),
+        num_samples=sum(s.samples for s in shards), num_videos=len(videos), views_per_video=clips, shards=shards,
+        sampling=SamplingSettings(sampler="centre" if clips == 1 else "multiclip", num_segments=num_segments,
+                                  window=WINDOW, views=clips, seed=seed, videos_per_shard=0),  # 0: shard_of
+        resize=ResizeSettings(short_side=0, jpeg_quality=90, context_scale=1),
+        annotation_checksums={}, quarantined=0, checksum="",
+    ).sealed()  # fmt: skip
+    (split_dir / "index.json").write_text(index.to_json(indent=1))
     return split_dir
 
 
@@ -110,16 +118,12 @@ def save_tiny_checkpoint(path: Path, num_classes: int, class_names: Sequence[str
 
 def register_checkpoint_version(tracking_uri: str, ckpt: str, name: str, alias: str = "") -> tuple[str, str]:
     """Register a project checkpoint the way training does (tdn.tracking.registry); returns (version, run id)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
+    from tdn.tracking.mlflow_store import create_run, get_or_create_experiment, tracking_client
     from tdn.tracking.registry import register_checkpoint
 
-    mlflow.set_tracking_uri(tracking_uri)  # the registry resolves models:/<id> through the global URI
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name("eval-test-train")
-    exp_id = exp.experiment_id if exp else client.create_experiment("eval-test-train")
-    run = client.create_run(exp_id)
-    version = register_checkpoint(client, run.info.run_id, exp_id, ckpt, name, {"val_top1": 0.5}, alias=alias)
-    client.set_terminated(run.info.run_id)
-    return version, run.info.run_id
+    client = tracking_client(tracking_uri)
+    exp_id = get_or_create_experiment(client, "eval-test-train")
+    run = create_run(client, exp_id, "train", {})
+    version = register_checkpoint(client, run.run_id, exp_id, ckpt, name, {"val_top1": 0.5}, alias=alias)
+    run.finish()
+    return version, run.run_id

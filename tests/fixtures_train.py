@@ -55,7 +55,7 @@ def make_synthetic_shards(root: Path) -> Path:
             progress_interval_s=60.0,
         )
     )
-    if not summary["ok"]:
+    if not summary.ok:
         raise RuntimeError(f"shard job failed: {summary}")
     return out
 

@@ -1,4 +1,4 @@
-"""Tiny shard splits for the loader tests, written with the real schema (shard_format.encode_sample) and a
+"""Tiny shard splits for the loader tests, written with the real contract (pipeline.shards.contract) and a
 real tar writer, whose JPEG pixels say what they are:
 
     R = 8 * (frame_index % 30) + 4   (solid: which source frame)
@@ -9,7 +9,6 @@ real tar writer, whose JPEG pixels say what they are:
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass
 
@@ -17,8 +16,16 @@ import numpy as np
 from PIL import Image
 
 from pipeline import storage
-from pipeline.shards.contract import SCHEMA, SampleMeta, encode_sample, index_checksum
-from pipeline.shards.sampling import TrainSampler, rng_for
+from pipeline.shards.contract import (
+    SCHEMA,
+    ResizeSettings,
+    SampleMeta,
+    SamplingSettings,
+    ShardEntry,
+    ShardIndex,
+    encode_sample,
+)
+from pipeline.shards.sampling import WINDOW, TrainSampler, rng_for
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def write_split(
     size: tuple[int, int] = (64, 48),
     half_res_neighbours: bool = False,
     num_classes: int | None = None,
-) -> dict:
+) -> ShardIndex:
     """Shards of ``videos_per_shard[i]`` videos each (all views of a video in one shard) + index.json, on
     local disk or s3://. Returns the index."""
     import webdataset as wds
@@ -99,19 +106,28 @@ def write_split(
                     windows = [list(w) for w in clip.frame_indices]
                     sink.write(make_sample(video, clip.view, num_views, windows, size, half_res_neighbours))
         storage.write_bytes_atomic(storage.join(split_dir, name), buf.getvalue())
-        shards.append({"name": name, "samples": count * num_views, "videos": count, "bytes": len(buf.getvalue()),
-                       "sha256": ""})  # fmt: skip
+        shards.append(ShardEntry(name=name, samples=count * num_views, videos=count, bytes=len(buf.getvalue()),
+                                 sha256=""))  # fmt: skip
         start += count
     classes = num_classes or (max(v.label for v in videos) + 1)
-    index = {
-        "schema": SCHEMA, "split": "train", "dataset": "fake", "classes": [f"c{i}" for i in range(classes)],
-        "num_samples": len(videos) * num_views, "num_videos": len(videos), "views_per_video": num_views,
-        "shards": shards, "sampling": {"num_segments": num_segments}, "resize": {"short_side": min(size)},
-        "annotation_checksums": {}, "quarantined": 0,
-    }  # fmt: skip
-    index["checksum"] = index_checksum(index)
-    storage.write_text_atomic(storage.join(split_dir, "index.json"), json.dumps(index))
+    index = split_index(shards, classes, num_views, num_segments, min(size))
+    storage.write_text_atomic(storage.join(split_dir, "index.json"), index.to_json())
     return index
+
+
+def split_index(
+    shards: list[ShardEntry], num_classes: int, num_views: int = 2, num_segments: int = 3, short_side: int = 48
+) -> ShardIndex:
+    """The index of a fake train split made of ``shards``, sealed with its checksum."""
+    return ShardIndex(
+        schema=SCHEMA, split="train", dataset="fake", classes=[f"c{i}" for i in range(num_classes)],
+        num_samples=sum(s.samples for s in shards), num_videos=sum(s.videos for s in shards),
+        views_per_video=num_views, shards=shards,
+        sampling=SamplingSettings(sampler="train", num_segments=num_segments, window=WINDOW, views=num_views,
+                                  seed=0, videos_per_shard=max([s.videos for s in shards], default=0)),
+        resize=ResizeSettings(short_side=short_side, jpeg_quality=95, context_scale=1),
+        annotation_checksums={}, quarantined=0, checksum="",
+    ).sealed()  # fmt: skip
 
 
 def fake_videos(n: int, prefix: str = "vid", min_frames: int = 6, max_frames: int = 40) -> list[FakeVideo]:

@@ -61,3 +61,37 @@ def test_eval_throughput_prints_the_table():
     out = _run("eval_throughput.py", "--arch", "resnet18", "--segments", "2", "--size", "64", "--short-side", "72",
                "--videos", "2", "--frames", "20", "--repeats", "1", "--batch-size", "2", "--engine", "local")  # fmt: skip
     assert re.search(r"\| TDN \| 2×1×1 \|", out) and "TDN / TSN time ratio" in out, out
+
+
+# What the GPU machine lacks: the GPU benchmark must run without them (and without torchvision on a CPU).
+_ABSENT_ON_GPU_MACHINE = ("ray", "mlflow", "av", "webdataset", "simplejpeg", "yaml", "boto3", "torchvision")
+
+
+def test_gpu_step_runs_on_cpu_without_the_packages_the_gpu_machine_lacks(tmp_path: Path) -> None:
+    import json
+
+    from tests.loader_shards import fake_videos, write_split
+
+    split = str(tmp_path / "train")
+    write_split(split, fake_videos(6), [3, 3], num_segments=3, size=(96, 72), half_res_neighbours=True)
+    out = tmp_path / "out" / "gpu.json"
+    blocker = (f"import runpy, sys; sys.modules.update(dict.fromkeys({_ABSENT_ON_GPU_MACHINE!r})); "
+               f"sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
+    script = str(ROOT / "benchmarks" / "gpu_step.py")
+    args = [sys.executable, "-c", blocker, script, "--shards", split, "--device", "cpu", "--tiny", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    for line in ("decode (PIL stand-in):", "model TDN:", "model TSN:", "model TDN/TSN time ratio:",
+                 "loader workers, host CPU per clip device/cpu:", "pipeline device path",
+                 "pipeline cpu path"):  # fmt: skip
+        assert line in text, text
+    assert re.search(r"# .* \| torch \S+ \| python \S+ \| \d+ CPUs", text), text
+    result = json.loads(out.read_text())
+    assert set(result) == {"header", "decode", "model", "workers", "pipeline"}
+    for mode in ("device", "cpu"):
+        r = result["pipeline"][mode]
+        assert r["clips_per_s"] > 0 and 0 <= r["data_wait_frac"] <= 1
+        assert 0 <= r["next_batch_p50_s"] <= r["next_batch_p95_s"]
+    # Loader workers of the device path only split blobs and draw boxes: far less CPU than decoding.
+    assert result["workers"]["device_over_cpu"] < 1.0

@@ -11,14 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdn.checkpoints.project import (
-    CheckpointError,
-    load_checkpoint,
-    load_imagenet_weights,
-    load_model_checkpoint,
-    load_official_checkpoint,
-    save_checkpoint,
-)
+from tdn.checkpoints.imagenet import load_imagenet_weights
+from tdn.checkpoints.official import load_official_checkpoint
+from tdn.checkpoints.project import CheckpointError, load_checkpoint, load_model_checkpoint, save_checkpoint
 from tdn.model.networks import ModelConfig, build_model, build_model_from_config
 
 P = "module.base_model."
@@ -199,15 +194,15 @@ def test_official_checkpoint_errors_name_keys(tmp_path):
         load_official_checkpoint(str(tmp_path / "nope.pth"), "resnet50", 8, 5)
 
 
-def test_convert_official_cli(tmp_path):
+def test_convert_official_cli(tmp_path, repo_root):
     sd = official_state_dict(num_classes=4, seed=5)
     src, dst = tmp_path / "official.pth", tmp_path / "ours.pt"
     torch.save({"state_dict": sd}, src)
     names = tmp_path / "classes.txt"
     names.write_text("a\nb\nc\nd\n")
-    cmd = [sys.executable, "-m", "tdn.checkpoints.project", "convert-official", str(src), str(dst), "--arch", "resnet50",
+    cmd = [sys.executable, str(repo_root / "jobs" / "convert_checkpoint.py"), str(src), str(dst), "--arch", "resnet50",
            "--segments", "8", "--num-classes", "4", "--class-names", str(names)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=tmp_path)
     model, ckpt = load_model_checkpoint(str(dst))
     assert ckpt["class_names"] == ["a", "b", "c", "d"] and ckpt["model_config"]["arch"] == "resnet50"
     x = torch.randn(1, 8, 5, 3, 64, 64)
@@ -234,7 +229,8 @@ def test_imagenet_init_both_streams(tmp_path, arch):
     path = tmp_path / f"{arch}.pth"
     torch.save(sd, path)
     fresh = build_model(arch, 10, 8)
-    model = build_model_from_config(ModelConfig(arch=arch, num_classes=10, num_segments=8, pretrained=str(path)))
+    model = build_model(arch, 10, 8)
+    load_imagenet_weights(model, str(path))
     ours = model.state_dict()
     assert torch.equal(ours["conv1.weight"], sd["conv1.weight"])
     assert torch.equal(ours["layer4.1.conv2.weight"], sd["layer4.1.conv2.weight"])
@@ -313,3 +309,18 @@ def test_project_checkpoint_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="weights_only"):
         load_checkpoint(str(tmp_path / "junk.pt"))
+
+
+def test_checkpoint_written_before_model_config_lost_pretrained_still_loads(tmp_path):
+    """Checkpoints of the earlier code store model_config["pretrained"] (None): the reader drops that key."""
+    cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25)
+    model = build_model_from_config(cfg)
+    path = str(tmp_path / "old.pt")
+    save_checkpoint(path, model, cfg, ["x", "y", "z"])
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"] = {**ckpt["model_config"], "pretrained": None}
+    torch.save(ckpt, path)
+    loaded, read = load_model_checkpoint(path)
+    assert loaded.config == cfg and "pretrained" not in read["model_config"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

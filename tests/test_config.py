@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,8 +9,6 @@ import pytest
 
 from pipeline.config import (
     ConfigError,
-    add_config_arguments,
-    config_from_args,
     config_from_dict,
     config_to_dict,
     flatten,
@@ -63,17 +60,6 @@ def test_bad_values_are_named():
         load_config(Job, None, ["epochs=three"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Job, "/nonexistent.yaml")
-
-
-def test_cli_flags(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="job")
-    add_config_arguments(parser, Job)
-    args = parser.parse_args(["--optim.lr", "0.5", "--optim.steps", "5,7", "--pretrained", "w.pt"])
-    cfg = config_from_args(Job, args)
-    assert cfg.optim.lr == 0.5 and cfg.optim.steps == [5, 7] and cfg.pretrained == "w.pt"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--optim.lrr", "1"])
-    assert "--optim.lrr" in capsys.readouterr().err
 
 
 def test_every_preset_in_jobs_configs_loads(repo_root):

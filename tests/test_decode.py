@@ -1,4 +1,5 @@
-"""pipeline.shards.decode on a zoo of real encoded files: the right frames, at the right size and orientation."""
+"""Decoding (pipeline.shards: decode, video_file, frame_folder, frame_convert) on a zoo of real encoded
+files: the right frames, at the right size and orientation."""
 
 from __future__ import annotations
 
@@ -9,16 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.shards.decode import (
-    DecodeResult,
-    FrameFolder,
-    FrameRequest,
-    VideoError,
-    VideoFile,
-    encode_jpeg,
-    open_source,
-    output_size,
-)
+from pipeline.shards.decode import open_source
+from pipeline.shards.decode_types import DecodeResult, FrameRequest, VideoError
+from pipeline.shards.frame_convert import encode_jpeg, output_size
+from pipeline.shards.frame_folder import FrameFolder
+from pipeline.shards.video_file import VideoFile
 from tests.video_zoo import (
     B_FRAMES,
     BAD_STAGES,

@@ -15,11 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.loading.loader import eval_batches
+from pipeline.loading.eval_loader import eval_batches
+from pipeline.loading.shard_reading import read_index
 from tdn.checkpoints.project import save_checkpoint
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, _loader_config, evaluate, parse_models_uri
+from tdn.evaluation.batch_inference import evaluate
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.replica_pool import loader_config
 from tdn.evaluation.results import load_video_scores
 from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.tracking.registry import parse_models_uri
 from tests.eval_shards import render_videos, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
@@ -47,7 +52,7 @@ def videos():
 
 def reference_scores(model: torch.nn.Module, split_dir: Path, cfg: EvalConfig) -> dict[str, np.ndarray]:
     """Per-view softmax computed in this process shard by shard, averaged per video with a plain dict."""
-    loader_cfg = _loader_config(cfg, "cpu")
+    loader_cfg = loader_config(cfg, "cpu")
     views: dict[str, list[np.ndarray]] = defaultdict(list)
     with torch.inference_mode():
         for shard in sorted(split_dir.glob("*.tar")):
@@ -70,8 +75,8 @@ def test_10x3_views_split_across_shards_and_replicas(ray_cluster, mlflow_server,
     r = outcome.result
     assert (r.clips, r.crops, r.input_size, r.short_side) == (2, 3, 64, 64)
     assert r.num_videos == len(videos) and r.replicas == 2
-    index = json.loads((split / "index.json").read_text())
-    assert r.index_checksum == index["checksum"] and r.dataset == "synthetic" and r.split == "val"
+    index = read_index(str(split))
+    assert r.index_checksum == index.checksum and r.dataset == "synthetic" and r.split == "val"
     assert r.gflops > 0 and r.ms_per_video > 0 and r.videos_per_s == pytest.approx(1000 / r.ms_per_video)
 
     stored = load_video_scores(out / "per_video_scores.npz")  # allow_pickle=False inside
@@ -88,18 +93,18 @@ def test_10x3_views_split_across_shards_and_replicas(ray_cluster, mlflow_server,
 
     # files and the MLflow run carry the same numbers and the protocol
     row = json.loads((out / "results.json").read_text())
-    assert row["top1"] == pytest.approx(r.top1) and row["index_checksum"] == index["checksum"]
+    assert row["top1"] == pytest.approx(r.top1) and row["index_checksum"] == index.checksum
     assert set(row["per_class_accuracy"]) == set(CLASSES)
     per_class = (out / "per_class.csv").read_text().splitlines()
     assert per_class[0].startswith("class_index") and len(per_class) == 1 + len(CLASSES)
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    from mlflow.tracking import MlflowClient
+    from tdn.tracking.mlflow_store import tracking_client
 
-    client = MlflowClient(mlflow_server.uri)
+    client = tracking_client(mlflow_server.uri)
     run = client.get_run(outcome.run_id)
     assert run.data.tags["tdn.kind"] == "evaluation"
-    assert run.data.tags["tdn.index_checksum"] == index["checksum"]
+    assert run.data.tags["tdn.index_checksum"] == index.checksum
     assert run.data.params["clips"] == "2" and run.data.params["crops"] == "3"
     assert run.data.metrics["top1"] == pytest.approx(r.top1)
     names = {a.path for a in client.list_artifacts(outcome.run_id)}

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tdn.checkpoints.project import load_official_checkpoint, save_checkpoint
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, _loader_config, evaluate
+from pipeline.loading.shard_reading import read_index
+from tdn.checkpoints.official import load_official_checkpoint
+from tdn.checkpoints.project import save_checkpoint
+from tdn.evaluation.batch_inference import evaluate
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.replica_pool import loader_config
 from tdn.evaluation.results import load_video_scores
 from tdn.model.networks import ModelConfig, build_model_from_config
 from tests.eval_shards import register_checkpoint_version, render_videos, write_split
@@ -27,7 +32,8 @@ def split_1clip(tmp_path_factory):
 
 def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch.nn.Module, list[float]]:
     """A few SGD steps in this process on the synthetic motion shards (enough to move the weights)."""
-    from pipeline.loading.loader import LoaderConfig, train_loader
+    from pipeline.loading.config import LoaderConfig
+    from pipeline.loading.train_loader import train_loader
 
     torch.manual_seed(0)
     model = build_model_from_config(cfg).train()
@@ -55,9 +61,9 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     cfg = ModelConfig(arch="resnet18", num_classes=4, num_segments=4, width=0.25, dropout=0.0)
     model, losses = _train_briefly(synthetic_shards / "train", cfg, steps=4)
     assert all(np.isfinite(losses))
-    index = json.loads((synthetic_shards / "test" / "index.json").read_text())
+    index = read_index(str(synthetic_shards / "test"))
     ckpt = str(tmp_path / "trained.pt")
-    save_checkpoint(ckpt, model, cfg, index["classes"])
+    save_checkpoint(ckpt, model, cfg, index.classes)
     version, train_run = register_checkpoint_version(mlflow_server.uri, ckpt, "tiny-eval", "champion")
 
     ecfg = EvalConfig(input_size=56, short_side=64, engine="local")
@@ -66,25 +72,25 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     r = out.result
     assert r.model_id == f"models:/tiny-eval/{version}" and r.model_name == "tiny-eval"
     assert r.model_version == version and r.model_run_id == train_run
-    assert r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 56) and r.num_videos == index["num_videos"]
+    assert r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 56) and r.num_videos == index.num_videos
 
-    from pipeline.loading.loader import eval_batches
+    from pipeline.loading.eval_loader import eval_batches
 
     correct, seen = 0, 0
     with torch.inference_mode():
-        for b in eval_batches(str(synthetic_shards / "test"), _loader_config(ecfg, "cpu"), 16):
+        for b in eval_batches(str(synthetic_shards / "test"), loader_config(ecfg, "cpu"), 16):
             correct += int((model(b.x).argmax(1) == b.labels).sum())
             seen += len(b.labels)
-    assert seen == index["num_videos"] and r.top1 == pytest.approx(100.0 * correct / seen)
+    assert seen == index.num_videos and r.top1 == pytest.approx(100.0 * correct / seen)
 
-    from mlflow.tracking import MlflowClient
+    from tdn.tracking.mlflow_store import tracking_client
 
-    client = MlflowClient(mlflow_server.uri)
+    client = tracking_client(mlflow_server.uri)
     tags = client.get_run(out.run_id).data.tags
     assert tags["tdn.model_name"] == "tiny-eval" and tags["tdn.model_version"] == version
     assert tags["tdn.model_run_id"] == train_run and tags["tdn.kind"] == "evaluation"
     mv = client.get_model_version("tiny-eval", version)
-    assert mv.tags[f"tdn.eval.{index['dataset']}.test.ssv1x1.run_id"] == out.run_id
+    assert mv.tags[f"tdn.eval.{index.dataset}.test.ssv1x1.run_id"] == out.run_id
 
 
 @pytest.mark.slow
@@ -104,13 +110,13 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
     assert row["model_id"] == f"official:{path}" and row["arch"] == "resnet50" and row["num_videos"] == 6
     stored = load_video_scores(out / "per_video_scores.npz")
 
-    from pipeline.loading.loader import eval_batches
+    from pipeline.loading.eval_loader import eval_batches
 
     model = load_official_checkpoint(str(path), "resnet50", 4, 3)
     cfg = EvalConfig(input_size=64, short_side=72)
     ref = {}
     with torch.inference_mode():
-        for b in eval_batches(str(split_1clip), _loader_config(cfg, "cpu"), 8):
+        for b in eval_batches(str(split_1clip), loader_config(cfg, "cpu"), 8):
             for vid, p in zip(b.video_ids, torch.softmax(model(b.x), 1).numpy()):
                 ref[vid] = p
     for vid, row_scores in zip(stored.video_ids, stored.scores):
@@ -120,11 +126,9 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
 def test_cli_rejects_bad_arguments(capsys):
     from jobs.evaluate import main
 
-    with pytest.raises(SystemExit):
-        main(["--shards", "x"])  # no model
+    assert main(["--shards", "x"]) == 2  # no model
     assert "exactly one of model.uri" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--model", "m.pt", "--shards", "x", "--protocol", "k400_30x3"])
+    assert main(["--model", "m.pt", "--shards", "x", "--protocol", "k400_30x3"]) == 2
     assert "k400_30x3" in capsys.readouterr().err
 
 

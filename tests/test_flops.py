@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tdn.model.flops import count_flops, main
+from jobs.flops import main
+from tdn.model.flops import count_flops
 from tdn.model.networks import ModelConfig
 
 

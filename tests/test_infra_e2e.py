@@ -17,7 +17,8 @@ import pytest
 
 from infra.local import LocalClusterConfig, down, leftover_processes, up
 from pipeline.config import load_config
-from tdn.training.loop import TrainConfig
+from pipeline.shards.contract import ShardIndex
+from tdn.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -95,17 +96,18 @@ def test_shard_train_evaluate_through_ray_job_submit(
         "--output", shards, "--splits", "[train, test]", "--videos_per_shard", "8", "--num_segments", segments,
         "--train.short_side", short_side, "--test.short_side", short_side,
     )  # fmt: skip
-    train_index = json.loads(s3.get_object(Bucket=BUCKET, Key="shards/ucf101/train/index.json")["Body"].read())
-    index = json.loads(s3.get_object(Bucket=BUCKET, Key="shards/ucf101/test/index.json")["Body"].read())
+    train_key, test_key = "shards/ucf101/train/index.json", "shards/ucf101/test/index.json"
+    train_index = ShardIndex.from_json(s3.get_object(Bucket=BUCKET, Key=train_key)["Body"].read(), train_key)
+    index = ShardIndex.from_json(s3.get_object(Bucket=BUCKET, Key=test_key)["Body"].read(), test_key)
     listed = (synthetic_ucf101 / "ucfTrainTestlist" / "testlist01.txt").read_text().split()
-    assert index["num_videos"] == len(listed) and index["quarantined"] == 0
-    assert len(index["classes"]) == 4
+    assert index.num_videos == len(listed) and index.quarantined == 0
+    assert len(index.classes) == 4
     for split in ("train", "test"):
         tars = [k for k in keys(env, f"shards/ucf101/{split}/") if k.endswith(".tar")]
         assert tars and all(k.rsplit("/", 1)[1].startswith("shard-") for k in tars), split
 
     submit(
-        env, "python", "jobs/train.py", "--config", preset, "--model.num_classes", str(len(index["classes"])),
+        env, "python", "jobs/train.py", "--config", preset, "--model.num_classes", str(len(index.classes)),
         "--data.shards", shards, "--data.val_split", "test",
         "--run.storage_path", f"s3://{BUCKET}/ray-results", "--name", "e2e",
         "--workers", "2", "--optim.epochs", "1", "--tracking.registered_model", "e2e-tdn",
@@ -115,7 +117,7 @@ def test_shard_train_evaluate_through_ray_job_submit(
     train_run = client.get_run(version.run_id)
     assert train_run.info.status == "FINISHED"
     assert "epoch/val_top1" in train_run.data.metrics, train_run.data.metrics  # validated on the test split
-    assert train_run.data.tags["tdn.train_index_checksum"] == train_index["checksum"]
+    assert train_run.data.tags["tdn.train_index_checksum"] == train_index.checksum
     assert keys(env, "ray-results/"), "no Ray Train checkpoint in S3"
 
     submit(
@@ -129,8 +131,8 @@ def test_shard_train_evaluate_through_ray_job_submit(
     assert len(runs) == 1
     evaluation = runs[0]
     assert 0.0 <= evaluation.data.metrics["top1"] <= 100.0
-    assert evaluation.data.metrics["num_videos"] == index["num_videos"]
-    assert evaluation.data.tags["tdn.index_checksum"] == index["checksum"]
+    assert evaluation.data.metrics["num_videos"] == index.num_videos
+    assert evaluation.data.tags["tdn.index_checksum"] == index.checksum
     assert json.loads((tmp_path / "results" / "results.json").read_text())["top1"] == evaluation.data.metrics["top1"]
     # Artifacts of both runs went through the server into the bucket.
     artifacts = keys(env, "mlflow-artifacts/")

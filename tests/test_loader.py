@@ -3,8 +3,8 @@ label swap, per-rank step counts, once-per-epoch coverage, eval rows, local disk
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import os
 from collections import Counter
 
@@ -14,18 +14,23 @@ import torch
 from PIL import Image
 
 from pipeline import storage
-from pipeline.loading.loader import (
-    LoaderConfig,
-    epoch_plan,
-    eval_batches,
-    read_index,
-    selected_view,
-    train_loader,
-    train_steps_per_epoch,
-)
+from pipeline.loading.config import LoaderConfig
+from pipeline.loading.eval_loader import eval_batches
+from pipeline.loading.planning import epoch_plan, selected_view, train_steps_per_epoch
+from pipeline.loading.shard_reading import read_index, shard_uris
+from pipeline.loading.train_loader import train_loader
 from pipeline.loading.transforms import crop_size_pairs, denormalise, fixed_offsets, normalise_on_device
+from pipeline.shards.contract import ContractError, ShardEntry
 from pipeline.shards.sampling import TrainSampler, rng_for
-from tests.loader_shards import fake_videos, frame_code, frame_pixels, jpeg_bytes, view_code, write_split
+from tests.loader_shards import (
+    fake_videos,
+    frame_code,
+    frame_pixels,
+    jpeg_bytes,
+    split_index,
+    view_code,
+    write_split,
+)
 
 SIZE = (64, 48)  # stored frames: short side 48
 T = 3
@@ -143,7 +148,7 @@ def test_equal_steps_per_rank_and_every_video_once_per_epoch(split: tuple[str, l
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_epoch_plan_covers_each_video_once_within_quotas(world_size: int, num_workers: int, batch_size: int) -> None:
     counts = [7, 0, 1, 12, 3, 5]
-    index = {"num_videos": sum(counts), "shards": [{"name": str(i), "videos": c} for i, c in enumerate(counts)]}
+    index = split_index([ShardEntry(str(i), 2 * c, c, 0, "") for i, c in enumerate(counts)], num_classes=1)
     uris = [str(i) for i in range(len(counts))]
     cfg = LoaderConfig(batch_size=batch_size, num_workers=num_workers)
     steps = train_steps_per_epoch(index, cfg, world_size)
@@ -215,7 +220,7 @@ def test_eval_yields_every_sample_once_with_centre_crop(split: tuple[str, list],
 def test_eval_three_crops_and_shard_subsets(split: tuple[str, list]) -> None:
     root, videos = split
     index = read_index(root)
-    uris = [storage.join(root, s["name"]) for s in index["shards"]]
+    uris = shard_uris(root, index)
     cfg = LoaderConfig(num_workers=0, input_size=40, eval_short_side=48, eval_crops=3)
     parts = [uris[:2], uris[2:]]  # two replicas splitting the shards
     rows = []
@@ -251,12 +256,12 @@ def test_bad_index_and_missing_split_raise_clear_errors(split: tuple[str, list],
     with pytest.raises(FileNotFoundError, match="no shard index"):
         read_index(str(tmp_path / "nowhere"))
     root, _ = split
-    index = json.loads(open(os.path.join(root, "index.json")).read())
-    index["num_videos"] += 1
+    index = read_index(root)
+    edited = dataclasses.replace(index, num_videos=index.num_videos + 1)  # the stored checksum kept
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "index.json").write_text(json.dumps(index))
-    with pytest.raises(ValueError, match="checksum"):
+    (bad / "index.json").write_text(edited.to_json())
+    with pytest.raises(ContractError, match="index.json: checksum does not match"):
         read_index(str(bad))
 
 

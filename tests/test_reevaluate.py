@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tdn.evaluation.batch_inference import EvalConfig
+from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.reevaluate import ReevaluateConfig, parse_interval, reevaluate_loop, reevaluate_once
 from tests.eval_shards import register_checkpoint_version, render_videos, save_tiny_checkpoint, write_split
 

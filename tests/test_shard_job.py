@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import os
 import shutil
 import signal
@@ -23,7 +22,17 @@ from PIL import Image
 from pipeline import storage
 from pipeline.config import load_config
 from pipeline.datasets import DatasetConfig, load_dataset
-from pipeline.shards.contract import decode_sample_metadata, index_checksum, sample_key, split_jpegs
+from pipeline.shards.contract import (
+    DryRunReport,
+    QuarantineEntry,
+    SampleMeta,
+    ShardIndex,
+    ShardJobSummary,
+    decode_sample_metadata,
+    index_checksum,
+    sample_key,
+    split_jpegs,
+)
 from pipeline.shards.job import ShardConfig, SplitShardConfig, plan_shards, run_shard_job
 from tests.video_zoo import BAD_STAGES, GOOD, make_zoo, read_index
 
@@ -46,21 +55,25 @@ def write_csv_dataset(root: Path) -> tuple[DatasetConfig, dict[str, str], dict[s
     return DatasetConfig(format="csv", root=str(root / "videos"), annotations=str(root / "train.csv")), good_paths, bad_paths
 
 
-def read_split(split_dir: str) -> tuple[dict, list[dict], dict[str, list[tuple[dict, list[bytes]]]]]:
-    """(index, quarantine lines, video_id -> [(meta dict, jpegs)]) of a written split, checking shard hashes."""
-    index = json.loads(storage.read_text(storage.join(split_dir, "index.json")))
-    assert index["checksum"] == index_checksum(index)
-    quarantine = [json.loads(line) for line in storage.read_text(storage.join(split_dir, "quarantine.jsonl")).splitlines()]
+def read_split(
+    split_dir: str,
+) -> tuple[ShardIndex, list[QuarantineEntry], dict[str, list[tuple[SampleMeta, list[bytes]]]]]:
+    """(index, quarantine lines, video_id -> [(meta, jpegs)]) of a written split, checking shard hashes."""
+    index_uri, quarantine_uri = storage.join(split_dir, "index.json"), storage.join(split_dir, "quarantine.jsonl")
+    index = ShardIndex.from_json(storage.read_text(index_uri), index_uri)
+    assert index.checksum == index_checksum(index.to_dict())  # also verified by from_json
+    lines = storage.read_text(quarantine_uri).splitlines()
+    quarantine = [QuarantineEntry.from_json(line, f"{quarantine_uri} line {i + 1}") for i, line in enumerate(lines)]
     videos: dict[str, list] = defaultdict(list)
-    for shard in index["shards"]:
-        data = storage.read_bytes(storage.join(split_dir, shard["name"]))
-        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+    for shard in index.shards:
+        data = storage.read_bytes(storage.join(split_dir, shard.name))
+        assert hashlib.sha256(data).hexdigest() == shard.sha256 and len(data) == shard.bytes
         members: dict[str, dict[str, bytes]] = defaultdict(dict)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for m in tar.getmembers():
                 key, ext = m.name.split(".", 1)
                 members[key][ext] = tar.extractfile(m).read()
-        assert len(members) == shard["samples"]
+        assert len(members) == shard.samples
         for key, sample in members.items():
             meta = decode_sample_metadata(sample)
             assert key == sample_key(meta.video_id, meta.view) and "." not in key
@@ -98,22 +111,22 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
             assert meta.label == record.label and meta.source == path and meta.num_frames == GOOD[case][1].frames
             assert [read_index(_rgb(j), axis=axis) for j in jpegs] == meta.stored_frames
     # Every bad one is a quarantine line with its stage and a reason.
-    got = {q["path"]: q for q in quarantine}
+    got = {q.path: q for q in quarantine}
     for path, stage in bad_paths.items():
-        assert got[path]["stage"] == stage and got[path]["error"], got.get(path)
+        assert got[path].stage == stage and got[path].error, got.get(path)
     (missing,) = load_dataset(dataset).missing["train"]
-    assert got[missing.path]["video_id"] == missing.video_id  # the dataset's id, as for every other line
-    assert index["quarantined"] == len(quarantine) == len(bad_paths)
-    assert index["num_videos"] == len(good_paths) and index["num_samples"] == 2 * len(good_paths)
-    assert index["views_per_video"] == 2 and index["resize"]["short_side"] == 32 and index["resize"]["upscale"]
-    split = summary["splits"]["train"]
-    assert split["quarantined"] == len(bad_paths) and split["checksum"] == index["checksum"]
-    assert summary["ok"]  # the bad fifth of the zoo failed, below the configured 0.5
+    assert got[missing.path].video_id == missing.video_id  # the dataset's id, as for every other line
+    assert index.quarantined == len(quarantine) == len(bad_paths)
+    assert index.num_videos == len(good_paths) and index.num_samples == 2 * len(good_paths)
+    assert index.views_per_video == 2 and index.resize.short_side == 32 and index.resize.upscale
+    split = summary.splits["train"]
+    assert split.quarantined == len(bad_paths) and split.checksum == index.checksum
+    assert summary.ok  # the bad fifth of the zoo failed, below the configured 0.5
     strict = run_shard_job(dataclasses.replace(cfg, max_failed_fraction=0.1))
-    assert not strict["ok"] and strict["splits"]["train"]["checksum"] == index["checksum"]  # all shards skipped
-    assert strict["splits"]["train"]["shards_already_done"] == len(plan_shards(cfg, "train", records))
-    assert split["shards_already_done"] == split["shards_rewritten"] == 0
-    assert strict["splits"]["train"]["shards_rewritten"] == 0
+    assert not strict.ok and strict.splits["train"].checksum == index.checksum  # all shards skipped
+    assert strict.splits["train"].shards_already_done == len(plan_shards(cfg, "train", records))
+    assert split.shards_already_done == split.shards_rewritten == 0
+    assert strict.splits["train"].shards_rewritten == 0
 
 
 @pytest.mark.slow
@@ -133,13 +146,13 @@ def test_synthetic_to_s3(ray_cluster, s3_server, synthetic_ucf101, tmp_path):
         videos_per_shard=5, max_videos_per_split=8,
     )  # fmt: skip
     summary = run_shard_job(cfg)
-    assert summary["ok"]
+    assert summary.ok
     local = load_dataset(dataset)
     for split, views, short in (("train", 2, 48), ("test", 1, 40)):
         index, quarantine, videos = read_split(f"{bucket}/shards/{split}")
-        assert quarantine == [] and index["num_videos"] == 8 and index["num_samples"] == 8 * views
-        assert summary["splits"][split]["checksum"] == index["checksum"]
-        assert index["classes"] == local.classes
+        assert quarantine == [] and index.num_videos == 8 and index.num_samples == 8 * views
+        assert summary.splits[split].checksum == index.checksum
+        assert index.classes == local.classes
         for samples in videos.values():
             assert len(samples) == views
             for meta, jpegs in samples:
@@ -164,12 +177,12 @@ def _shard_job_cmd(address: str, dataset: Path, out: Path) -> list[str]:
     return [sys.executable, str(REPO / "jobs" / "shard.py"), "--address", address, *flags]
 
 
+def _index(split_dir: Path) -> ShardIndex:
+    return ShardIndex.from_json((split_dir / "index.json").read_text(), str(split_dir / "index.json"))
+
+
 def _shard_hashes(out: Path) -> dict[str, str]:
-    return {
-        f"{split}/{s['name']}": s["sha256"]
-        for split in ("train", "test")
-        for s in json.loads((out / split / "index.json").read_text())["shards"]
-    }
+    return {f"{split}/{s.name}": s.sha256 for split in ("train", "test") for s in _index(out / split).shards}
 
 
 @pytest.mark.slow
@@ -178,7 +191,7 @@ def test_killed_job_resumes_to_identical_result(ray_cluster, synthetic_ucf101, t
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
     # Uninterrupted reference run, in process, same flags.
     overrides = [f"{k}={v}" for k, v in _job_flags(synthetic_ucf101, clean).items()]
-    assert run_shard_job(load_config(ShardConfig, None, overrides))["ok"]
+    assert run_shard_job(load_config(ShardConfig, None, overrides)).ok
     total = len(list(clean.glob("*/shard-*.tar")))
     assert total > 8
     # Same job, killed as soon as its first shards are complete.
@@ -198,8 +211,8 @@ def test_killed_job_resumes_to_identical_result(ray_cluster, synthetic_ucf101, t
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already done" in rerun.stdout
-    summary = json.loads(rerun.stdout[rerun.stdout.index("\n{") :])
-    assert summary["splits"]["train"]["checksum"] == json.loads((clean / "train" / "index.json").read_text())["checksum"]
+    summary = ShardJobSummary.from_json(rerun.stdout[rerun.stdout.index("\n{") :], "jobs/shard.py stdout")
+    assert summary.splits["train"].checksum == _index(clean / "train").checksum
     assert _shard_hashes(resumed) == _shard_hashes(clean)
     for split in ("train", "test"):
         assert (resumed / split / "index.json").read_bytes() == (clean / split / "index.json").read_bytes()
@@ -219,20 +232,18 @@ def test_dry_run_counts_and_writes_nothing(synthetic_ucf101, tmp_path, capsys):
     rc = main(["--dry-run", "--dataset.format", "ucf101", "--dataset.root", str(synthetic_ucf101),
                "--dataset.annotations", str(lists), "--output", str(out)])  # fmt: skip
     assert rc == 0 and not out.exists()
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = DryRunReport.from_json(capsys.readouterr().out.strip().splitlines()[-1], "jobs/shard.py --dry-run")
     index = load_dataset(DatasetConfig(format="ucf101", root=str(synthetic_ucf101), annotations=str(lists)))
-    assert report["num_classes"] == len(index.classes) == 4
-    assert report["splits"]["train"]["missing"] == 1 and report["splits"]["test"]["missing"] == 0
-    for split, counts in report["splits"].items():
-        assert counts["found"] == len(index.splits[split]) > 0
-        assert counts["listed"] == counts["found"] + counts["missing"]
+    assert report.num_classes == len(index.classes) == 4
+    assert report.splits["train"].missing == 1 and report.splits["test"].missing == 0
+    for split, counts in report.splits.items():
+        assert counts.found == len(index.splits[split]) > 0
+        assert counts.listed == counts.found + counts.missing
 
 
 def test_bad_config_is_rejected_by_name(capsys):
     from jobs.shard import main
 
-    with pytest.raises(SystemExit) as err:
-        main(["--test.sampler", "centre", "--test.views", "3", "--dry-run"])
-    assert err.value.code == 2 and "multiclip" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--train.viewz", "3"])
+    assert main(["--test.sampler", "centre", "--test.views", "3", "--dry-run"]) == 2
+    assert "multiclip" in capsys.readouterr().err
+    assert main(["--train.viewz", "3"]) == 2

@@ -6,7 +6,6 @@ that cluster (``ray stop`` would stop every Ray on the machine, other engineers'
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.loading.shard_reading import read_index
 from tests.services import free_port, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def test_ray_job_submit(ray_head, synthetic_ucf101, tmp_path):
     assert "succeeded" in log
     assert "[shard]" in log and "videos/s" in log
     for split, views in (("train", 2), ("test", 1)):
-        index = json.loads((out / split / "index.json").read_text())
-        assert index["num_videos"] == 6 and index["num_samples"] == 6 * views
-        assert [s["name"] for s in index["shards"]] == ["shard-000000.tar", "shard-000001.tar"]
+        index = read_index(str(out / split))
+        assert index.num_videos == 6 and index.num_samples == 6 * views
+        assert [s.name for s in index.shards] == ["shard-000000.tar", "shard-000001.tar"]
         assert (out / split / "quarantine.jsonl").read_text() == ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import tarfile
 from pathlib import Path
 
@@ -13,7 +12,15 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from pipeline.shards.contract import decode_sample_metadata, sample_key, split_jpegs
+from pipeline.shards.contract import (
+    ResizeSettings,
+    SamplingSettings,
+    ShardSidecar,
+    decode_sample_metadata,
+    index_checksum,
+    sample_key,
+    split_jpegs,
+)
 from pipeline.shards.sampling import CentreSampler, TrainSampler, centre_starts, rng_for
 from pipeline.shards.writer import (
     EncodeSettings,
@@ -135,14 +142,15 @@ def test_write_shard_quarantines_bad_videos_and_is_reproducible(zoo, tmp_path):
     result = write_shard(_task(videos, tmp_path / "a"))
     side = result.sidecar
     assert not result.skipped
-    assert side["samples"] == 6 and side["videos"] == 3
-    assert side["video_ids"] == [videos[0].video_id, videos[1].video_id, videos[2].video_id]
-    stages = {q["video_id"]: q["stage"] for q in side["quarantine"]}
+    assert side.samples == 6 and side.videos == 3
+    assert side.video_ids == [videos[0].video_id, videos[1].video_id, videos[2].video_id]
+    stages = {q.video_id: q.stage for q in side.quarantine}
     assert stages == {_item(n, bad[n]).video_id: BAD_STAGES[n] for n in BAD_STAGES}
-    assert all(q["error"] and q["path"] for q in side["quarantine"])
+    assert all(q.error and q.path for q in side.quarantine)
     tar_path = tmp_path / "a" / "shard-000000.tar"
-    assert json.loads((tmp_path / "a" / "shard-000000.tar.json").read_text()) == side
-    assert side["bytes"] == tar_path.stat().st_size
+    sidecar_path = tmp_path / "a" / "shard-000000.tar.json"
+    assert ShardSidecar.from_json(sidecar_path.read_text(), str(sidecar_path)) == side
+    assert side.bytes == tar_path.stat().st_size
     with tarfile.open(tar_path) as tar:
         names = tar.getnames()
     assert len(names) == 18 and names[0].endswith(".json")
@@ -152,7 +160,7 @@ def test_write_shard_quarantines_bad_videos_and_is_reproducible(zoo, tmp_path):
     # A finished shard is skipped; a fresh run elsewhere writes identical bytes.
     assert write_shard(_task(videos, tmp_path / "a")).skipped
     again = write_shard(_task(videos, tmp_path / "b")).sidecar
-    assert again["sha256"] == side["sha256"]
+    assert again.sha256 == side.sha256
     assert (tmp_path / "b" / "shard-000000.tar").read_bytes() == tar_path.read_bytes()
 
 
@@ -170,29 +178,34 @@ def test_a_finished_shard_from_other_inputs_is_rewritten(zoo, tmp_path):
     resized = dataclasses.replace(_task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, short_side=24))
     rewritten = write_shard(resized)
     assert not rewritten.skipped and rewritten.replaced
-    assert rewritten.sidecar["inputs"] != first.sidecar["inputs"]
-    assert rewritten.sidecar["sha256"] == sha256_file(str(tmp_path / "shard-000000.tar")) != first.sidecar["sha256"]
+    assert rewritten.sidecar.inputs != first.sidecar.inputs
+    assert rewritten.sidecar.sha256 == sha256_file(str(tmp_path / "shard-000000.tar")) != first.sidecar.sha256
     meta, images = _frames(next(iter(wds.WebDataset(str(tmp_path / "shard-000000.tar"), shardshuffle=False))))
     assert min(images[0].size) == 24
     assert write_shard(resized).skipped
     other_videos = write_shard(_task(videos[:1], tmp_path))
-    assert other_videos.replaced and other_videos.sidecar["video_ids"] == [videos[0].video_id]
+    assert other_videos.replaced and other_videos.sidecar.video_ids == [videos[0].video_id]
 
 
 def test_build_index_checksum_and_empty_shards():
     sidecars = [
-        {"name": "shard-000001.tar", "samples": 0, "videos": 0, "bytes": 10240, "sha256": "b"},
-        {"name": "shard-000000.tar", "samples": 4, "videos": 2, "bytes": 999, "sha256": "a"},
-    ]
+        ShardSidecar(name="shard-000001.tar", split="train", samples=0, videos=0, bytes=10240, sha256="b",
+                     video_ids=[], clamped=[], quarantine=[], inputs="y"),
+        ShardSidecar(name="shard-000000.tar", split="train", samples=4, videos=2, bytes=999, sha256="a",
+                     video_ids=["v1", "v2"], clamped=[], quarantine=[], inputs="x"),
+    ]  # fmt: skip
     kwargs = dict(
-        split="train", dataset="csv", classes=["a", "b"], views_per_video=2, sampling={"num_segments": 8},
-        resize={"short_side": 320, "jpeg_quality": 90}, annotation_checksums={"x.csv": "00"}, quarantined=3,
+        split="train", dataset="csv", classes=["a", "b"], views_per_video=2,
+        sampling=SamplingSettings(sampler="train", num_segments=8, window=5, views=2, seed=0, videos_per_shard=2),
+        resize=ResizeSettings(short_side=320, jpeg_quality=90, context_scale=1, jpeg_encoder="simplejpeg"),
+        annotation_checksums={"x.csv": "00"}, quarantined=3,
     )  # fmt: skip
     index = build_index(sidecars=sidecars, **kwargs)
-    assert [s["name"] for s in index["shards"]] == ["shard-000000.tar"]
-    assert index["num_samples"] == 4 and index["num_videos"] == 2 and index["quarantined"] == 3
+    assert [s.name for s in index.shards] == ["shard-000000.tar"]
+    assert index.num_samples == 4 and index.num_videos == 2 and index.quarantined == 3
+    assert index.checksum == index_checksum(index.to_dict())
     other = build_index(sidecars=sidecars, **{**kwargs, "quarantined": 2})
-    assert other["checksum"] != index["checksum"]
+    assert other.checksum != index.checksum
     assert build_index(sidecars=list(reversed(sidecars)), **kwargs) == index
 
 

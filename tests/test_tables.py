@@ -9,10 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate
+from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.ensemble import combine_scores, ensemble_runs
 from tdn.evaluation.metrics import VideoScores
-from tdn.reporting.tables import TRANSFER_TAG, Table
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
+from tdn.reporting.tables import Table
+from tdn.tracking.mlflow_store import TRANSFER_TAG, tracking_client
 from tests.eval_shards import render_videos, save_tiny_checkpoint, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
@@ -86,9 +89,7 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
     assert f"{a.result.ms_per_video:.1f}" in t5 and "22.1" in t5 and "<table>" in t5
     assert "ensemble" not in (out / "table5_timing.md").read_text()
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     run = client.get_run(printed["run_id"])
     assert run.data.tags["tdn.kind"] == "tables"
     logged = {f.path for f in client.list_artifacts(printed["run_id"], "tables")}

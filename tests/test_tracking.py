@@ -10,7 +10,8 @@ import torch
 from mlflow import MlflowClient
 
 from tdn.model.networks import ModelConfig, build_model_from_config
-from tdn.tracking.tracker import RUN_TAG, Tracker, TrackingConfig
+from tdn.tracking.mlflow_store import TRAIN_RUN_TAG, set_global_tracking_uri, tracking_client
+from tdn.tracking.tracker import Tracker, TrackingConfig
 from tests.services import free_port
 
 
@@ -20,7 +21,7 @@ def _cfg(uri: str, **kw) -> TrackingConfig:
 
 def _run(client: MlflowClient, experiment: str, key: str):
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{key}'")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{key}'")
     assert len(runs) == 1, f"expected exactly one run tagged {key}, found {len(runs)}"
     return runs[0]
 
@@ -36,7 +37,7 @@ def test_params_metrics_tags_artifacts_arrive(mlflow_server, tmp_path):
     tracker.log_artifact(str(artifact))
     tracker.close()
     assert tracker.dropped == 0
-    client = MlflowClient(mlflow_server.uri)
+    client = tracking_client(mlflow_server.uri)
     run = _run(client, "tracking-test", "arrive-1")
     assert run.data.params["optim.lr"] == "0.01" and len(run.data.params["long"]) == 6000
     assert run.data.tags["tdn.git_commit"] == "abc123" and run.info.status == "FINISHED"
@@ -72,7 +73,7 @@ def test_server_down_mid_run_loses_nothing(mlflow_server):
     tracker.log_metrics({"loss": 42.0}, step=42)
     tracker.close()
     assert tracker.dropped == 0
-    client = MlflowClient(mlflow_server.uri)
+    client = tracking_client(mlflow_server.uri)
     run = _run(client, "tracking-test", "outage-1")
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
     assert steps == list(range(1, 43))
@@ -93,8 +94,6 @@ def test_unreachable_server_never_raises(caplog):
 
 def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     """The final model as the trainer registers it, in a sqlite store, loaded by name@alias and by version."""
-    import mlflow
-
     from tdn.checkpoints.project import save_checkpoint
     from tdn.tracking.registry import load_registered_model, register_checkpoint
 
@@ -109,7 +108,7 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
         client, run_id, tracker.experiment_id, str(ckpt), "tdn-test", {"val_top1": 0.75}, alias="champion"))
     tracker.close()
     assert tracker.dropped == 0
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     version = client.get_model_version_by_alias("tdn-test", "champion")
     assert version.tags["val_top1"] == "0.75" and version.run_id == tracker.run_id
     for model_uri in ("models:/tdn-test@champion", f"models:/tdn-test/{version.version}"):
@@ -117,5 +116,5 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
         assert meta["class_names"] == ["a", "b", "c"] and meta["epoch"] == 2
         for key, value in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), key
-    mlflow.set_tracking_uri(None)
+    set_global_tracking_uri(None)
     assert (Path(tmp_path) / "mlruns" / "mlflow.db").exists()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow import MlflowClient
 
 from pipeline.config import load_config
-from tdn.tracking.tracker import RUN_TAG
-from tdn.training.loop import TrainConfig
+from pipeline.loading.shard_reading import read_index
+from tdn.tracking.mlflow_store import TRAIN_RUN_TAG, tracking_client
+from tdn.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,11 @@ def ckpt_of(checkpoint) -> dict:
 
 
 def mlflow_run(uri: str, experiment: str, run_key: str):
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return client, None
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{run_key}'")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{run_key}'")
     return client, (runs[0] if runs else None)
 
 
@@ -109,9 +109,9 @@ def test_mlflow_receives_params_metrics_artifacts_and_model(tdn_and_tsn, mlflow_
     params = run.data.params
     assert params["model.variant"] == "tdn" and params["optim.lr"] == str(cfg.optim.lr)
     assert params["data.shards"] == cfg.data.shards and params["loader.input_size"] == "56"
-    index = json.loads((Path(cfg.data.shards) / "train" / "index.json").read_text())
-    assert index["num_videos"] == 120
-    assert run.data.tags["tdn.train_index_checksum"] == index["checksum"]
+    index = read_index(str(Path(cfg.data.shards) / "train"))
+    assert index.num_videos == 120
+    assert run.data.tags["tdn.train_index_checksum"] == index.checksum
     assert "tdn.git_commit" in run.data.tags
     epochs = client.get_metric_history(run.info.run_id, "epoch/val_top1")
     assert len(epochs) == cfg.optim.epochs
@@ -126,7 +126,7 @@ def test_mlflow_receives_params_metrics_artifacts_and_model(tdn_and_tsn, mlflow_
     assert version.run_id == run.info.run_id
     assert float(version.tags["val_top1"]) == pytest.approx(tdn_and_tsn["tdn"].metrics["val_top1"], abs=1e-5)
 
-    from tdn.training.loop import load_registered_model
+    from tdn.tracking.registry import load_registered_model
 
     model, ckpt = load_registered_model(f"models:/{cfg.tracking.registered_model}@test", mlflow_server.uri)
     final = ckpt_of(tdn_and_tsn["tdn"].checkpoint)

@@ -1,5 +1,5 @@
-"""The trainer's pieces that need no cluster: RNG state in checkpoints, seeding, checkpoint lookup, fine-tuning
-initialisation and the CLI's validation (tdn/training/loop.py, jobs/train.py)."""
+"""The trainer's pieces that need no cluster: RNG state in checkpoints, seeding, checkpoint lookup, starting
+weights (ImageNet, fine-tuning) and the config's and CLI's validation (tdn/training/, jobs/train.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,10 @@ import torch
 
 from pipeline.config import ConfigError, load_config
 from tdn.checkpoints.project import CheckpointError, save_checkpoint
-from tdn.model.networks import ModelConfig, build_model_from_config
-from tdn.training.loop import (
-    TrainConfig,
-    init_weights_from,
-    resolve_checkpoint,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from tdn.model.networks import ModelConfig, build_model, build_model_from_config
+from tdn.training.checkpointing import init_weights, init_weights_from, resolve_checkpoint
+from tdn.training.config import InitConfig, TrainConfig
+from tdn.training.rng import rng_state, seed_everything, set_rng_state
 
 
 def _draws() -> tuple:
@@ -58,7 +53,7 @@ def test_resolve_checkpoint(tmp_path):
         resolve_checkpoint(str(tmp_path / "missing"))
 
 
-def test_init_from_keeps_the_backbone_and_replaces_a_classifier_of_another_size(tmp_path):
+def test_init_checkpoint_keeps_the_backbone_and_replaces_a_classifier_of_another_size(tmp_path):
     small = dict(arch="resnet18", num_segments=2, width=0.125)
     source_cfg = ModelConfig(num_classes=7, **small)
     source = build_model_from_config(source_cfg)
@@ -76,6 +71,34 @@ def test_init_from_keeps_the_backbone_and_replaces_a_classifier_of_another_size(
         init_weights_from(other, str(path))
 
 
+def test_init_imagenet_initialises_both_streams(tmp_path):
+    # a torchvision-layout file: our TSN model has torchvision's ResNet names
+    imagenet = {k: torch.randn(v.shape) if v.is_floating_point() else v
+                for k, v in build_model("resnet18", 1000, 1, "tsn", width=0.25).state_dict().items()}
+    path = tmp_path / "r18.pth"
+    torch.save(imagenet, path)
+    model = build_model_from_config(ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.25))
+    init_weights(model, InitConfig(imagenet=str(path)))
+    ours = model.state_dict()
+    assert torch.equal(ours["layer2.0.conv1.weight"], imagenet["layer2.0.conv1.weight"])
+    assert torch.equal(ours["stdm.layers.0.0.conv1.weight"], imagenet["layer1.0.conv1.weight"])
+    untouched = build_model_from_config(ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.25))
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    init_weights(untouched, InitConfig())
+    assert all(torch.equal(untouched.state_dict()[k], v) for k, v in before.items())
+
+
+def test_presets_of_the_earlier_layout_name_the_new_keys(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  arch: resnet18\n  pretrained: null\n")
+    with pytest.raises(ConfigError, match=r"model\.pretrained has moved to init\.imagenet"):
+        load_config(TrainConfig, old)
+    with pytest.raises(ConfigError, match=r"run\.init_from has moved to init\.checkpoint"):
+        load_config(TrainConfig, None, ["run.init_from=k400.pt"])
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(TrainConfig, None, ["init.imagenet=r50.pth", "init.checkpoint=k400.pt"])
+
+
 def test_train_config_validation(repo_root):
     with pytest.raises(ConfigError, match="run.workers"):
         load_config(TrainConfig, repo_root / "jobs/configs/synthetic_tiny.yaml", ["run.workers=0"])
@@ -86,13 +109,10 @@ def test_train_config_validation(repo_root):
 def test_cli_rejects_bad_flags_and_missing_data(repo_root, capsys):
     from jobs.train import main
 
-    with pytest.raises(SystemExit):
-        main(["--optim.lrr", "0.1"])
+    assert main(["--optim.lrr", "0.1"]) == 2
     assert "--optim.lrr" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml")])
+    assert main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml")]) == 2
     assert "data.shards" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml"), "--data.shards", "/nowhere",
-              "--resume", "/nowhere/checkpoint.pt"])  # fmt: skip
+    assert main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml"), "--data.shards", "/nowhere",
+                 "--resume", "/nowhere/checkpoint.pt"]) == 2  # fmt: skip
     assert "does not exist" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 from pipeline.config import load_config
 from pipeline.synthetic.generate import SyntheticConfig, generate
 from tdn.checkpoints.project import load_checkpoint
-from tdn.evaluation.batch_inference import ModelSource
+from tdn.evaluation.model_source import ModelSource
 from tdn.evaluation.transfer import TransferConfig, prepare_init, run_transfer
 from tests.eval_shards import save_tiny_checkpoint
 
@@ -41,16 +41,10 @@ def test_recipe_defaults_survive_partial_overrides(repo_root):
 
 
 def test_cli_short_forms_keep_the_recipe():
-    import argparse
+    from jobs.cli import parse
+    from jobs.transfer import JOB
 
-    from jobs.transfer import ALIASES
-    from pipeline.config import add_config_aliases, add_config_arguments, config_from_args
-
-    p = argparse.ArgumentParser()
-    add_config_aliases(p, ALIASES)
-    add_config_arguments(p, TransferConfig)
-    args = p.parse_args(["--checkpoint", "k.pt", "--ucf101", "/u", "--hmdb51", "/h", "--optim.epochs", "3"])
-    c = config_from_args(TransferConfig, args)
+    c, _ = parse(JOB, ["--checkpoint", "k.pt", "--ucf101", "/u", "--hmdb51", "/h", "--optim.epochs", "3"])
     assert (c.pretrained.uri, c.data.ucf101_root, c.data.hmdb51_root) == ("k.pt", "/u", "/h")
     assert (c.optim.epochs, c.optim.lr, c.optim.steps) == (3, 0.002, [10, 20])
 
@@ -80,9 +74,9 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     assert {r.num_videos for r in report.splits if r.dataset == "ucf101"} == {4}  # 2 test videos per class
     assert {r.num_videos for r in report.splits if r.dataset == "hmdb51"} == {4}  # 30% of 5 per class
 
-    from mlflow.tracking import MlflowClient
+    from tdn.tracking.mlflow_store import tracking_client
 
-    client = MlflowClient(mlflow_server.uri)
+    client = tracking_client(mlflow_server.uri)
     parent = client.get_run(report.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["tdn.kind"] == "transfer"
     assert parent.data.metrics["hmdb51_mean_top1"] == pytest.approx(report.mean_top1["hmdb51"])

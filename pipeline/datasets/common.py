@@ -11,7 +11,6 @@ from typing import Literal
 from pipeline import storage
 
 DatasetFormat = Literal["ucf101", "hmdb51", "kinetics", "ssv1", "ssv2", "csv"]
-SplitName = Literal["train", "val", "test"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,6 @@ class DatasetIndex:
     splits: dict[str, list[VideoRecord]]  # found videos only (all listed ones when check_exists is off)
     annotation_checksums: dict[str, str]  # annotation file name -> sha256
     missing: dict[str, list[VideoRecord]] = field(default_factory=dict)  # split -> listed, not found on storage
-
-    def num_listed(self, split: str) -> int:
-        return len(self.splits.get(split, [])) + len(self.missing.get(split, []))
 
 
 @dataclass

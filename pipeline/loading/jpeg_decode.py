@@ -94,7 +94,7 @@ def decode_crop(
     try:
         img, rx, ry = _decode(data, full_w, full_h, [box], out_size, use_draft)
         if rx == 1.0 and ry == 1.0 and box.is_integral():
-            region = img.crop(tuple(int(v) for v in box.as_tuple()))
+            region = img.crop((int(box.left), int(box.top), int(box.right), int(box.bottom)))
             if region.size == (out_size, out_size):
                 return region
             return region.resize((out_size, out_size), Image.Resampling.BILINEAR)
@@ -129,7 +129,7 @@ def decode_sample(
             img, rx, ry = _decode(data, full_w, full_h, boxes, out_size, use_draft)
             for k, target in enumerate(targets):
                 box_px = _scaled(target.box, rx, ry)
-                whole = tuple(round(v) for v in box_px)
+                whole = (round(box_px[0]), round(box_px[1]), round(box_px[2]), round(box_px[3]))
                 if all(abs(a - b) < 1e-6 for a, b in zip(box_px, whole)):
                     region = np.asarray(img.crop(whole))
                     key = (k, img.size)

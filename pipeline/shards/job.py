@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import pickle
 import sys
@@ -27,6 +26,15 @@ from typing import Any, Literal
 
 from pipeline import storage
 from pipeline.datasets import DatasetConfig, DatasetIndex, VideoRecord, load_dataset
+from pipeline.shards.contract import (
+    DryRunReport,
+    DryRunSplit,
+    QuarantineEntry,
+    ResizeSettings,
+    SamplingSettings,
+    ShardJobSummary,
+    SplitSummary,
+)
 from pipeline.shards.sampling import WINDOW, CentreSampler, MultiClipSampler, Sampler, TrainSampler
 from pipeline.shards.writer import (
     EncodeSettings,
@@ -159,22 +167,22 @@ def plan_shards(cfg: ShardConfig, split: str, records: list[VideoRecord]) -> lis
     ]
 
 
-def _sampling_settings(cfg: ShardConfig, split: str) -> dict[str, Any]:
+def _sampling_settings(cfg: ShardConfig, split: str) -> SamplingSettings:
     sc = cfg.split_config(split)
-    return {
-        "sampler": sc.sampler,
-        "num_segments": cfg.num_segments,
-        "window": WINDOW,
-        "views": sc.views,
-        "seed": cfg.seed,
-        "videos_per_shard": cfg.videos_per_shard,
-    }
+    return SamplingSettings(sampler=sc.sampler, num_segments=cfg.num_segments, window=WINDOW, views=sc.views,
+                            seed=cfg.seed, videos_per_shard=cfg.videos_per_shard)  # fmt: skip
 
 
-def _missing_entries(index: DatasetIndex, split: str) -> list[dict[str, str]]:
+def _resize_settings(cfg: ShardConfig, split: str) -> ResizeSettings:
+    sc = cfg.split_config(split)
+    return ResizeSettings(short_side=sc.short_side, upscale=sc.upscale, jpeg_quality=cfg.jpeg_quality,
+                          context_scale=cfg.context_scale, jpeg_encoder=cfg.jpeg_encoder)  # fmt: skip
+
+
+def _missing_entries(index: DatasetIndex, split: str) -> list[QuarantineEntry]:
     return [
-        {"path": m.path, "video_id": m.video_id, "stage": "missing",
-         "error": "listed in the annotations, not found on storage"}
+        QuarantineEntry(path=m.path, video_id=m.video_id, stage="missing",
+                        error="listed in the annotations, not found on storage")  # fmt: skip
         for m in index.missing.get(split, [])
     ]
 
@@ -188,7 +196,7 @@ class _Progress:
     def update(self, result: ShardResult, videos_in_task: int) -> None:
         self.shards += 1
         self.videos += videos_in_task
-        self.quarantined += len(result.sidecar["quarantine"])
+        self.quarantined += len(result.sidecar.quarantine)
         self.replaced += result.replaced
         if result.skipped:
             self.skipped += 1
@@ -209,7 +217,7 @@ class _Progress:
         )
 
 
-def dry_run(cfg: ShardConfig) -> dict[str, Any]:
+def dry_run(cfg: ShardConfig) -> DryRunReport:
     """Counts only, nothing written: per split listed / found / missing videos and the number of classes."""
     index = load_dataset(dataclasses.replace(cfg.dataset, check_exists=True))
     splits = {}
@@ -217,14 +225,14 @@ def dry_run(cfg: ShardConfig) -> dict[str, Any]:
         if split not in index.splits and split not in index.missing:
             continue
         found, missing = len(index.splits.get(split, [])), len(index.missing.get(split, []))
-        splits[split] = {"listed": found + missing, "found": found, "missing": missing}
-    return {"dataset": index.name, "num_classes": len(index.classes), "splits": splits}
+        splits[split] = DryRunSplit(listed=found + missing, found=found, missing=missing)
+    return DryRunReport(dataset=index.name, num_classes=len(index.classes), splits=splits)
 
 
-def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any]:
+def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSummary:
     """Write every configured split; returns the summary (also printed by jobs/shard.py).
 
-    ``summary["ok"]`` is False when the failed fraction (quarantined + missing over listed) of some split
+    ``summary.ok`` is False when the failed fraction (quarantined + missing over listed) of some split
     exceeds ``max_failed_fraction``.
     """
     import ray
@@ -253,68 +261,64 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> dict[str, Any
         progress = _Progress(len(tasks), total_videos, cfg.progress_interval_s)
         for row in ds.iter_rows():
             task = tasks[int(row["id"])]
-            result = ShardResult(
-                sidecar=json.loads(row["sidecar"]), skipped=bool(row["skipped"]), replaced=bool(row["replaced"]),
-                seconds=float(row["seconds"]),
-                frames_decoded=int(row["frames_decoded"]), stats=json.loads(row["stats"]),
-            )  # fmt: skip
+            result = ShardResult.from_row(row)
             results.append((task, result))
             progress.update(result, len(task.videos))
 
-    summary: dict[str, Any] = {"dataset": index.name, "output": cfg.output, "splits": {}, "ok": True}
+    summaries: dict[str, SplitSummary] = {}
     for split in splits:
-        split_results = sorted((r for t, r in results if t.split == split), key=lambda r: r.sidecar["name"])
-        summary["splits"][split] = _finish_split(cfg, index, split, split_results)
-        if summary["splits"][split]["failed_fraction"] > cfg.max_failed_fraction:
-            summary["ok"] = False
+        split_results = sorted((r for t, r in results if t.split == split), key=lambda r: r.sidecar.name)
+        summaries[split] = _finish_split(cfg, index, split, split_results)
     elapsed = time.monotonic() - start
     processed = sum(len(t.videos) for t, r in results if not r.skipped)
-    summary["seconds"] = round(elapsed, 3)
-    summary["videos_per_s"] = round(processed / elapsed, 3) if elapsed > 0 else 0.0
-    return summary
+    return ShardJobSummary(
+        dataset=index.name,
+        output=cfg.output,
+        splits=summaries,
+        ok=all(s.failed_fraction <= cfg.max_failed_fraction for s in summaries.values()),
+        seconds=round(elapsed, 3),
+        videos_per_s=round(processed / elapsed, 3) if elapsed > 0 else 0.0,
+    )
 
 
-def _finish_split(cfg: ShardConfig, index: DatasetIndex, split: str, results: list[ShardResult]) -> dict[str, Any]:
+def _finish_split(
+    cfg: ShardConfig, index: DatasetIndex, split: str, results: list[ShardResult]
+) -> SplitSummary:
     """quarantine.jsonl then index.json (last: its presence means the split is complete)."""
     split_dir = storage.join(cfg.output, split)
-    quarantine = _missing_entries(index, split) + [q for r in results for q in r.sidecar["quarantine"]]
-    quarantine.sort(key=lambda q: (q["video_id"], q["stage"]))
+    quarantine = _missing_entries(index, split) + [q for r in results for q in r.sidecar.quarantine]
+    quarantine.sort(key=lambda q: (q.video_id, q.stage))
     storage.write_text_atomic(
-        storage.join(split_dir, "quarantine.jsonl"),
-        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine),
+        storage.join(split_dir, "quarantine.jsonl"), "".join(q.to_json() + "\n" for q in quarantine)
     )
-    sc = cfg.split_config(split)
     shard_index = build_index(
         split=split,
         dataset=index.name,
         classes=index.classes,
         sidecars=[r.sidecar for r in results],
-        views_per_video=sc.views,
+        views_per_video=cfg.split_config(split).views,
         sampling=_sampling_settings(cfg, split),
-        resize={"short_side": sc.short_side, "upscale": sc.upscale, "jpeg_quality": cfg.jpeg_quality,
-                "context_scale": cfg.context_scale, "jpeg_encoder": cfg.jpeg_encoder},
+        resize=_resize_settings(cfg, split),
         annotation_checksums=index.annotation_checksums,
         quarantined=len(quarantine),
     )
-    storage.write_text_atomic(
-        storage.join(split_dir, "index.json"), json.dumps(shard_index, ensure_ascii=False, indent=1)
-    )
+    storage.write_text_atomic(storage.join(split_dir, "index.json"), shard_index.to_json(indent=1))
     _remove_stale_temporaries(split_dir)
     listed = len(index.splits[split]) + len(index.missing.get(split, []))
     if cfg.max_videos_per_split > 0:
         listed = min(listed, cfg.max_videos_per_split + len(index.missing.get(split, [])))
-    return {
-        "listed": listed,
-        "missing": len(index.missing.get(split, [])),
-        "videos": shard_index["num_videos"],
-        "samples": shard_index["num_samples"],
-        "shards": len(shard_index["shards"]),
-        "shards_already_done": sum(r.skipped for r in results),
-        "shards_rewritten": sum(r.replaced for r in results),  # finished earlier from other videos or settings
-        "quarantined": len(quarantine),
-        "failed_fraction": round(len(quarantine) / listed, 6) if listed else 0.0,
-        "checksum": shard_index["checksum"],
-    }
+    return SplitSummary(
+        listed=listed,
+        missing=len(index.missing.get(split, [])),
+        videos=shard_index.num_videos,
+        samples=shard_index.num_samples,
+        shards=len(shard_index.shards),
+        shards_already_done=sum(r.skipped for r in results),
+        shards_rewritten=sum(r.replaced for r in results),
+        quarantined=len(quarantine),
+        failed_fraction=round(len(quarantine) / listed, 6) if listed else 0.0,
+        checksum=shard_index.checksum,
+    )
 
 
 def _remove_stale_temporaries(split_dir: str) -> None:
@@ -326,7 +330,6 @@ def _remove_stale_temporaries(split_dir: str) -> None:
             os.remove(os.path.join(split_dir, name))
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    json.dump(summary, sys.stdout, ensure_ascii=False, indent=1)
-    sys.stdout.write("\n")
+def print_summary(summary: ShardJobSummary) -> None:
+    sys.stdout.write(summary.to_json(indent=1) + "\n")
     sys.stdout.flush()

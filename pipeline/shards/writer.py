@@ -7,8 +7,8 @@ corrupt file never costs the good videos around it (Ray Data's block-level error
 Output of one shard (``<split_dir>/shard-NNNNNN.tar`` then ``shard-NNNNNN.tar.json``)::
 
     tar:     <key>.json <key>.frames <key>.cls  for every view of every good video, in assignment order
-    sidecar: {"name", "split", "samples", "videos", "bytes", "sha256", "video_ids", "clamped", "quarantine",
-              "inputs"}
+    sidecar: contract.ShardSidecar (counts, sha256, the videos written, their quarantine entries and
+             ``inputs``, the task's fingerprint)
 
 The sidecar is written after the tar, so "tar and sidecar both exist" means the shard is complete; a re-run
 skips such shards when their ``inputs`` (``task_fingerprint``: the videos, sampler, seed and encode settings)
@@ -28,12 +28,23 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from pipeline import storage
-from pipeline.shards.contract import SampleMeta, encode_sample
-from pipeline.shards.decode import DecodeResult, FrameRequest, JpegEncoder, VideoError, open_source
+from pipeline.shards.contract import (
+    SCHEMA,
+    QuarantineEntry,
+    ResizeSettings,
+    SampleMeta,
+    SamplingSettings,
+    ShardEntry,
+    ShardIndex,
+    ShardSidecar,
+    encode_sample,
+)
+from pipeline.shards.decode import open_source
+from pipeline.shards.decode_types import DecodeResult, FrameRequest, JpegEncoder, VideoError
 from pipeline.shards.sampling import SampledClip, Sampler, rng_for
 
 CENTRE_POSITION = 2  # the window position the RGB branch uses; the others only feed frame differences
@@ -89,6 +100,8 @@ def task_fingerprint(task: ShardTask) -> str:
     """sha256 of everything that determines a shard's bytes: its videos (id, path, label), the sampler, the
     seed and the encode settings."""
     encode = {k: v for k, v in asdict(task.encode).items() if k not in _OUTPUT_NEUTRAL_SETTINGS}
+    if not is_dataclass(task.sampler) or isinstance(task.sampler, type):
+        raise TypeError(f"a sampler must be a dataclass instance to be fingerprinted, got {task.sampler!r}")
     described = {
         "split": task.split,
         "shard_index": task.shard_index,
@@ -100,8 +113,8 @@ def task_fingerprint(task: ShardTask) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def quarantine_entry(video: VideoItem, stage: str, error: str) -> dict[str, str]:
-    return {"path": video.path, "video_id": video.video_id, "stage": stage, "error": error}
+def quarantine_entry(video: VideoItem, stage: str, error: str) -> QuarantineEntry:
+    return QuarantineEntry(path=video.path, video_id=video.video_id, stage=stage, error=error)
 
 
 @dataclass
@@ -166,7 +179,7 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
                 )  # fmt: skip
     samples = []
     for clip, requests in zip(clips, per_clip):
-        frames = [jpegs[r] for r in requests]
+        clip_jpegs = [jpegs[r] for r in requests]
         meta = SampleMeta(
             video_id=video.video_id,
             label=video.label,
@@ -178,12 +191,12 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
             num_frames=num_frames,
             frame_indices=[list(w) for w in clip.frame_indices],
             stored_frames=[r.index for r in requests],
-            jpeg_sizes=[len(f) for f in frames],
+            jpeg_sizes=[len(f) for f in clip_jpegs],
             frame_scales=[r.scale for r in requests],
             height=full_size[0],
             width=full_size[1],
         )
-        samples.append(encode_sample(meta, frames))
+        samples.append(encode_sample(meta, clip_jpegs))
     return VideoSamples(
         samples=samples,
         clamped=result.clamped,
@@ -209,6 +222,8 @@ def write_tar(path: str, samples: Iterable[dict[str, bytes | str]]) -> int:
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for sample in samples:
             key = sample["__key__"]
+            if not isinstance(key, str):
+                raise TypeError(f"sample key must be a str (encode_sample), got {key!r}")
             for ext in ("json", "frames", "cls"):
                 data = sample[ext]
                 _add_member(tar, f"{key}.{ext}", data if isinstance(data, bytes) else data.encode("utf-8"))
@@ -228,7 +243,7 @@ def sha256_file(path: str) -> str:
 class ShardResult:
     """What a shard task reports to the driver (the sidecar plus run-time counters)."""
 
-    sidecar: dict[str, Any]
+    sidecar: ShardSidecar
     skipped: bool
     replaced: bool = False  # a finished shard written from other inputs was rewritten
     seconds: float = 0.0
@@ -237,18 +252,27 @@ class ShardResult:
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
-        row["sidecar"] = json.dumps(self.sidecar, ensure_ascii=False)
+        row["sidecar"] = self.sidecar.to_json()
         row["stats"] = json.dumps(self.stats)
         return row
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ShardResult:
+        """The inverse of ``to_row`` (on the driver, from a Ray Data row)."""
+        return cls(
+            sidecar=ShardSidecar.from_json(row["sidecar"], f"shard task {row['id']} result"),
+            skipped=bool(row["skipped"]), replaced=bool(row["replaced"]), seconds=float(row["seconds"]),
+            frames_decoded=int(row["frames_decoded"]), stats=json.loads(row["stats"]),
+        )  # fmt: skip
 
-def read_sidecar(split_dir: str, name: str) -> dict[str, Any] | None:
+
+def read_sidecar(split_dir: str, name: str) -> ShardSidecar | None:
     """The sidecar of a finished shard (tar and sidecar both present), else None."""
     tar_uri = storage.join(split_dir, name)
     side_uri = tar_uri + ".json"
     if not (storage.exists(side_uri) and storage.exists(tar_uri)):
         return None
-    return json.loads(storage.read_text(side_uri))
+    return ShardSidecar.from_json(storage.read_text(side_uri), side_uri)
 
 
 def write_shard(task: ShardTask) -> ShardResult:
@@ -256,10 +280,10 @@ def write_shard(task: ShardTask) -> ShardResult:
     the same inputs (``task_fingerprint``)."""
     inputs = task_fingerprint(task)
     existing = read_sidecar(task.split_dir, task.name)
-    if existing is not None and existing.get("inputs") == inputs:
+    if existing is not None and existing.inputs == inputs:
         return ShardResult(sidecar=existing, skipped=True)
     start = time.perf_counter()
-    quarantine: list[dict[str, str]] = []
+    quarantine: list[QuarantineEntry] = []
     written: list[str] = []
     clamped: list[str] = []
     frames_decoded = 0
@@ -286,21 +310,13 @@ def write_shard(task: ShardTask) -> ShardResult:
 
         count = write_tar(tmp, good_samples())
         size = os.path.getsize(tmp)
-        sidecar = {
-            "name": task.name,
-            "split": task.split,
-            "samples": count,
-            "videos": len(written),
-            "bytes": size,
-            "sha256": sha256_file(tmp),
-            "video_ids": written,
-            "clamped": clamped,
-            "quarantine": quarantine,
-            "inputs": inputs,
-        }
+        sidecar = ShardSidecar(
+            name=task.name, split=task.split, samples=count, videos=len(written), bytes=size,
+            sha256=sha256_file(tmp), video_ids=written, clamped=clamped, quarantine=quarantine, inputs=inputs,
+        )  # fmt: skip
         tar_uri = storage.join(task.split_dir, task.name)
         storage.upload_file_atomic(tmp, tar_uri)
-        storage.write_text_atomic(tar_uri + ".json", json.dumps(sidecar, ensure_ascii=False, indent=1))
+        storage.write_text_atomic(tar_uri + ".json", sidecar.to_json(indent=1))
     finally:
         os.remove(tmp)
     seconds = time.perf_counter() - start
@@ -322,36 +338,32 @@ def build_index(
     split: str,
     dataset: str,
     classes: Sequence[str],
-    sidecars: Sequence[dict[str, Any]],
+    sidecars: Sequence[ShardSidecar],
     views_per_video: int,
-    sampling: dict[str, Any],
-    resize: dict[str, Any],
+    sampling: SamplingSettings,
+    resize: ResizeSettings,
     annotation_checksums: dict[str, str],
     quarantined: int,
-) -> dict[str, Any]:
-    """The split's index.json (schema in docs/ARCHITECTURE.md) with its checksum. Shards without samples
-    (every video failed) stay on storage for resume but are not listed, so readers never open an empty tar."""
-    from pipeline.shards.contract import SCHEMA, index_checksum
-
-    ordered = sorted(sidecars, key=lambda s: s["name"])
+) -> ShardIndex:
+    """The split's index.json (contract.ShardIndex) with its checksum. Shards without samples (every video
+    failed) stay on storage for resume but are not listed, so readers never open an empty tar."""
     shards = [
-        {"name": s["name"], "samples": s["samples"], "videos": s["videos"], "bytes": s["bytes"], "sha256": s["sha256"]}
-        for s in ordered
-        if s["samples"] > 0
+        ShardEntry(name=s.name, samples=s.samples, videos=s.videos, bytes=s.bytes, sha256=s.sha256)
+        for s in sorted(sidecars, key=lambda s: s.name)
+        if s.samples > 0
     ]
-    index: dict[str, Any] = {
-        "schema": SCHEMA,
-        "split": split,
-        "dataset": dataset,
-        "classes": list(classes),
-        "num_samples": sum(s["samples"] for s in shards),
-        "num_videos": sum(s["videos"] for s in shards),
-        "views_per_video": views_per_video,
-        "shards": shards,
-        "sampling": sampling,
-        "resize": resize,
-        "annotation_checksums": dict(annotation_checksums),
-        "quarantined": quarantined,
-    }
-    index["checksum"] = index_checksum(index)
-    return index
+    return ShardIndex(
+        schema=SCHEMA,
+        split=split,
+        dataset=dataset,
+        classes=list(classes),
+        num_samples=sum(s.samples for s in shards),
+        num_videos=sum(s.videos for s in shards),
+        views_per_video=views_per_video,
+        shards=shards,
+        sampling=sampling,
+        resize=resize,
+        annotation_checksums=dict(annotation_checksums),
+        quarantined=quarantined,
+        checksum="",
+    ).sealed()

@@ -1,7 +1,7 @@
 """Motion-only synthetic video datasets in official dataset layouts.
 
-    python -m pipeline.synthetic.generate OUT --classes 4 --videos-per-class 8 [--seed 0] [--codec h264|mpeg4|vp9]
-        [--layout ucf101|hmdb51|ssv1] [--min-frames 24] [--max-frames 72] [--sizes 96x72,112x84] [--fps 24,30]
+    videos = generate(SyntheticConfig(classes=4, videos_per_class=8, codec="h264", layout="ucf101"), out)
+    python jobs/synthetic.py OUT --classes 4 --videos-per-class 8 [--layout ucf101|hmdb51|ssv1] ...
 
 Writes really encoded videos (PyAV; H.264 .mp4, MPEG-4 part 2 .avi or VP9 .webm) or, for Something-Something
 V1, folders of JPEG frames, plus the annotation files of the chosen dataset in its official format, so that the
@@ -21,7 +21,6 @@ random stream is derived from (seed, video name), and the encoders run single-th
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -257,58 +256,3 @@ def generate(cfg: SyntheticConfig, out: str | os.PathLike) -> list[SyntheticVide
 def load_manifest(out: str | os.PathLike) -> list[SyntheticVideo]:
     data = json.loads((Path(out) / "synthetic_manifest.json").read_text())
     return [SyntheticVideo(**v) for v in data["videos"]]
-
-
-def _parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
-    try:
-        sizes = tuple((int(w), int(h)) for w, h in (s.lower().split("x") for s in text.split(",") if s))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must look like 96x72,112x84, got {text!r}") from None
-    if not sizes:
-        raise argparse.ArgumentTypeError("no sizes given")
-    return sizes
-
-
-def _parse_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    d = SyntheticConfig()
-    p = argparse.ArgumentParser(prog="python -m pipeline.synthetic.generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="output folder")
-    p.add_argument("--classes", type=int, default=d.classes, help=f"1..{len(MOTION_CLASSES)}")
-    p.add_argument("--videos-per-class", type=int, default=d.videos_per_class)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--codec", choices=["h264", "mpeg4", "vp9"], default=d.codec)
-    p.add_argument("--layout", choices=["ucf101", "hmdb51", "ssv1"], default=d.layout)
-    p.add_argument("--min-frames", type=int, default=d.min_frames)
-    p.add_argument("--max-frames", type=int, default=d.max_frames)
-    p.add_argument("--sizes", "--size", type=_parse_sizes, default=d.sizes, help="WxH[,WxH...], even sides")
-    p.add_argument("--fps", type=_parse_ints, default=d.fps, help="frame rates to draw from, e.g. 24,30")
-    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
-    p.add_argument("--motions", default="", help="comma-separated motion names (default: the first --classes): "
-                   + ",".join(mc.motion for mc in MOTION_CLASSES))
-    a = p.parse_args(argv)
-    motions = tuple(m for m in a.motions.split(",") if m)
-    cfg = SyntheticConfig(
-        classes=len(motions) if motions else a.classes, videos_per_class=a.videos_per_class, seed=a.seed, codec=a.codec, layout=a.layout,
-        min_frames=a.min_frames, max_frames=a.max_frames, sizes=a.sizes, fps=a.fps, jpeg_quality=a.jpeg_quality,
-        motions=motions,
-    )  # fmt: skip
-    try:
-        check_config(cfg)
-    except ValueError as e:
-        p.error(str(e))
-    videos = generate(cfg, a.out)
-    frames = sum(v.num_frames for v in videos)
-    print(json.dumps({"out": str(a.out), "layout": cfg.layout, "videos": len(videos), "frames": frames,
-                      "classes": [mc.ucf_name for mc in cfg.motion_classes()]}))  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -156,8 +156,8 @@ def render_clip(motion: Motion, num_frames: int, height: int, width: int, rng: n
         shift = np.stack([dx * speed * t, dy * speed * t], axis=1)
     elif motion in ("speed_up", "slow_down"):
         # speed goes linearly 0.25x -> 2x (or back); displacement is its running sum
-        frac = t / max(num_frames - 1, 1)
-        v = 0.25 + 1.75 * (frac if motion == "speed_up" else 1 - frac)
+        progress = t / max(num_frames - 1, 1)
+        v = 0.25 + 1.75 * (progress if motion == "speed_up" else 1 - progress)
         dist = np.concatenate([[0.0], np.cumsum(v[:-1])]) * speed
         shift = np.stack([math.cos(heading) * dist, math.sin(heading) * dist], axis=1)
     elif motion in ("pan_left", "pan_right"):

@@ -1,4 +1,8 @@
 """Model weights in and out: the project's checkpoint format, the released TDN checkpoints, ImageNet weights.
 
-Every file a user hands in is read with ``torch.load(..., weights_only=True)``.
+    project.py:  TDNNet + ModelConfig <--save_checkpoint / load_model_checkpoint--> checkpoint.pt (or s3://)
+    official.py: released TDN .pth.tar --key mapping, conv bias folding--> TDNNet (eval mode)
+    imagenet.py: torchvision-layout ResNet state dict --load_imagenet_weights--> both streams of a new TDNNet
+
+Every file a user hands in is read with ``torch.load(..., weights_only=True)`` and loaded strictly.
 """

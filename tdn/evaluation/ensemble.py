@@ -26,6 +26,7 @@ from tdn.evaluation.results import (
     result_from_run,
     write_outputs,
 )
+from tdn.tracking.mlflow_store import tracking_client
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ def ensemble_runs(
     weights: Sequence[float] | None = None,
 ) -> tuple[EvalResult, str]:
     """Combine stored evaluation runs into an ensemble row, written to ``out_dir`` and logged; (row, run id)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = tracking_client(tracking_uri)
     members = [result_from_run(client.get_run(r)) for r in run_ids]
     video = combine_scores([download_run_scores(r, tracking_uri) for r in run_ids], weights)
     result = ensemble_result(members, video, run_ids)

@@ -13,16 +13,31 @@ does not stop the others.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate, read_split_index
-from tdn.evaluation.results import DEFAULT_EXPERIMENT, EVALUATION, KIND_TAG
-from tdn.tracking.tracker import DEFAULT_TRACKING_URI
+from tdn.evaluation.batch_inference import evaluate, read_split_index
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.results import DEFAULT_EXPERIMENT
+from tdn.tracking import mlflow_store
+from tdn.tracking.mlflow_store import (
+    INDEX_CHECKSUM_TAG,
+    KIND_EVALUATION,
+    KIND_TAG,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    PROTOCOL_TAG,
+    TRIGGER_TAG,
+)
+from tdn.tracking.registry import ready_versions
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -62,54 +77,28 @@ def parse_interval(text: str) -> float:
     return value
 
 
-def candidate_versions(client, models: list[str], alias: str) -> list[tuple[str, str]]:  # noqa: ANN001
-    """(name, version) of READY registered versions, filtered by model names and alias."""
-    from mlflow.exceptions import MlflowException
-
-    names = list(models) or [m.name for m in client.search_registered_models(max_results=1000)]
-    out: list[tuple[str, str]] = []
-    for name in sorted(set(names)):
-        if alias:
-            try:
-                mv = client.get_model_version_by_alias(name, alias)
-            except MlflowException:
-                log.info("reevaluate: %s has no alias %r", name, alias)
-                continue
-            out.append((name, str(mv.version)))
-            continue
-        for mv in client.search_model_versions(f"name = '{name}'", max_results=10000):
-            if getattr(mv, "status", "READY") == "READY":
-                out.append((name, str(mv.version)))
-    return sorted(out, key=lambda nv: (nv[0], int(nv[1])))
-
-
-def has_result(client, name: str, version: str, checksum: str, cfg: EvalConfig) -> bool:  # noqa: ANN001
+def has_result(client: MlflowClient, name: str, version: str, checksum: str, cfg: EvalConfig) -> bool:
     """Is there a FINISHED evaluation run of this version on these shards with this protocol and size?"""
-    from mlflow.entities import ViewType
-
-    exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
     _, _, size, _ = cfg.resolved()
     filt = (
-        f"tags.`{KIND_TAG}` = '{EVALUATION}' and tags.`tdn.model_name` = '{name}' and "
-        f"tags.`tdn.model_version` = '{version}' and tags.`tdn.index_checksum` = '{checksum}' and "
-        f"tags.`tdn.protocol` = '{cfg.protocol}' and params.input_size = '{size}' and "
+        f"tags.`{KIND_TAG}` = '{KIND_EVALUATION}' and tags.`{MODEL_NAME_TAG}` = '{name}' and "
+        f"tags.`{MODEL_VERSION_TAG}` = '{version}' and tags.`{INDEX_CHECKSUM_TAG}` = '{checksum}' and "
+        f"tags.`{PROTOCOL_TAG}` = '{cfg.protocol}' and params.input_size = '{size}' and "
         "attributes.status = 'FINISHED'"
     )
-    return bool(exp_ids and client.search_runs(exp_ids, filter_string=filt, max_results=1))
+    return bool(mlflow_store.search_runs_everywhere(client, filt, max_results=1))
 
 
 def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
     """One pass: evaluate what is missing, then refresh the tables if something was added."""
-    from mlflow.tracking import MlflowClient
-
     from tdn.reporting.tables import refresh_tables
 
     if not cfg.shards:
         raise ValueError("reevaluate needs shards: the evaluation split folder")
-    tracking = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    client = MlflowClient(tracking_uri=tracking)
-    checksum = read_split_index(cfg.shards)["checksum"]
-    versions = candidate_versions(client, cfg.models, cfg.alias)
+    tracking = mlflow_store.resolve_tracking_uri(cfg.tracking_uri)
+    client = mlflow_store.tracking_client(tracking)
+    checksum = read_split_index(cfg.shards).checksum
+    versions = ready_versions(client, cfg.models, cfg.alias)
     report = ReevaluateReport(checksum, [f"models:/{n}/{v}" for n, v in versions])
     for name, version in versions:
         uri = f"models:/{name}/{version}"
@@ -119,7 +108,7 @@ def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
         out = Path(cfg.out) / f"{name}-v{version}-{checksum[:12]}"
         try:
             outcome = evaluate(ModelSource(uri=uri), cfg.shards, cfg.eval, out, tracking, cfg.experiment,
-                               extra_tags={"tdn.trigger": "reevaluate"})  # fmt: skip
+                               extra_tags={TRIGGER_TAG: "reevaluate"})  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one bad version must not block the others
             log.error("reevaluate: %s failed: %s", uri, exc)
             report.failed[uri] = f"{type(exc).__name__}: {exc}"

@@ -28,9 +28,21 @@ from pathlib import Path
 import numpy as np
 
 from tdn.evaluation.metrics import VideoScores, confusion_matrix, per_class_accuracy
+from tdn.tracking import mlflow_store
+from tdn.tracking.mlflow_store import (
+    DATASET_TAG,
+    ENSEMBLE_OF_TAG,
+    INDEX_CHECKSUM_TAG,
+    KIND_EVALUATION,
+    KIND_TAG,
+    MODEL_ID_TAG,
+    MODEL_NAME_TAG,
+    MODEL_RUN_ID_TAG,
+    MODEL_VERSION_TAG,
+    PROTOCOL_TAG,
+    SPLIT_TAG,
+)
 
-KIND_TAG = "tdn.kind"
-EVALUATION = "evaluation"
 DEFAULT_EXPERIMENT = "tdn-evaluation"
 
 
@@ -175,20 +187,20 @@ def plot_confusion(cm: np.ndarray, names: Sequence[str], path: Path, title: str 
 
 def run_tags(result: EvalResult) -> dict[str, str]:
     tags = {
-        KIND_TAG: EVALUATION,
-        "tdn.model_id": result.model_id,
-        "tdn.index_checksum": result.index_checksum,
-        "tdn.dataset": result.dataset,
-        "tdn.split": result.split,
-        "tdn.protocol": result.protocol,
+        KIND_TAG: KIND_EVALUATION,
+        MODEL_ID_TAG: result.model_id,
+        INDEX_CHECKSUM_TAG: result.index_checksum,
+        DATASET_TAG: result.dataset,
+        SPLIT_TAG: result.split,
+        PROTOCOL_TAG: result.protocol,
     }
     if result.model_name:
-        tags["tdn.model_name"] = result.model_name
-        tags["tdn.model_version"] = str(result.model_version)
+        tags[MODEL_NAME_TAG] = result.model_name
+        tags[MODEL_VERSION_TAG] = str(result.model_version)
     if result.model_run_id:
-        tags["tdn.model_run_id"] = result.model_run_id
+        tags[MODEL_RUN_ID_TAG] = result.model_run_id
     if result.ensemble_of:
-        tags["tdn.ensemble_of"] = ",".join(result.ensemble_of)
+        tags[ENSEMBLE_OF_TAG] = ",".join(result.ensemble_of)
     return tags
 
 
@@ -202,38 +214,18 @@ def log_evaluation_run(
 ) -> str:
     """Create the evaluation run (params = protocol, metrics = numbers, artifacts = files); returns its id.
 
-    Uses an explicit MlflowClient so it never touches a caller's active run (transfer logs child runs).
+    Written through an explicit client, so it never touches a caller's active run (transfer logs child runs).
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    client = mlflow_store.tracking_client(tracking_uri)
     tags = {**run_tags(result), **dict(extra_tags or {})}
     name = run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
-    run = client.create_run(exp_id, tags=tags, run_name=name[:250])
-    run_id = run.info.run_id
-    try:
-        from mlflow.entities import Metric, Param
-
-        row = result.to_dict()
-        params = [
-            Param(k, str(";".join(v) if isinstance(v, list) else v)[:6000])
-            for k, v in row.items()
-            if k not in METRIC_FIELDS
-        ]
-        import time
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(row[k]), now, 0) for k in METRIC_FIELDS]
-        client.log_batch(run_id, metrics=metrics, params=params)
+    row = result.to_dict()
+    params = {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items() if k not in METRIC_FIELDS}
+    with mlflow_store.logged_run(client, experiment, name, tags) as run:
+        run.log(params=params, metrics={k: float(row[k]) for k in METRIC_FIELDS})
         for f in files:
-            client.log_artifact(run_id, str(f))
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    return run_id
+            run.log_artifact(str(f))
+    return run.run_id
 
 
 def result_from_run(run) -> EvalResult:  # noqa: ANN001 - an mlflow.entities.Run
@@ -260,10 +252,6 @@ def result_from_run(run) -> EvalResult:  # noqa: ANN001 - an mlflow.entities.Run
 
 def download_run_scores(run_id: str, tracking_uri: str | None = None) -> VideoScores:
     """The per_video_scores.npz of an evaluation run (ensembles combine these without re-running inference)."""
-    import mlflow
-
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="per_video_scores.npz", dst_path=tmp, tracking_uri=tracking_uri
-        )
+        path = mlflow_store.download_run_artifact(run_id, "per_video_scores.npz", tmp, tracking_uri)
         return load_video_scores(path)

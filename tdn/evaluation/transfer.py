@@ -4,7 +4,7 @@
       │ prepare_init: every weight but the classifier -> a model with the dataset's classes, 16 segments,
       │               dropout 0.8 and a freshly initialised head (the released recipe) -> init checkpoint
       ▼ for dataset in (ucf101, hmdb51), split in (1, 2, 3):
-            shard job (train + test lists of that split) -> Ray Train run (tdn.training.launcher.fit, run.init_from)
+            shard job (train + test lists of that split) -> Ray Train run (tdn.training.launcher.fit, init.checkpoint)
             -> evaluate the final checkpoint on the test list -> per-split top-1
         mean over the splits per dataset
 
@@ -26,18 +26,31 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict, flatten
 from pipeline.datasets import DatasetConfig
-from pipeline.loading.loader import LoaderConfig
+from pipeline.loading.config import LoaderConfig
 from pipeline.shards.job import ShardConfig
-from tdn.evaluation.batch_inference import EvalConfig, ModelSource, evaluate, load_model
+from tdn.evaluation.batch_inference import evaluate
+from tdn.evaluation.model_source import ModelSource, load_model
+from tdn.evaluation.protocol import EvalConfig
 from tdn.model.networks import ModelConfig
-from tdn.reporting.tables import TRANSFER_TAG
-from tdn.tracking.tracker import DEFAULT_TRACKING_URI, RUN_TAG, TrackingConfig
-from tdn.training.loop import DataConfig, RunConfig, TrainConfig
+from tdn.tracking import mlflow_store
+from tdn.tracking.mlflow_store import (
+    DATASET_TAG,
+    EVAL_RUN_ID_TAG,
+    KIND_TAG,
+    KIND_TRANSFER,
+    PARENT_RUN_TAG,
+    SPLIT_NUMBER_TAG,
+    TRAIN_RUN_TAG,
+    TRANSFER_TAG,
+    LoggedRun,
+)
+from tdn.tracking.tracker import TrackingConfig
+from tdn.training.config import DataConfig, InitConfig, RunConfig, TrainConfig
 from tdn.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
@@ -77,7 +90,7 @@ class TransferConfig:
     num_segments: int = 16
     dropout: float = 0.8
     pretrain_label: str = "Kinetics"  # Table 4's "Pretrain" column
-    # per split, shard.dataset / shard.output / shard.num_segments and run.name / run.init_from are set here;
+    # per split, shard.dataset / shard.output / shard.num_segments and run.name / init.checkpoint are set here;
     # run.storage_path "./ray_results" (the default) becomes <work_dir>/ray
     shard: ShardConfig = field(default_factory=lambda: ShardConfig(splits=["train", "test"]))
     optim: TransferOptimConfig = field(default_factory=TransferOptimConfig)
@@ -101,7 +114,7 @@ class TransferConfig:
             raise ValueError(f"datasets must be among ucf101, hmdb51; got {self.datasets}")
 
     def tracking(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        return mlflow_store.resolve_tracking_uri(self.tracking_uri)
 
 
 @dataclass
@@ -140,7 +153,7 @@ def prepare_init(
     from tdn.model.networks import build_model_from_config
 
     loaded = load_model(source, tracking_uri)
-    src_cfg = config_from_dict(ModelConfig, {**loaded.model_config, "pretrained": None})
+    src_cfg = config_from_dict(ModelConfig, loaded.model_config)
     cfg = dataclasses.replace(src_cfg, num_classes=num_classes, num_segments=num_segments, dropout=dropout)
     model = build_model_from_config(cfg)
     own = model.state_dict()
@@ -166,41 +179,42 @@ def shard_split(cfg: TransferConfig, name: str, split: int, address: str | None)
         cfg.shard, dataset=_dataset_config(cfg, name, split), output=out, num_segments=cfg.num_segments
     )
     summary = run_shard_job(shard_cfg, address=address)
-    if not summary["ok"]:
-        raise RuntimeError(f"{name} split {split}: too many videos failed to shard ({summary['splits']})")
+    if not summary.ok:
+        raise RuntimeError(f"{name} split {split}: too many videos failed to shard ({summary.splits})")
     return out
 
 
-def _child_run(client: Any, exp_id: str, parent: str, run_key: str, name: str, split: int) -> str:
-    tags = {"mlflow.parentRunId": parent, RUN_TAG: run_key, TRANSFER_TAG: parent, "tdn.dataset": name,
-            "tdn.split_number": str(split)}  # fmt: skip
-    return client.create_run(exp_id, tags=tags, run_name=f"{name}-split{split}").info.run_id
+def _child_run(parent: LoggedRun, run_key: str, name: str, split: int) -> LoggedRun:
+    tags = {PARENT_RUN_TAG: parent.run_id, TRAIN_RUN_TAG: run_key, TRANSFER_TAG: parent.run_id,
+            DATASET_TAG: name, SPLIT_NUMBER_TAG: str(split)}  # fmt: skip
+    return mlflow_store.create_run(parent.client, parent.experiment_id, f"{name}-split{split}", tags)
 
 
 def run_split(
-    cfg: TransferConfig, name: str, split: int, parent: str, client: Any, exp_id: str, address: str | None,
-) -> SplitResult:  # fmt: skip
+    cfg: TransferConfig, name: str, split: int, parent: LoggedRun, address: str | None
+) -> SplitResult:
     """Shard, fine-tune (Ray Train) and evaluate one split; the training run is the split's child run."""
-    from pipeline.loading.loader import read_index
+    from pipeline.loading.shard_reading import read_index
     from tdn.training.launcher import fit
 
     tracking = cfg.tracking()
     shards = shard_split(cfg, name, split, address)
-    classes = list(read_index(storage.join(shards, "train"))["classes"])
+    classes = list(read_index(storage.join(shards, "train")).classes)
     init = storage.join(cfg.work_dir, "init", f"{name}-split{split}.pt")
     model_cfg = prepare_init(cfg.pretrained, len(classes), classes, cfg.num_segments, cfg.dropout, init, tracking)
-    run_key = f"transfer-{parent[:8]}-{name}-split{split}-{secrets.token_hex(2)}"
-    child = _child_run(client, exp_id, parent, run_key, name, split)
+    run_key = f"transfer-{parent.run_id[:8]}-{name}-split{split}-{secrets.token_hex(2)}"
+    child = _child_run(parent, run_key, name, split)
     default_storage = RunConfig().storage_path
     storage_path = cfg.run.storage_path
     if storage_path == default_storage:
         storage_path = storage.join(cfg.work_dir, "ray")
     train_cfg = TrainConfig(
         model=model_cfg,
+        init=InitConfig(checkpoint=init),
         data=DataConfig(shards=shards, train_split="train", val_split=""),
         loader=cfg.loader,
         optim=cfg.optim,
-        run=dataclasses.replace(cfg.run, name=run_key, init_from=init, storage_path=storage_path),
+        run=dataclasses.replace(cfg.run, name=run_key, storage_path=storage_path),
         # per-split models are results, not deployable versions: nothing is registered
         tracking=TrackingConfig(enabled=cfg.train_tracking, uri=tracking, experiment=cfg.experiment,
                                 registered_model=""),
@@ -213,17 +227,17 @@ def run_split(
         ckpt = os.path.join(ckpt_dir, "checkpoint.pt")
         out = evaluate(ModelSource(uri=ckpt), storage.join(shards, "test"), eval_cfg,
                        Path(cfg.work_dir) / "eval" / name / f"split{split}", tracking, cfg.experiment,
-                       extra_tags={TRANSFER_TAG: parent, "mlflow.parentRunId": child})  # fmt: skip
+                       extra_tags={TRANSFER_TAG: parent.run_id, PARENT_RUN_TAG: child.run_id})  # fmt: skip
     r = out.result
     final = {f"final/{k}": float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
     for key, value in final.items():
-        client.log_metric(child, key, value)
-    client.set_terminated(child, "FINISHED")
-    client.log_metric(child, "test_top1", r.top1)
-    client.log_metric(child, "test_top5", r.top5)
-    client.log_metric(child, "test_mean_class_acc", r.mean_class_acc)
-    client.set_tag(child, "tdn.eval_run_id", out.run_id)
-    return SplitResult(name, split, r.top1, r.top5, r.mean_class_acc, r.num_videos, child, out.run_id,
+        child.log_metric(key, value)
+    child.finish("FINISHED")
+    child.log_metric("test_top1", r.top1)
+    child.log_metric("test_top5", r.top5)
+    child.log_metric("test_mean_class_acc", r.mean_class_acc)
+    child.set_tag(EVAL_RUN_ID_TAG, out.run_id)
+    return SplitResult(name, split, r.top1, r.top5, r.mean_class_acc, r.num_videos, child.run_id, out.run_id,
                        str(result.checkpoint.path))  # fmt: skip
 
 
@@ -244,23 +258,15 @@ def _preimport() -> None:
 
 def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferReport:
     """Every (dataset, split) in order, under one parent MLflow run; returns the per-split and mean top-1."""
-    from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
-
     cfg.pretrained.check()
-    client = MlflowClient(tracking_uri=cfg.tracking())
-    exp = client.get_experiment_by_name(cfg.experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(cfg.experiment)
-    parent = client.create_run(exp_id, tags={"tdn.kind": "transfer"}, run_name="transfer").info.run_id
-    try:
-        params = [Param(k, str(v)[:6000]) for k, v in flatten(config_to_dict(cfg)).items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(parent, params=params[i : i + 100])
+    client = mlflow_store.tracking_client(cfg.tracking())
+    with mlflow_store.logged_run(client, cfg.experiment, "transfer", {KIND_TAG: KIND_TRANSFER}) as parent:
+        parent.log(params=flatten(config_to_dict(cfg)))
         todo = [(name, split) for name in cfg.datasets for split in cfg.splits]
 
         def one(job: tuple[str, int]) -> SplitResult:
             t0 = time.perf_counter()
-            r = run_split(cfg, job[0], job[1], parent, client, exp_id, address)
+            r = run_split(cfg, job[0], job[1], parent, address)
             log.info("transfer %s split %d: top1 %.2f (%.0f s)", r.dataset, r.split, r.top1, time.perf_counter() - t0)
             return r
 
@@ -277,19 +283,15 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
                 raise RuntimeError(f"{len(errors)} of {len(todo)} transfer splits failed: {failed}") from errors[0][1]
             results = [f.result() for f in futures]
         for r in results:
-            client.log_metric(parent, f"{r.dataset}_split{r.split}_top1", r.top1)
-        means = {}
+            parent.log_metric(f"{r.dataset}_split{r.split}_top1", r.top1)
+        means: dict[str, float] = {}
         for name in cfg.datasets:
             vals = [r.top1 for r in results if r.dataset == name]
             means[name] = sum(vals) / len(vals)
-            client.log_metric(parent, f"{name}_mean_top1", means[name])
-        report = TransferReport(parent, results, means)
+            parent.log_metric(f"{name}_mean_top1", means[name])
+        report = TransferReport(parent.run_id, results, means)
         out = Path(cfg.work_dir) / "transfer_results.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n", encoding="utf-8")
-        client.log_artifact(parent, str(out))
-        client.set_terminated(parent, "FINISHED")
-        return report
-    except BaseException:
-        client.set_terminated(parent, "FAILED")
-        raise
+        parent.log_artifact(str(out))
+    return report

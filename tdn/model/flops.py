@@ -1,7 +1,7 @@
 """Multiply-adds and parameters of a model configuration, and the paper's FLOPs tables beside ours.
 
-    python -m tdn.model.flops --arch resnet50 --segments 8 --size 224 [--variant tdn]
-    python -m tdn.model.flops --table
+    python jobs/flops.py --arch resnet50 --segments 8 --size 224 [--variant tdn]
+    python jobs/flops.py --table
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; it reports 2 FLOPs per
 multiply-add, we print multiply-adds = flops / 2, the paper's unit) on a meta-device model, so nothing is
@@ -12,9 +12,6 @@ BN and other element-wise ops are not counted, as in the paper's figures.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +30,6 @@ class FlopsReport:
 
 def count_flops(cfg: ModelConfig, size: int = 224) -> FlopsReport:
     """Multiply-adds (G) of one clip (N = 1, T = cfg.num_segments, size x size) and the parameter count."""
-    cfg = dataclasses.replace(cfg, pretrained=None)
     with torch.device("meta"):
         model = TDNNet(cfg).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -88,30 +84,3 @@ def print_table(size: int = 224) -> None:
         r = count_flops(ModelConfig(arch=arch, num_classes=400, num_segments=t), size)
         print(f"{'':9} {label:34} {r.gmacs:8.2f} {paper:6.0f} {100 * (r.gmacs / paper - 1):+6.1f}% "
               f"{r.params / 1e6:7.2f}M")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tdn.model.flops", description="multiply-adds and parameters")
-    parser.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
-    parser.add_argument("--segments", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--variant", default="tdn", choices=["tdn", "tsn", "tconv", "stdm", "ltdm"])
-    parser.add_argument("--num-classes", type=int, default=400)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--table", action="store_true", help="print our variants beside the paper's FLOPs")
-    args = parser.parse_args(argv)
-    if args.table:
-        print_table(args.size)
-        return 0
-    cfg = ModelConfig(
-        arch=args.arch, num_classes=args.num_classes, num_segments=args.segments, variant=args.variant,
-        width=args.width,
-    )
-    r = count_flops(cfg, args.size)
-    print(f"{args.variant} {args.arch} {args.segments}x{args.size}^2: {r.gmacs:.2f} GMACs "
-          f"(multiply-adds per clip), {r.params / 1e6:.2f} M parameters")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

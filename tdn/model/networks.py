@@ -58,7 +58,9 @@ class ModelConfig:
       l_tdm_fusion, l_tdm_multiscale, l_tdm_bidirectional: Table 1c.
       temporal_init: temporal conv initialisation, "shift" (TSM, released) or "identity".
     fusion_weights: (a, b) of the S-TDM fusion a*x + b*h; None = (0.5, 0.5) for T == 8, else (0.75, 0.25).
-    pretrained: torchvision-layout ImageNet ResNet state dict (local path or s3:// URI) to initialise from.
+
+    Where the weights come from is not part of it: ImageNet or a checkpoint is a training step
+    (tdn.training.config.InitConfig), a trained model's weights are in its checkpoint.
     """
 
     arch: Arch = "resnet50"
@@ -68,7 +70,6 @@ class ModelConfig:
     width: float = 1.0
     dropout: float = 0.5
     fusion_weights: tuple[float, float] | None = None
-    pretrained: str | None = None
     s_tdm_stages: int | None = None
     l_tdm_stages: tuple[int, ...] | None = None
     s_tdm_input: STDMInput = "diff"
@@ -225,13 +226,8 @@ class TDNNet(nn.Module):
 
 
 def build_model_from_config(cfg: ModelConfig) -> TDNNet:
-    """Build the model; initialise from ``cfg.pretrained`` (torchvision-layout ImageNet ResNet) if set."""
-    model = TDNNet(cfg)
-    if cfg.pretrained:
-        from tdn.checkpoints.project import load_imagenet_weights
-
-        load_imagenet_weights(model, cfg.pretrained)
-    return model
+    """A freshly initialised model (weights from files: tdn.checkpoints)."""
+    return TDNNet(cfg)
 
 
 def build_model(

@@ -3,7 +3,7 @@
 Layout and names follow torchvision's ResNet (``conv1``, ``bn1``, ``layerK.N.conv1`` ...,
 ``layerK.N.downsample.{0,1}``) so an ImageNet state dict in that layout maps one-to-one. Convolutions have no
 bias: every one is followed by a BatchNorm, where a bias is redundant (the official code's biases are folded
-into the BN running mean on import, see ``tdn/checkpoints/project.py``).
+into the BN running mean on import, see ``tdn/checkpoints/official.py``).
 
 A block can carry per-frame temporal modules that the TDN model hands in (``ltdm``: the long-term TDM,
 ``tconv``: the depthwise temporal convolution). They act on the block's inner features, all frames of all

@@ -97,7 +97,9 @@ class _AttentionGateFunction(torch.autograd.Function):
         del sig
         ctx.batch_stats, ctx.eps = batch_stats, bn.eps
         # eval-mode statistics are copied: nothing may change them between forward and backward
-        running = (None, None) if batch_stats else tuple(t.clone() for t in _bn_running(bn))
+        running: tuple[torch.Tensor | None, ...] = (None, None)
+        if not batch_stats:
+            running = tuple(None if t is None else t.clone() for t in _bn_running(bn))
         ctx.save_for_backward(x, weight, bn_weight, bn_bias, *running, *stats, *maps)
         return x * gate
 

@@ -73,5 +73,3 @@ TABLE5 = (
     PaperRow("5", "ssv1", "L-TDM", "ResNet50", "8", 1, None, 48.9, ms_per_video=15.8, views_label="8x1x1"),
     PaperRow("5", "ssv1", "TDN", "ResNet50", "8", 1, None, 52.3, ms_per_video=22.1, views_label="8x1x1"),
 )
-
-ALL_ROWS = TABLE2 + TABLE3 + TABLE4 + TABLE5

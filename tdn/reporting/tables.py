@@ -20,13 +20,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tdn.evaluation.results import EVALUATION, KIND_TAG, EvalResult, result_from_run
+from tdn.evaluation.results import EvalResult, result_from_run
 from tdn.reporting.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
+from tdn.tracking import mlflow_store
+from tdn.tracking.mlflow_store import KIND_EVALUATION, KIND_TABLES, KIND_TAG, TRANSFER_TAG
 
 log = logging.getLogger(__name__)
 
 TABLES_EXPERIMENT = "tdn-tables"
-TRANSFER_TAG = "tdn.transfer_id"  # groups the per-split evaluations of one transfer job (Table 4)
 PAPER = " (paper)"
 
 _METHODS = {"tdn": "TDN", "tsn": "TSN", "tconv": "TConv", "stdm": "S-TDM", "ltdm": "L-TDM"}
@@ -84,28 +85,14 @@ class Table:
 
 def load_evaluations(tracking_uri: str | None = None) -> list[Evaluation]:
     """Every FINISHED evaluation run in every experiment of the tracking server."""
-    from mlflow.entities import ViewType
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
-    out: list[Evaluation] = []
-    if not exp_ids:
-        return out
-    token = None
-    while True:
-        page = client.search_runs(
-            exp_ids,
-            filter_string=f"tags.`{KIND_TAG}` = '{EVALUATION}' and attributes.status = 'FINISHED'",
-            max_results=1000,
-            page_token=token,
-        )
-        for run in page:
-            out.append(Evaluation(run.info.run_id, int(run.info.start_time or 0), result_from_run(run),
-                                  dict(run.data.tags)))  # fmt: skip
-        token = page.token
-        if not token:
-            return out
+    runs = mlflow_store.search_runs_everywhere(
+        mlflow_store.tracking_client(tracking_uri),
+        f"tags.`{KIND_TAG}` = '{KIND_EVALUATION}' and attributes.status = 'FINISHED'",
+    )
+    return [
+        Evaluation(run.info.run_id, int(run.info.start_time or 0), result_from_run(run), dict(run.data.tags))
+        for run in runs
+    ]
 
 
 def latest_per_setting(evals: Iterable[Evaluation]) -> list[Evaluation]:
@@ -288,21 +275,12 @@ def write_tables(tables: Sequence[Table], out_dir: str | os.PathLike) -> list[Pa
 
 def log_tables(files: Sequence[Path], tracking_uri: str | None, num_runs: int) -> str:
     """A run tagged tdn.kind=tables holding the files under artifacts/tables/; returns its id."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(TABLES_EXPERIMENT)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(TABLES_EXPERIMENT)
-    run = client.create_run(exp_id, tags={KIND_TAG: "tables"}, run_name="tables")
-    try:
-        client.log_param(run.info.run_id, "evaluation_runs", num_runs)
+    client = mlflow_store.tracking_client(tracking_uri)
+    with mlflow_store.logged_run(client, TABLES_EXPERIMENT, "tables", {KIND_TAG: KIND_TABLES}) as run:
+        run.log(params={"evaluation_runs": num_runs})
         for f in files:
-            client.log_artifact(run.info.run_id, str(f), "tables")
-        client.set_terminated(run.info.run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
-        raise
-    return run.info.run_id
+            run.log_artifact(str(f), "tables")
+    return run.run_id
 
 
 def refresh_tables(

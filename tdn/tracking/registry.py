@@ -9,18 +9,31 @@ and a registered model version pointing at it, tagged with its validation accura
 
     model, ckpt = load_registered_model("models:/tdn-ucf101@champion")    # or models:/tdn-ucf101/3, runs:/...
     # = mlflow.artifacts.download_artifacts(uri) + tdn.checkpoints.project.load_model_checkpoint(".../checkpoint.pt")
+
+The other registry calls: ``resolve_model_version`` (``models:/name@alias`` or ``models:/name/3`` -> the
+version and its training run), ``tag_model_version`` (evaluation links a version to its latest result) and
+``ready_versions`` (what re-evaluation considers). Clients come from tdn/tracking/mlflow_store.py.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from tdn.tracking.mlflow_store import download_artifacts, set_global_tracking_uri, tracking_client
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -45,7 +58,7 @@ def _mlmodel(model_id: str, run_id: str, metrics: Mapping[str, float]) -> str:
 
 
 def register_checkpoint(
-    client: Any,
+    client: MlflowClient,
     run_id: str,
     experiment_id: str,
     checkpoint_path: str,
@@ -59,10 +72,9 @@ def register_checkpoint(
     Returns the new version. A local (sqlite) registry store resolves ``models:/<id>`` through the *global*
     tracking URI, so this sets it to the client's (the rank-0 worker logs nowhere else).
     """
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(client.tracking_uri)
+    set_global_tracking_uri(client.tracking_uri)
 
     all_tags = {**(tags or {}), **{k: f"{v:.6g}" for k, v in metrics.items()}}
     logged = client.create_logged_model(
@@ -101,11 +113,9 @@ def register_checkpoint(
 def download_checkpoint(uri: str, tracking_uri: str | None = None) -> str:
     """Local path of the ``checkpoint.pt`` behind ``models:/name/version``, ``models:/name@alias``,
     ``models:/m-<id>`` or ``runs:/<run>/<path>`` (a folder holding checkpoint.pt, or the file itself)."""
-    import mlflow
-
     if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        set_global_tracking_uri(tracking_uri)
+    local = download_artifacts(uri)
     path = os.path.join(local, CHECKPOINT_NAME) if os.path.isdir(local) else local
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{uri}: no {CHECKPOINT_NAME} in the downloaded artifacts ({local})")
@@ -117,3 +127,69 @@ def load_registered_model(uri: str, tracking_uri: str | None = None) -> tuple[An
     from tdn.checkpoints.project import load_model_checkpoint
 
     return load_model_checkpoint(download_checkpoint(uri, tracking_uri))
+
+
+# ----------------------------------------------------------------------------------------------- versions
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """One registered model version and the run that logged it."""
+
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def parse_models_uri(uri: str) -> tuple[str, str, str]:
+    """``models:/name/3`` -> (name, "3", ""); ``models:/name@champion`` -> (name, "", "champion")."""
+    body = uri[len("models:/") :]
+    if "@" in body:
+        name, alias = body.rsplit("@", 1)
+        if not name or not alias:
+            raise ValueError(f"bad model URI {uri!r}: expected models:/name@alias")
+        return name, "", alias
+    name, _, version = body.rpartition("/")
+    if not name or not version.isdigit():
+        raise ValueError(f"bad model URI {uri!r}: expected models:/name/<version> or models:/name@alias")
+    return name, version, ""
+
+
+def resolve_model_version(uri: str, tracking_uri: str | None = None) -> ModelVersionRef:
+    """The version behind ``models:/name/<version>`` or ``models:/name@alias``."""
+    name, version, alias = parse_models_uri(uri)
+    client = tracking_client(tracking_uri)
+    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    return ModelVersionRef(name, str(mv.version), mv.run_id or "")
+
+
+def tag_model_version(tracking_uri: str | None, name: str, version: str, tags: Mapping[str, str]) -> None:
+    client = tracking_client(tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def ready_versions(client: MlflowClient, models: list[str], alias: str) -> list[tuple[str, str]]:
+    """(name, version) of READY registered versions of ``models`` (empty: every registered model), only the
+    one carrying ``alias`` when given; sorted by name, then version."""
+    from mlflow.exceptions import MlflowException
+
+    names = list(models) or [m.name for m in client.search_registered_models(max_results=1000)]
+    out: list[tuple[str, str]] = []
+    for name in sorted(set(names)):
+        if alias:
+            try:
+                mv = client.get_model_version_by_alias(name, alias)
+            except MlflowException:
+                log.info("registry: %s has no alias %r", name, alias)
+                continue
+            out.append((name, str(mv.version)))
+            continue
+        for mv in client.search_model_versions(f"name = '{name}'", max_results=10000):
+            if getattr(mv, "status", "READY") == "READY":
+                out.append((name, str(mv.version)))
+    return sorted(out, key=lambda nv: (nv[0], int(nv[1])))

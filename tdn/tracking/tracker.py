@@ -10,7 +10,8 @@ HTTP retries inside MLflow are turned down (MLFLOW_HTTP_REQUEST_MAX_RETRIES / _T
 so one call fails within seconds instead of minutes and the backoff here decides what happens next.
 
 The run is found again by its tag ``tdn.train_run`` (the Ray run name): a worker restarted after a failure
-logs into the same MLflow run instead of opening a new one.
+logs into the same MLflow run instead of opening a new one. Clients, experiments and tag names come from
+tdn/tracking/mlflow_store.py.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
+from tdn.tracking.mlflow_store import (
+    METRICS_PER_BATCH,
+    PARAM_VALUE_LIMIT,
+    PARAMS_PER_BATCH,
+    TRAIN_RUN_TAG,
+    find_run_by_tag,
+    get_or_create_experiment,
+    make_sqlite_folder,
+    resolve_tracking_uri,
+    tracking_client,
+)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-RUN_TAG = "tdn.train_run"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,11 +56,7 @@ class TrackingConfig:
 
     def resolved_uri(self) -> str:
         """The URI to use, with a relative sqlite path made absolute (Ray workers run in another folder)."""
-        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-            uri = prefix + os.path.abspath(uri[len(prefix) :])
-        return uri
+        return resolve_tracking_uri(self.uri)
 
 
 Call = Callable[[Any, str], Any]  # (MlflowClient, run_id) -> anything
@@ -90,10 +96,7 @@ class Tracker:
         self._outage_since: float | None = None
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(cfg.request_timeout_s))
-        if self.uri.startswith("sqlite:///"):
-            folder = os.path.dirname(self.uri[len("sqlite:///") :])
-            if folder:
-                os.makedirs(folder, exist_ok=True)
+        make_sqlite_folder(self.uri)
         # Import mlflow fully before the worker thread starts: importing it from two threads at once races
         # in protobuf's descriptor pool ("Depends on file 'databricks.proto', but it has not been loaded").
         import mlflow  # noqa: F401
@@ -108,7 +111,9 @@ class Tracker:
             if kind == "metrics" and len(self._queue) > 1 and self._queue[-1][0] == "metrics":
                 # merge consecutive metric batches: one request instead of many after an outage (never into
                 # the head, which the sender may be reading right now)
-                self._queue[-1][1].setdefault("items", []).extend(item["items"])  # type: ignore[union-attr]
+                last = self._queue[-1][1]
+                assert isinstance(last, dict) and isinstance(item, dict)
+                last.setdefault("items", []).extend(item["items"])
             else:
                 self._queue.append((kind, item))
             self._cond.notify()
@@ -122,12 +127,12 @@ class Tracker:
         from mlflow.entities import Param
 
         # MLflow caps a value at 6000 characters; lists of class names can be longer.
-        plist = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        plist = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in params.items()]
 
         def call(client: Any, run_id: str) -> None:
-            for i in range(0, len(plist), 100):  # the REST API takes at most 100 params per batch
+            for i in range(0, len(plist), PARAMS_PER_BATCH):
                 try:
-                    client.log_batch(run_id, params=plist[i : i + 100])
+                    client.log_batch(run_id, params=plist[i : i + PARAMS_PER_BATCH])
                 except Exception as exc:  # noqa: BLE001
                     # a resumed run logs the same params again; MLflow rejects only *changed* values
                     if "INVALID_PARAMETER_VALUE" not in str(exc):
@@ -152,44 +157,31 @@ class Tracker:
 
     # ---- consumer side (background thread) ----
     def _open_run(self, client: Any) -> str:
-        import mlflow
-
-        exp = client.get_experiment_by_name(self.cfg.experiment)
-        if exp is None:
-            try:
-                self.experiment_id = client.create_experiment(self.cfg.experiment)
-            except mlflow.exceptions.MlflowException:
-                # another process created it in between
-                self.experiment_id = client.get_experiment_by_name(self.cfg.experiment).experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
-        found = client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{self.run_key}'", max_results=1
-        )
-        if found:
-            run_id = found[0].info.run_id
-            if found[0].info.status != "RUNNING":
+        self.experiment_id = get_or_create_experiment(client, self.cfg.experiment)
+        found = find_run_by_tag(client, self.experiment_id, TRAIN_RUN_TAG, self.run_key)
+        if found is not None:
+            run_id = found.info.run_id
+            if found.info.status != "RUNNING":
                 client.update_run(run_id, status="RUNNING")
             log.info("mlflow: continuing run %s (%s)", run_id, self.run_key)
             return run_id
-        run = client.create_run(self.experiment_id, run_name=self.run_name, tags={RUN_TAG: self.run_key})
+        tags = {TRAIN_RUN_TAG: self.run_key}
+        run = client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         log.info("mlflow: run %s in experiment %s at %s", run.info.run_id, self.cfg.experiment, self.uri)
         return run.info.run_id
 
-    def _send(self, client: Any, kind: str, item: Call | dict) -> None:
-        if kind == "metrics":
+    def _send(self, client: Any, run_id: str, item: Call | dict) -> None:
+        if isinstance(item, dict):  # a "metrics" batch
             from mlflow.entities import Metric
 
-            metrics = [Metric(k, v, ts, step) for k, v, ts, step in item["items"]]  # type: ignore[index]
-            for i in range(0, len(metrics), 1000):  # REST limit per batch
-                client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
+            metrics = [Metric(k, v, ts, step) for k, v, ts, step in item["items"]]
+            for i in range(0, len(metrics), METRICS_PER_BATCH):
+                client.log_batch(run_id, metrics=metrics[i : i + METRICS_PER_BATCH])
         else:
-            item(client, self.run_id)  # type: ignore[operator]
+            item(client, run_id)
 
     def _worker(self) -> None:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=self.uri)
+        client = tracking_client(self.uri)
         backoff = 1.0
         while True:
             with self._cond:
@@ -202,7 +194,7 @@ class Tracker:
                 if self.run_id is None:
                     self.run_id = self._open_run(client)
                 if head is not None:
-                    self._send(client, *head)
+                    self._send(client, self.run_id, head[1])
                     with self._cond:
                         self._queue.popleft()
                 if self._outage_since is not None:

@@ -1,6 +1,6 @@
 """Launching a training run on a Ray cluster: TorchTrainer + scaling, storage, failure and checkpoint settings.
 
-    result = fit(cfg)                    # cfg: tdn.training.loop.TrainConfig; the cluster from RAY_ADDRESS or local
+    result = fit(cfg)                    # cfg: tdn.training.config.TrainConfig; cluster: RAY_ADDRESS or local
     result.checkpoint.path               # <storage_path>/<run name>/checkpoint_.../checkpoint.pt
 
 Names: an empty ``run.name`` becomes ``<variant>-<arch>-<UTC time>-<random>`` so that each launch is a fresh
@@ -21,7 +21,9 @@ from typing import Any
 from pipeline import storage
 from pipeline.config import config_to_dict
 from pipeline.ray_connect import init_ray
-from tdn.training.loop import TrainConfig, train_loop_per_worker
+from tdn.tracking.mlflow_store import GIT_COMMIT_TAG
+from tdn.training.config import TrainConfig
+from tdn.training.loop import train_loop_per_worker
 
 # Environment that workers on other nodes need to reach the same S3 endpoint / tracking server.
 FORWARDED_ENV = (
@@ -66,11 +68,12 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
     return dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained)),
+        init=dataclasses.replace(cfg.init, imagenet=absolute(cfg.init.imagenet),
+                                 checkpoint=absolute(cfg.init.checkpoint)),
         data=dataclasses.replace(cfg.data, shards=absolute(cfg.data.shards)),
         run=dataclasses.replace(
-            cfg.run, resume=absolute(cfg.run.resume), init_from=absolute(cfg.run.init_from),
-            storage_path=storage_path(cfg), crash_marker=absolute(cfg.run.crash_marker),
+            cfg.run, resume=absolute(cfg.run.resume), storage_path=storage_path(cfg),
+            crash_marker=absolute(cfg.run.crash_marker),
         ),
         tracking=dataclasses.replace(cfg.tracking, uri=cfg.tracking.resolved_uri()),
     )
@@ -93,7 +96,7 @@ def build_trainer(cfg: TrainConfig) -> Any:
     loop_config = {
         "train": config_to_dict(cfg),
         "run_key": name,
-        "tags": {"tdn.git_commit": commit} if commit else {},
+        "tags": {GIT_COMMIT_TAG: commit} if commit else {},
     }
     resources = {"CPU": cfg.run.cpus_per_worker}
     if cfg.run.use_gpu:

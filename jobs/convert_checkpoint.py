@@ -1,0 +1,72 @@
+"""Convert a checkpoint released with the paper (TDN ``main.py``) to this project's checkpoint format.
+
+    python jobs/convert_checkpoint.py TDN_K400_R50_8f.pth.tar k400_r50_8f.pt --arch resnet50 --segments 8 \
+        --num-classes 400 [--class-names classes.txt]
+
+The released file does not record its shape, hence ``--arch``/``--segments``/``--num-classes``; a file that
+does not fit them exits with status 2 and one line naming the missing keys, unexpected keys and shape
+mismatches. The result loads with ``tdn.checkpoints.project.load_model_checkpoint`` and evaluates as
+``jobs/evaluate.py --model k400_r50_8f.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+if __package__ in (None, ""):  # `python jobs/convert_checkpoint.py` from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs.cli import Job, Option, Shortcut, run
+from pipeline import storage
+from tdn.checkpoints.official import load_official_checkpoint
+from tdn.checkpoints.project import CheckpointError, save_checkpoint
+
+
+@dataclass
+class ConvertJob:
+    # The released file does not record its shape: these three are required.
+    arch: Literal["resnet50", "resnet101"] | None = None
+    segments: int = 0
+    num_classes: int = 0
+    dropout: float = 0.5
+    class_names: str = ""  # text file, one class name per line (optional)
+
+
+def check(job: ConvertJob) -> None:
+    if job.arch is None or job.segments < 1 or job.num_classes < 1:
+        raise ValueError("--arch, --segments and --num-classes are required (the released file does not say)")
+
+
+JOB = Job("convert_checkpoint", ConvertJob, __doc__, check=check, input_errors=(CheckpointError,), shortcuts=(
+    Shortcut("--num-classes", "num_classes"),
+    Shortcut("--class-names", "class_names", help="text file, one class name per line (optional)"),
+), options=(
+    Option("input", "official checkpoint (.pth / .pth.tar), local path or s3:// URI"),
+    Option("output", "project checkpoint to write, local path or s3:// URI"),
+))  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(JOB, argv, convert)
+
+
+def convert(job: ConvertJob, args: argparse.Namespace) -> int:
+    assert job.arch is not None  # check()
+    model = load_official_checkpoint(args.input, job.arch, job.segments, job.num_classes, job.dropout)
+    names: list[str] = []
+    if job.class_names:
+        names = [line.strip() for line in storage.read_text(job.class_names).splitlines() if line.strip()]
+        if len(names) != job.num_classes:
+            raise CheckpointError(f"{job.class_names}: {len(names)} names for {job.num_classes} classes")
+    save_checkpoint(args.output, model, model.config, names)
+    print(f"wrote {args.output} ({job.arch}, {job.segments} segments, {job.num_classes} classes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Which weights an evaluation runs, resolved to a ``LoadedModel`` (weights + identity) once, on the driver.
+
+    ModelSource.uri       project checkpoint (path or s3://)   -> checkpoints.project.load_model_checkpoint
+                          models:/name/<version>, models:/name@alias -> registry version -> its checkpoint.pt
+    ModelSource.official  checkpoint of the released TDN code -> checkpoints.project.load_official_checkpoint
+      ▼
+    LoadedModel: model_config (dict), state_dict, class_names, model_id, registered name/version/run id
+    (what evaluation replicas receive through Ray's object store)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass
+class ModelSource:
+    """Which weights to evaluate: exactly one of ``uri`` (project checkpoint path / s3:// URI /
+    ``models:/name/version`` / ``models:/name@alias``) or ``official`` (a checkpoint saved by the released
+    TDN code, which does not record its shape: give arch, num_segments, num_classes)."""
+
+    uri: str = ""
+    official: str = ""
+    arch: Literal["resnet50", "resnet101"] = "resnet50"
+    num_segments: int = 8
+    num_classes: int = 400
+
+    def check(self) -> None:
+        if bool(self.uri) == bool(self.official):
+            raise ValueError("give exactly one of model.uri (checkpoint or models:/...) and model.official")
+
+
+@dataclass
+class LoadedModel:
+    """Weights and identity of the model under evaluation (what replicas receive through the object store)."""
+
+    model_config: dict[str, Any]
+    state_dict: dict[str, Any]
+    class_names: list[str]
+    model_id: str
+    model_name: str = ""
+    model_version: str = ""
+    model_run_id: str = ""
+
+
+def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedModel:
+    """Resolve a ModelSource to weights plus identity (registered name/version/run id when it has one)."""
+    from tdn.checkpoints.official import load_official_checkpoint
+    from tdn.checkpoints.project import load_model_checkpoint
+    from tdn.model.networks import ModelConfig
+
+    source.check()
+    if source.official:
+        model = load_official_checkpoint(source.official, source.arch, source.num_segments, source.num_classes)
+        cfg = ModelConfig(
+            arch=source.arch, num_classes=source.num_classes, num_segments=source.num_segments, variant="tdn"
+        )
+        from pipeline.config import config_to_dict
+
+        return LoadedModel(config_to_dict(cfg), model.state_dict(), [], f"official:{source.official}")
+    uri = source.uri
+    if not uri.startswith("models:/"):
+        model, ckpt = load_model_checkpoint(uri)
+        return LoadedModel(ckpt["model_config"], model.state_dict(), list(ckpt.get("class_names") or []), uri)
+
+    from tdn.tracking.registry import download_checkpoint, resolve_model_version
+
+    version = resolve_model_version(uri, tracking_uri)
+    model, ckpt = load_model_checkpoint(download_checkpoint(version.uri, tracking_uri))
+    return LoadedModel(
+        ckpt["model_config"],
+        model.state_dict(),
+        list(ckpt.get("class_names") or []),
+        version.uri,
+        model_name=version.name,
+        model_version=version.version,
+        model_run_id=version.run_id,
+    )

@@ -1,0 +1,88 @@
+"""The configuration of a training job, loaded from a YAML preset plus dotted flags (pipeline.config).
+
+    TrainConfig = model (tdn.model.networks.ModelConfig: the network only)
+                + init (where a new run's weights start: ImageNet file, or a project checkpoint)
+                + data (where the shards are) + loader (pipeline.loading.config.LoaderConfig)
+                + optim (tdn.training.optim.OptimConfig) + run (workers, storage, seed, resume)
+                + tracking (tdn.tracking.tracker.TrackingConfig)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pipeline.loading.config import LoaderConfig
+from tdn.model.networks import ModelConfig
+from tdn.tracking.tracker import TrackingConfig
+from tdn.training.optim import OptimConfig
+
+
+@dataclass
+class DataConfig:
+    shards: str = ""  # folder or s3:// prefix holding <train_split>/ and <val_split>/ (shard_job output)
+    train_split: str = "train"
+    val_split: str = "val"  # empty = no validation
+
+
+@dataclass
+class InitConfig:
+    """Where a new run's weights start (unset: the model's own random initialisation). ``run.resume`` and
+    a restart after a failure continue a run instead, from its own checkpoint, on top of this.
+
+    imagenet:   torchvision-layout ImageNet ResNet state dict (path or s3://); both streams are initialised
+                from it (tdn/checkpoints/imagenet.py), the temporal modules and the classifier stay fresh.
+    checkpoint: project checkpoint (file, or folder holding checkpoint.pt) whose weights start a fine-tuning;
+                its classifier is kept if its shape fits, else freshly initialised.
+    """
+
+    imagenet: str | None = None
+    checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.imagenet and self.checkpoint:
+            raise ValueError("set init.imagenet or init.checkpoint, not both (a checkpoint has every weight)")
+
+
+@dataclass
+class RunConfig:
+    """How the job runs (not what it learns). ``name`` empty = a fresh unique name per launch."""
+
+    name: str = ""
+    storage_path: str = "./ray_results"  # local (shared between nodes) or s3://bucket/prefix
+    workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    max_failures: int = 3
+    keep_checkpoints: int = 2
+    seed: int = 0
+    log_every_steps: int = 20
+    val_every_epochs: int = 1
+    resume: str = ""  # project checkpoint (file, or folder holding checkpoint.pt) to continue training from
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    channels_last: bool = True  # on GPU
+    compile: bool = False  # torch.compile the model's forward and backward (GPU; minutes of compilation)
+    # Fault injection for tests: the last rank exits once at this global step (marker file records it).
+    crash_once_at_step: int = -1
+    crash_marker: str = ""
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    # Keys of earlier presets and their new place: loading one fails with a message naming the new key.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "model.pretrained": "init.imagenet",
+        "run.init_from": "init.checkpoint",
+    }
+
+    def __post_init__(self) -> None:
+        if self.run.workers < 1:
+            raise ValueError(f"run.workers must be >= 1, got {self.run.workers}")

@@ -1,0 +1,245 @@
+"""The jobs' command line (jobs/cli.py): flags, presets by name, and exit codes with one-line errors.
+
+The helper is exercised on a small config dataclass in-process, then as a user runs it: `python jobs/shard.py`
+as a subprocess from the repository root (only cheap paths: bad flags, a missing dataset, --dry-run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from jobs.cli import (
+    PRESETS,
+    BadInput,
+    Job,
+    JobFailed,
+    Option,
+    Shortcut,
+    build_parser,
+    parse,
+    resolve_config,
+    run,
+)
+from pipeline.config import ConfigError
+from pipeline.shards.job import ShardConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Optim:
+    lr: float = 0.01
+    steps: list[int] = field(default_factory=lambda: [30, 45])
+    schedule: Literal["step", "cosine"] = "step"
+
+
+@dataclass
+class Toy:
+    name: str = "run"
+    workers: int = 1
+    gpu: bool = False
+    pretrained: str | None = None
+    sizes: list[list[int]] = field(default_factory=lambda: [[8, 6]])
+    optim: Optim = field(default_factory=Optim)
+
+
+def _sizes(text: str) -> list[list[int]]:
+    try:
+        return [[int(v) for v in s.split("x")] for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sizes look like 8x6,16x12, got {text!r}") from None
+
+
+def _check(cfg: Toy) -> None:
+    if cfg.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {cfg.workers}")
+
+
+TOY = Job("toy", Toy, "A toy job.\n\nMore text.", check=_check, shortcuts=(
+    Shortcut("--n", "workers"),
+    Shortcut("--gpus", "gpu", const="true"),
+    Shortcut("--sizes", "sizes", parse=_sizes),
+), options=(
+    Option("out", "output folder"),
+    Option("--dry-run", "nothing written", switch=True),
+    Option("--address", "a cluster", default="local"),
+))  # fmt: skip
+
+
+def test_flags_shortcuts_and_options(tmp_path):
+    preset = tmp_path / "toy.yaml"
+    preset.write_text("name: from-yaml\noptim:\n  lr: 0.5\n")
+    cfg, args = parse(TOY, ["OUT", "--config", str(preset), "--optim.steps", "5,7", "--n", "3", "--gpus",
+                            "--sizes", "16x12,32x24", "--pretrained", "w.pt"])  # fmt: skip
+    assert cfg == Toy(name="from-yaml", workers=3, gpu=True, pretrained="w.pt", sizes=[[16, 12], [32, 24]],
+                      optim=Optim(lr=0.5, steps=[5, 7]))  # fmt: skip
+    assert (args.out, args.dry_run, args.address) == ("OUT", False, "local")
+    cfg, args = parse(TOY, ["o", "--workers", "2", "--dry-run", "--address", "auto"])
+    assert cfg.workers == 2 and not cfg.gpu and args.dry_run and args.address == "auto"
+    # the dotted flag and its shortcut set the same key: the last one given wins
+    assert parse(TOY, ["o", "--workers", "2", "--n", "4"])[0].workers == 4
+    # a shortcut with the name of a field replaces that field's flag (here --sizes reads WxH, not YAML)
+    flags = [s for a in build_parser(TOY)._actions for s in a.option_strings]
+    assert flags.count("--sizes") == 1 and "--optim.lr" in flags and "--traceback" in flags
+
+
+def test_bad_input_is_named():
+    with pytest.raises(BadInput, match=r"unknown flag --optim\.lrr; did you mean --optim\.lr"):
+        parse(TOY, ["o", "--optim.lrr", "1"])
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        parse(TOY, ["o", "--optim.schedule", "linear"])
+    with pytest.raises(BadInput, match=r"--optim\.steps \[1,: not a YAML value"):
+        parse(TOY, ["o", "--optim.steps", "[1,"])
+    with pytest.raises(BadInput, match="sizes look like"):
+        parse(TOY, ["o", "--sizes", "big"])
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        parse(TOY, ["o", "--n", "0"])
+    with pytest.raises(BadInput, match="unexpected argument"):
+        parse(TOY, ["o", "p"])
+
+
+def test_preset_by_name_or_path(tmp_path):
+    assert resolve_config("shard_ucf101", ShardConfig) == PRESETS / "shard_ucf101.yaml"
+    assert resolve_config(str(tmp_path / "my.yaml"), ShardConfig) == tmp_path / "my.yaml"  # a path stays one
+    with pytest.raises(BadInput, match=r"--config shard_ucf10: .*did you mean shard_ucf101"):
+        resolve_config("shard_ucf10", ShardConfig)
+    with pytest.raises(BadInput, match=r"presets for ShardConfig: shard_hmdb51, shard_kinetics400"):
+        resolve_config("zzz", ShardConfig)
+    cfg, _ = parse(Job("shard", ShardConfig, ""), ["--config", "shard_hmdb51", "--dataset.root", "/d"])
+    assert cfg.dataset.format == "hmdb51" and cfg.dataset.root == "/d"
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["o", "--optim.lrr", "1"], "toy: error: unknown flag --optim.lrr; did you mean --optim.lr,"),
+        (["o", "--config", "{yaml}", "--name", "x"], "toy: error: unknown key optim.lrr for Optim"),
+        (["o", "--config", "{broken}"], "toy: error: YAML syntax error in {broken} line 2, column 1"),
+        (["o", "--config", "toy_preset"], "toy: error: --config toy_preset: no such file or preset"),
+        (["o", "--config", "{missing}"], "toy: error: config file not found: {missing}"),
+        (["o", "--n", "0"], "toy: error: --workers must be >= 1, got 0"),
+        ([], "toy: error: the following arguments are required: out"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TDN_TRACEBACK", raising=False)
+    files = {"yaml": tmp_path / "a.yaml", "broken": tmp_path / "b.yaml", "missing": tmp_path / "none.yaml"}
+    files["yaml"].write_text("optim:\n  lrr: 0.1\n")
+    files["broken"].write_text("optim: [\n")
+    argv = [a.format(**files) for a in argv]
+    ran = []
+    assert run(TOY, argv, lambda cfg, args: ran.append(cfg) or 0) == 2
+    out, err = capsys.readouterr()
+    assert not ran and out == ""
+    assert len(_lines(err)) == 1 and err.startswith(message.format(**files)), err
+
+
+def test_job_outcomes_map_to_exit_codes(capsys, monkeypatch):
+    monkeypatch.delenv("TDN_TRACEBACK", raising=False)
+    assert run(TOY, ["o"], lambda cfg, args: 0) == 0
+    assert run(TOY, ["o"], lambda cfg, args: 1) == 1  # a job's own failure status passes through
+    assert capsys.readouterr().err == ""
+
+    def fails(cfg: Toy, args: argparse.Namespace) -> int:
+        raise JobFailed("3 of 10 videos failed")
+
+    assert run(TOY, ["o"], fails) == 1
+    assert capsys.readouterr().err == "toy: failed: 3 of 10 videos failed\n"
+
+    def missing_input(cfg: Toy, args: argparse.Namespace) -> int:
+        (Path(args.out) / "index.json").read_text()
+        return 0
+
+    assert run(TOY, ["/nowhere"], missing_input) == 2
+    assert capsys.readouterr().err == "toy: error: No such file or directory: /nowhere/index.json\n"
+
+    def bug(cfg: Toy, args: argparse.Namespace) -> int:
+        raise ValueError("a bug, not bad input")
+
+    with pytest.raises(ValueError, match="a bug"):  # only declared input errors become exit 2
+        run(TOY, ["o"], bug)
+    assert run(Job("toy", Toy, "", input_errors=(ValueError,)), ["o"], bug) == 2
+
+
+def test_traceback_on_request(capsys, monkeypatch):
+    monkeypatch.delenv("TDN_TRACEBACK", raising=False)
+    assert run(TOY, ["o", "--n", "0", "--traceback"], lambda cfg, args: 0) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.endswith("toy: error: --workers must be >= 1, got 0\n")
+    monkeypatch.setenv("TDN_TRACEBACK", "1")
+    assert run(TOY, ["o", "--n", "0"], lambda cfg, args: 0) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_every_job_uses_the_helper():
+    """Each jobs/*.py declares a JOB whose parser builds (no clashing flags); main() goes through run()."""
+    jobs = sorted(p.stem for p in (ROOT / "jobs").glob("*.py") if p.stem not in ("__init__", "cli"))
+    expected = {"shard", "train", "evaluate", "transfer", "reevaluate", "tables", "ensemble", "quickstart",
+                "flops", "synthetic", "convert_checkpoint"}  # fmt: skip
+    assert expected <= set(jobs)
+    for name in jobs:
+        module = importlib.import_module(f"jobs.{name}")
+        assert isinstance(module.JOB, Job), name
+        build_parser(module.JOB)
+        source = (ROOT / "jobs" / f"{name}.py").read_text()
+        assert "ArgumentParser(" not in source and "run(JOB, argv" in source, name
+
+
+def test_the_library_has_no_command_line():
+    """Entry points live in jobs/: no argparse, `__main__` block or `__main__.py` in pipeline/ or tdn/."""
+    offenders = []
+    for package in ("pipeline", "tdn"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT)
+            if path.name == "__main__.py":
+                offenders.append(f"{rel}: __main__.py")
+            for node in ast.walk(ast.parse(path.read_text(), str(rel))):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                    if "argparse" in names:
+                        offenders.append(f"{rel}:{node.lineno}: imports argparse")
+                if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                    offenders.append(f"{rel}:{node.lineno}: if __name__ == '__main__'")
+    assert not offenders, offenders
+
+
+# ---------------------------------------------------------------------------------------------- as a user
+
+
+def _shard(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("TDN_TRACEBACK", "PYTHONPATH")}
+    return subprocess.run([sys.executable, "jobs/shard.py", *args], cwd=ROOT, env={**environ, **env},
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_shard_job_from_the_command_line(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    dry = _shard("--config", "shard_ucf101", "--dataset.root", str(missing), "--dataset.annotations",
+                 str(missing / "lists"), "--dry-run")  # fmt: skip
+    assert dry.returncode == 2 and dry.stdout == "", dry.stderr[-3000:]
+    assert _lines(dry.stderr) == [f"shard: error: {missing}/lists/classInd.txt: annotation file not found"]
+
+    bad = _shard("--train.viewz", "3", "--dry-run")
+    assert bad.returncode == 2 and "usage:" not in bad.stderr
+    assert _lines(bad.stderr) == ["shard: error: unknown flag --train.viewz; did you mean --train.views, "
+                                  "--val.views, --train.short_side?"]  # fmt: skip
+
+    preset = _shard("--config", "shard_ucf", "--dry-run", TDN_TRACEBACK="1")
+    assert preset.returncode == 2 and "Traceback (most recent call last)" in preset.stderr
+    assert _lines(preset.stderr)[-1].startswith("shard: error: --config shard_ucf: no such file or preset")
+    assert "did you mean shard_ucf101" in preset.stderr
