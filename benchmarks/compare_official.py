@@ -49,8 +49,10 @@ def main() -> int:
         theirs.eval()  # the released TSN.train() override returns None: do not chain it
         with torch.no_grad():
             a, b = theirs(x.view(2, t * 15, args.size, args.size)), ours(x)
-        print(f"eval  {arch} T={t} {args.size}^2: max rel err of logits {_rel(a, b):.2e}, "
-              f"same argmax: {bool((a.argmax(1) == b.argmax(1)).all())}")
+        print(
+            f"eval  {arch} T={t} {args.size}^2: max rel err of logits {_rel(a, b):.2e}, "
+            f"same argmax: {bool((a.argmax(1) == b.argmax(1)).all())}"
+        )
 
     # training mode, float64 (float32 rounding through 50 random layers would hide real differences)
     sd = official_state_dict(num_classes=17, seed=3)
@@ -70,13 +72,17 @@ def main() -> int:
     a, b = theirs(xa.view(2, 8 * 15, size, size)), ours(xb)
     a.square().sum().backward()
     b.square().sum().backward()
-    print(f"train R50 T=8 {size}^2 float64: logits {_rel(a.detach(), b.detach()):.2e}, "
-          f"input grad {_rel(xa.grad, xb.grad):.2e}, "
-          f"L-TDM expand grad {_rel(theirs.base_model.layer3_bak[2].mse.conv3.weight.grad, ours.layer3[2].ltdm.expand.weight.grad):.2e}, "
-          f"temporal conv grad {_rel(theirs.base_model.layer2_bak[0].shift.conv.weight.grad, ours.layer2[0].tconv.weight.grad):.2e}")
+    print(
+        f"train R50 T=8 {size}^2 float64: logits {_rel(a.detach(), b.detach()):.2e}, "
+        f"input grad {_rel(xa.grad, xb.grad):.2e}, "
+        f"L-TDM expand grad {_rel(theirs.base_model.layer3_bak[2].mse.conv3.weight.grad, ours.layer3[2].ltdm.expand.weight.grad):.2e}, "
+        f"temporal conv grad {_rel(theirs.base_model.layer2_bak[0].shift.conv.weight.grad, ours.layer2[0].tconv.weight.grad):.2e}"
+    )
     after = convert_official_state_dict({"module." + k: v for k, v in theirs.state_dict().items()}, ours)
     worst = max(
-        float((after[k].double() - v.double()).abs().max()) for k, v in ours.state_dict().items() if "running" in k
+        float((after[k].double() - v.double()).abs().max())
+        for k, v in ours.state_dict().items()
+        if "running" in k
     )
     print(f"train: max abs difference of BN running statistics after the step: {worst:.2e}")
     return 0

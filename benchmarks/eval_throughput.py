@@ -28,7 +28,12 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
 def interleaved_inference_ms(
-    ckpts: dict[str, str], split: Path, eval_cfg, device: str, repeats: int, threads: int  # noqa: ANN001
+    ckpts: dict[str, str],
+    split: Path,
+    eval_cfg,
+    device: str,
+    repeats: int,
+    threads: int,  # noqa: ANN001
 ) -> dict[str, float]:
     """Median forward time per video of each model, alternating models batch by batch on the same decoded
     batches, so that load from other processes on a shared machine hits both alike."""
@@ -94,7 +99,9 @@ def main() -> int:
     # rendered at the stored evaluation resolution (short side 256), as the shard job stores frames
     h, w = a.short_side, a.short_side * 4 // 3
     videos = render_videos(len(classes), per_class, frames=a.frames, size=(h, w))
-    split = write_split(tmp / "shards", videos, classes, num_segments=a.segments, clips=1, num_shards=max(2, a.replicas))
+    split = write_split(
+        tmp / "shards", videos, classes, num_segments=a.segments, clips=1, num_shards=max(2, a.replicas)
+    )
     ckpts = {}
     for variant in ("tdn", "tsn"):
         cfg = ModelConfig(arch=a.arch, num_classes=len(classes), num_segments=a.segments, variant=variant)  # type: ignore[arg-type]
@@ -106,36 +113,60 @@ def main() -> int:
         from pipeline.ray_connect import init_ray
 
         init_ray(None)
-    eval_cfg = EvalConfig(protocol="ssv1x1", input_size=a.size, short_side=a.short_side, replicas=a.replicas,
-                          batch_size=a.batch_size, engine=a.engine, device=a.device, cpus_per_replica=a.threads)
+    eval_cfg = EvalConfig(
+        protocol="ssv1x1",
+        input_size=a.size,
+        short_side=a.short_side,
+        replicas=a.replicas,
+        batch_size=a.batch_size,
+        engine=a.engine,
+        device=a.device,
+        cpus_per_replica=a.threads,
+    )
     best: dict[str, object] = {}
     for rep in range(a.repeats):
         order = ("tdn", "tsn") if rep % 2 == 0 else ("tsn", "tdn")
         for variant in order:
-            out = evaluate(ModelSource(uri=ckpts[variant]), str(split), eval_cfg, tmp / f"out-{variant}-{rep}",
-                           log_to_mlflow=False)
+            out = evaluate(
+                ModelSource(uri=ckpts[variant]),
+                str(split),
+                eval_cfg,
+                tmp / f"out-{variant}-{rep}",
+                log_to_mlflow=False,
+            )
             r = out.result
-            print(f"repeat {rep} {variant}: {r.ms_per_video:.1f} ms/video, {r.videos_per_s:.2f} videos/s", flush=True)
+            print(
+                f"repeat {rep} {variant}: {r.ms_per_video:.1f} ms/video, {r.videos_per_s:.2f} videos/s",
+                flush=True,
+            )
             if variant not in best or r.ms_per_video < best[variant].ms_per_video:  # type: ignore[attr-defined]
                 best[variant] = r
     tdn, tsn = best["tdn"], best["tsn"]
     infer = interleaved_inference_ms(ckpts, split, eval_cfg, a.device, a.repeats, a.threads)
     print()
-    print(f"{len(videos)} videos, {a.arch} {a.segments}x1x1 at {a.size}px (short side {a.short_side}), "
-          f"engine {a.engine}, replicas {a.replicas}, device {a.device}, {a.threads} thread(s), "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}, best of {a.repeats}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"{len(videos)} videos, {a.arch} {a.segments}x1x1 at {a.size}px (short side {a.short_side}), "
+        f"engine {a.engine}, replicas {a.replicas}, device {a.device}, {a.threads} thread(s), "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}, best of {a.repeats}, {time.strftime('%Y-%m-%d')}"
+    )
     print()
-    print("| Model | Frames×Clips×Crops | GFLOPs/view | ms/video (whole evaluation) | videos/s | ms/video (inference "
-          "only, interleaved median) |")
+    print(
+        "| Model | Frames×Clips×Crops | GFLOPs/view | ms/video (whole evaluation) | videos/s | ms/video (inference "
+        "only, interleaved median) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, key, r in (("TSN", "tsn", tsn), ("TDN", "tdn", tdn)):
-        print(f"| {name} | {a.segments}×1×1 | {r.gflops:.1f} | {r.ms_per_video:.1f} | {r.videos_per_s:.2f} | "  # type: ignore[attr-defined]
-              f"{infer[key]:.1f} |")
+        print(
+            f"| {name} | {a.segments}×1×1 | {r.gflops:.1f} | {r.ms_per_video:.1f} | {r.videos_per_s:.2f} | "  # type: ignore[attr-defined]
+            f"{infer[key]:.1f} |"
+        )
     ratio = tdn.ms_per_video / tsn.ms_per_video  # type: ignore[attr-defined]
     print()
-    print(f"TDN / TSN time ratio: whole evaluation {ratio:.2f}, inference only {infer['tdn'] / infer['tsn']:.2f} "
-          f"(paper, V100, whole evaluation: 22.1 / 7.9 = {22.1 / 7.9:.2f}; GFLOPs ratio {tdn.gflops / tsn.gflops:.2f})")  # type: ignore[attr-defined]
+    print(
+        f"TDN / TSN time ratio: whole evaluation {ratio:.2f}, inference only {infer['tdn'] / infer['tsn']:.2f} "
+        f"(paper, V100, whole evaluation: 22.1 / 7.9 = {22.1 / 7.9:.2f}; GFLOPs ratio {tdn.gflops / tsn.gflops:.2f})"
+    )  # type: ignore[attr-defined]
     return 0
 
 

@@ -80,7 +80,13 @@ class ShardStream(IterableDataset):
     decoded here (PIL draft decode straight at the crop, ``decode_threads`` per worker)."""
 
     def __init__(self, shards: list[Path], batch: int, size: int, mode: str, decode_threads: int = 1) -> None:
-        self.shards, self.batch, self.size, self.mode, self.threads = shards, batch, size, mode, decode_threads
+        self.shards, self.batch, self.size, self.mode, self.threads = (
+            shards,
+            batch,
+            size,
+            mode,
+            decode_threads,
+        )
 
     def _samples(self, worker: int) -> Iterator[tuple[SampleMeta, bytes]]:
         while True:
@@ -157,7 +163,9 @@ def sync(device: torch.device) -> None:
 # ---------------------------------------------------------------------------------------------- parts
 
 
-def bench_decode(samples: list[tuple[SampleMeta, bytes]], device: torch.device, repeats: int) -> dict[str, float]:
+def bench_decode(
+    samples: list[tuple[SampleMeta, bytes]], device: torch.device, repeats: int
+) -> dict[str, float]:
     decoder = make_decoder(device)
     jpegs = []
     for meta, frames in samples:
@@ -203,7 +211,10 @@ class Trainer:
 
     def forward(self, x: torch.Tensor) -> None:
         self.model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32),
+        ):
             self.model(x)
 
 
@@ -276,10 +287,14 @@ def bench_pipeline(args: argparse.Namespace, shards: list[Path], mode: str, work
     main_cpu, worker_cpu = time.process_time() - c_main, children_cpu_seconds() - c_workers
     del it
     clips = args.steps * args.batch
-    return {"workers": workers, "clips_per_s": clips / wall, **clock.summary(wall),
-            "host_cpu_ms_per_clip": 1000 * (main_cpu + worker_cpu) / clips,
-            "main_cpu_ms_per_clip": 1000 * main_cpu / clips,
-            "worker_cpu_ms_per_clip": 1000 * worker_cpu / clips}
+    return {
+        "workers": workers,
+        "clips_per_s": clips / wall,
+        **clock.summary(wall),
+        "host_cpu_ms_per_clip": 1000 * (main_cpu + worker_cpu) / clips,
+        "main_cpu_ms_per_clip": 1000 * main_cpu / clips,
+        "worker_cpu_ms_per_clip": 1000 * worker_cpu / clips,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -326,14 +341,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     samples = [s for _, s in zip(range(max(args.batch, 4)), tar_samples(shards[0]))]
     args.segments = samples[0][0].num_segments
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     header = {"device": name, "torch": torch.__version__, "python": platform.python_version(),
               "host_cpus": os.cpu_count(), "shards": len(shards),
               "config": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
     print(f"# {name} | torch {torch.__version__} | python {header['python']} | {os.cpu_count()} CPUs")
     flags = (" channels_last" if args.channels_last else "") + (" compile" if args.compile else "")
-    print(f"# {args.arch} x{args.width} {args.segments} segments {args.size}^2 batch {args.batch} {args.dtype}"
-          f"{flags}, {len(shards)} shards")
+    print(
+        f"# {args.arch} x{args.width} {args.segments} segments {args.size}^2 batch {args.batch} {args.dtype}"
+        f"{flags}, {len(shards)} shards"
+    )
     result: dict[str, Any] = {"header": header}
 
     parts = set(args.parts.split(","))
@@ -347,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     if "decode" in parts:
         result["decode"] = d = bench_decode(samples, device, args.decode_repeats)
         how = "nvJPEG batched" if device.type == "cuda" else "PIL stand-in"
-        print(f"decode ({how}): {d['images_per_s']:.0f} images/s, host CPU {d['host_cpu_ms_per_image']:.3f} "
-              f"ms/image ({d['images']} JPEGs per call)")
+        print(
+            f"decode ({how}): {d['images_per_s']:.0f} images/s, host CPU {d['host_cpu_ms_per_image']:.3f} "
+            f"ms/image ({d['images']} JPEGs per call)"
+        )
 
     if "model" in parts:
         report_model(result, args, device)
@@ -378,19 +401,25 @@ def report_workers(result: dict[str, Any], args: argparse.Namespace, shards: lis
     ratio = w["device"]["worker_cpu_ms_per_clip"] / max(w["cpu"]["worker_cpu_ms_per_clip"], 1e-9)
     w["device_over_cpu"] = ratio
     for mode in ("device", "cpu"):
-        print(f"loader workers, {mode} path: {w[mode]['worker_cpu_ms_per_clip']:.2f} host CPU ms/clip "
-              f"({w[mode]['clips_per_s']:.1f} clips/s on one core)")
+        print(
+            f"loader workers, {mode} path: {w[mode]['worker_cpu_ms_per_clip']:.2f} host CPU ms/clip "
+            f"({w[mode]['clips_per_s']:.1f} clips/s on one core)"
+        )
     print(f"loader workers, host CPU per clip device/cpu: {ratio:.3f}")
 
 
-def report_pipeline(result: dict[str, Any], args: argparse.Namespace, shards: list[Path], device: torch.device) -> None:
+def report_pipeline(
+    result: dict[str, Any], args: argparse.Namespace, shards: list[Path], device: torch.device
+) -> None:
     result["pipeline"] = {"device": bench_pipeline(args, shards, "device", args.device_workers, device),
                           "cpu": bench_pipeline(args, shards, "cpu", args.cpu_workers, device)}  # fmt: skip
     for mode, r in result["pipeline"].items():
-        print(f"pipeline {mode} path ({r['workers']} workers): {r['clips_per_s']:.1f} clips/s, data wait "
-              f"{100 * r['data_wait_frac']:.1f} %, next batch p50 {1000 * r['next_batch_p50_s']:.1f} ms p95 "
-              f"{1000 * r['next_batch_p95_s']:.1f} ms, host CPU {r['host_cpu_ms_per_clip']:.2f} ms/clip "
-              f"(main {r['main_cpu_ms_per_clip']:.2f}, workers {r['worker_cpu_ms_per_clip']:.2f})")
+        print(
+            f"pipeline {mode} path ({r['workers']} workers): {r['clips_per_s']:.1f} clips/s, data wait "
+            f"{100 * r['data_wait_frac']:.1f} %, next batch p50 {1000 * r['next_batch_p50_s']:.1f} ms p95 "
+            f"{1000 * r['next_batch_p95_s']:.1f} ms, host CPU {r['host_cpu_ms_per_clip']:.2f} ms/clip "
+            f"(main {r['main_cpu_ms_per_clip']:.2f}, workers {r['worker_cpu_ms_per_clip']:.2f})"
+        )
 
 
 if __name__ == "__main__":

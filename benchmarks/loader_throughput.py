@@ -17,11 +17,13 @@ the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like
    - "shards, naive": the same transforms on the shard JPEGs (decode all 40 frames, crop, resize);
    - "shards, ours": pipeline.loading.train_loader.train_loader (unique frames only, draft, crop before resize, one
      normalisation per batch), without and with draft, and on half-resolution-neighbour shards;
+   - "shards, ours, unverified": the same without the read-time checks (each JPEG's CRC32, each shard's
+     sha256), whose cost is printed as a share of loader CPU;
    repetitions are interleaved and the median is reported with the ratio ours / on-the-fly;
 3. quantifies the half-resolution neighbour storage: relative change of the S-TDM input avgpool2(diff) and of
    the raw differences against full-resolution shards, on identical crops;
-4. measures the data-wait fraction of real training steps of a small TDN (tdn.build_model ResNet-18) fed by
-   the loader with one DataLoader worker process.
+4. measures the data-wait fraction of real training steps of a small TDN (tdn.model.networks.build_model,
+   ResNet-18) fed by the loader with one DataLoader worker process.
 
 Timings on a shared machine are noisy; the ratios come from interleaved runs in the same process.
 """
@@ -118,7 +120,9 @@ def _to_tensor_normalised(images: list[Image.Image]) -> torch.Tensor:
     return (arr - mean) / std
 
 
-def _group_transform(frames: list[Image.Image], size: int, rng: np.random.Generator, label: int) -> torch.Tensor:
+def _group_transform(
+    frames: list[Image.Image], size: int, rng: np.random.Generator, label: int
+) -> torch.Tensor:
     """GroupMultiScaleCrop + GroupRandomHorizontalFlip on all frames of one sample (PIL, per frame)."""
     w, h = frames[0].size
     box = multi_scale_crop_box(w, h, size, (1, 0.875, 0.75, 0.66), rng)
@@ -197,6 +201,20 @@ def loader_samples(split_dir: str, cfg: LoaderConfig, n: int, seed: int) -> int:
     return done
 
 
+def unverified_samples(split_dir: str, cfg: LoaderConfig, n: int, seed: int) -> int:
+    """``loader_samples`` with the loader's read-time checks swapped out, here only, to measure what they cost:
+    no CRC32 of each decoded JPEG (contract.check_frames), no sha256 of each shard (shard_reading.iter_shard)."""
+    from pipeline.loading import batch_decode, shard_reading
+
+    check, read = batch_decode.check_frames, shard_reading.iter_shard
+    batch_decode.check_frames = lambda meta, frames, where: None  # type: ignore[assignment]
+    shard_reading.iter_shard = lambda uri, expected: read(uri, None)  # type: ignore[assignment]
+    try:
+        return loader_samples(split_dir, cfg, n, seed)
+    finally:
+        batch_decode.check_frames, shard_reading.iter_shard = check, read
+
+
 def timed(fn: Callable[[], int]) -> tuple[float, float]:
     """(samples per CPU-second of this process, samples per wall-second). CPU time is the per-core rate
     and does not depend on what else runs on a shared machine."""
@@ -247,7 +265,7 @@ def data_wait_fraction(split_dir: str, steps: int, size: int) -> dict[str, float
     try:
         from tdn.model.networks import build_model
     except ImportError as exc:  # the model package is optional for the loader numbers
-        return {"error": f"tdn.build_model unavailable: {exc}"}
+        return {"error": f"tdn.model.networks.build_model unavailable: {exc}"}
     model = build_model("resnet18", num_classes=4, num_segments=SEGMENTS, width=0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     cfg = LoaderConfig(batch_size=4, num_workers=1, decode_threads=1, input_size=size, output_dtype="uint8")
@@ -306,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, Callable[[], int]] = {
         "on_the_fly_pyav": lambda: on_the_fly_samples(videos, S, n, seed=0),
         "shards_naive": lambda: naive_shard_samples(full_dir, S, n, seed=0),
-        "shards_ours_no_draft": lambda: loader_samples(full_dir, LoaderConfig(**one_core, use_draft=False), n, 0),
+        "shards_ours_no_draft": lambda: loader_samples(
+            full_dir, LoaderConfig(**one_core, use_draft=False), n, 0
+        ),
         "shards_ours": lambda: loader_samples(full_dir, LoaderConfig(**one_core), n, 0),
-        "shards_ours_uint8_out": lambda: loader_samples(full_dir, LoaderConfig(**one_core, output_dtype="uint8"), n, 0),
+        "shards_ours_unverified": lambda: unverified_samples(full_dir, LoaderConfig(**one_core), n, 0),
+        "shards_ours_uint8_out": lambda: loader_samples(
+            full_dir, LoaderConfig(**one_core, output_dtype="uint8"), n, 0
+        ),
         "shards_ours_half_res": lambda: loader_samples(half_dir, LoaderConfig(**one_core), n, 0),
     }
     rates: dict[str, list[float]] = {k: [] for k in runs}
@@ -325,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in runs:
         print(f"  {name:24s} {med[name]:7.2f}  x{med[name] / base:5.2f} vs on-the-fly   "
               f"(cpu runs {[round(r, 2) for r in rates[name]]}, wall {[round(r, 2) for r in walls[name]]})")  # fmt: skip
+    # paired: each repeat runs both back to back, so the median of per-repeat ratios shares the load conditions
+    paired = [1.0 - a / b for a, b in zip(rates["shards_ours"], rates["shards_ours_unverified"])]
+    cost = 100.0 * statistics.median(paired)
+    print(f"  read-time verification (frame CRC32 + shard sha256): {cost:.1f}% of loader CPU (median of the "
+          f"per-repeat ratios shards_ours / shards_ours_unverified {[round(100 * c, 1) for c in paired]}; "
+          "goal <= 3%)")  # fmt: skip
     two = LoaderConfig(num_workers=0, decode_threads=2, input_size=S, batch_size=8)
     cpu_rate, wall_rate = timed(lambda: loader_samples(full_dir, two, n, 0))
     print(f"  shards_ours with 2 decode threads: {wall_rate:.2f} samples/s wall on this shared 2-core machine "

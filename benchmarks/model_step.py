@@ -181,14 +181,18 @@ def measure_memory(args: argparse.Namespace, name: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    parser.add_argument(
+        "--arch", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"]
+    )
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=174)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1: CPU time = compute time)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads (1: CPU time = compute time)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--channels-last", action="store_true")
@@ -204,11 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     names = ["tsn", "tdn"] + (["official"] if args.official else [])
-    print(f"# {args.arch} {args.segments} segments, {args.size}x{args.size}, batch {args.batch}, width "
-          f"{args.width}, {args.device} {args.dtype}{' channels_last' if args.channels_last else ''}, "
-          f"{args.threads} threads, median of {args.repeats}")
-    print(f"# torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
-          f"{platform.processor() or platform.platform()}")
+    print(
+        f"# {args.arch} {args.segments} segments, {args.size}x{args.size}, batch {args.batch}, width "
+        f"{args.width}, {args.device} {args.dtype}{' channels_last' if args.channels_last else ''}, "
+        f"{args.threads} threads, median of {args.repeats}"
+    )
+    print(
+        f"# torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
+        f"{platform.processor() or platform.platform()}"
+    )
     if args.device.startswith("cuda"):
         print(f"# {torch.cuda.get_device_name()}")
     runners = build_runners(args, names)
@@ -228,16 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     base = runners[0].name
     for i, clock in ((0, "wall-clock"), (1, "process CPU time")):
         mf, ms = med(fwd[base], i), med(step[base], i)
-        print(f"\n[{clock}] {'model':22} {'forward ms':>11} {'/TSN':>6} {'fwd+bwd ms':>11} {'/TSN':>6} "
-              f"{'train clips/s':>14}")
+        print(
+            f"\n[{clock}] {'model':22} {'forward ms':>11} {'/TSN':>6} {'fwd+bwd ms':>11} {'/TSN':>6} "
+            f"{'train clips/s':>14}"
+        )
         for r in runners:
             f_, s_ = med(fwd[r.name], i), med(step[r.name], i)
-            print(f"[{clock}] {r.name:22} {1000 * f_ / args.batch:11.1f} {f_ / mf:6.2f} "
-                  f"{1000 * s_ / args.batch:11.1f} {s_ / ms:6.2f} {args.batch / s_:14.2f}")
+            print(
+                f"[{clock}] {r.name:22} {1000 * f_ / args.batch:11.1f} {f_ / mf:6.2f} "
+                f"{1000 * s_ / args.batch:11.1f} {s_ / ms:6.2f} {args.batch / s_:14.2f}"
+            )
         if args.official:
             ours, theirs = med(step["TDN (ours)"], i), med(step["TDN (released code)"], i)
             ours_f, theirs_f = med(fwd["TDN (ours)"], i), med(fwd["TDN (released code)"], i)
-            print(f"[{clock}] released code / ours: fwd+bwd {theirs / ours:.2f}x, forward {theirs_f / ours_f:.2f}x")
+            print(
+                f"[{clock}] released code / ours: fwd+bwd {theirs / ours:.2f}x, forward {theirs_f / ours_f:.2f}x"
+            )
     del runners
     if args.no_memory:
         return 0

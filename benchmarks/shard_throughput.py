@@ -91,7 +91,9 @@ def needed_requests(sampler: Sampler, path: Path, video_id: str, split: str, see
     with VideoFile(str(path)) as video:
         n = video.probe().num_frames
     clips = sampler.sample(n, rng_for(seed, video_id, split))
-    return sorted({r for reqs in frame_requests(clips, context_scale) for r in reqs}, key=lambda r: (r.index, r.scale))
+    return sorted(
+        {r for reqs in frame_requests(clips, context_scale) for r in reqs}, key=lambda r: (r.index, r.scale)
+    )
 
 
 def stored_planes(path: Path, requests: list[FrameRequest], short_side: int) -> list[list[np.ndarray]]:
@@ -206,15 +208,21 @@ def compare_jpeg_encoders(path: Path, quality: int, frames: int = 60) -> None:
         import simplejpeg
 
         for f in decoded:
-            y = to_yuvj.reformat(f, width=width, height=height, format="yuvj420p", dst_colorspace="ITU601", threads=1)
-            planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width] for p in y.planes]
+            y = to_yuvj.reformat(
+                f, width=width, height=height, format="yuvj420p", dst_colorspace="ITU601", threads=1
+            )
+            planes = [
+                np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width] for p in y.planes
+            ]
             simplejpeg.encode_jpeg_yuv_planes(*(np.ascontiguousarray(p) for p in planes), quality=quality)
 
     t_pil, t_mjpeg = timed(pil, 3) / frames, timed(mjpeg, 3) / frames
     t_planes = timed(yuv_planes, 3) / frames
-    print(f"JPEG encoders at {width}x{height}, resize included: PIL from RGB {1000 * t_pil:.3f} ms/frame, "
-          f"PyAV mjpeg from yuvj420p {1000 * t_mjpeg:.3f} ms/frame, simplejpeg from YUV planes "
-          f"{1000 * t_planes:.3f} ms/frame")
+    print(
+        f"JPEG encoders at {width}x{height}, resize included: PIL from RGB {1000 * t_pil:.3f} ms/frame, "
+        f"PyAV mjpeg from yuvj420p {1000 * t_mjpeg:.3f} ms/frame, simplejpeg from YUV planes "
+        f"{1000 * t_planes:.3f} ms/frame"
+    )
 
 
 def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
@@ -245,10 +253,12 @@ def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
     finally:
         ray.shutdown()
     videos = 2 * len(paths)
-    print(f"shard job on a local Ray with {args.ray_cpus} CPUs (train 2 views + val, warm workers): "
-          f"{summary.seconds:.1f}s wall for {videos} videos, {videos / summary.seconds:.2f} videos/s, "
-          f"{videos / summary.seconds / args.ray_cpus:.2f} videos/s per CPU (wall time: includes other "
-          f"load on a shared machine)")
+    print(
+        f"shard job on a local Ray with {args.ray_cpus} CPUs (train 2 views + val, warm workers): "
+        f"{summary.seconds:.1f}s wall for {videos} videos, {videos / summary.seconds:.2f} videos/s, "
+        f"{videos / summary.seconds / args.ray_cpus:.2f} videos/s per CPU (wall time: includes other "
+        f"load on a shared machine)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-views", type=int, default=2)
     parser.add_argument("--quality", type=int, default=90)
     parser.add_argument("--repeat", type=int, default=3, help="best of N per video and route")
-    parser.add_argument("--ray-cpus", type=int, default=0,
-                        help="also run the whole shard job (train + val) on a local Ray with this many CPUs")
+    parser.add_argument(
+        "--ray-cpus",
+        type=int,
+        default=0,
+        help="also run the whole shard job (train + val) on a local Ray with this many CPUs",
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     lo, hi = (int(v) for v in args.frames.split(","))
@@ -283,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     if min(width, height) < 320:
         # The UCF101/HMDB51 presets (upscale: false) keep sources under their short side at source size.
-        presets[f"train {views} views, source size (ucf101/hmdb51 presets)"] = (train, EncodeSettings(0, args.quality))
+        presets[f"train {views} views, source size (ucf101/hmdb51 presets)"] = (
+            train,
+            EncodeSettings(0, args.quality),
+        )
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         rng = np.random.default_rng(0)
@@ -294,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
             paths.append(path)
         seconds_of_video = sum(_frame_count(p) for p in paths) / 25.0
         mbit = sum(p.stat().st_size for p in paths) * 8 / 1e6 / seconds_of_video
-        print(f"{args.videos} {args.codec} videos {width}x{height}, {lo}-{hi} frames, {mbit:.2f} Mbit/s "
-              f"(UCF101 averages about 0.5) (generated in {time.perf_counter() - gen_start:.0f}s); one process, one core, CPU time, "
-              f"best of {args.repeat}, T={args.segments}, JPEG quality {args.quality}")
+        print(
+            f"{args.videos} {args.codec} videos {width}x{height}, {lo}-{hi} frames, {mbit:.2f} Mbit/s "
+            f"(UCF101 averages about 0.5) (generated in {time.perf_counter() - gen_start:.0f}s); one process, one core, CPU time, "
+            f"best of {args.repeat}, T={args.segments}, JPEG quality {args.quality}"
+        )
         print(f"PyAV {av.__version__}, numpy {np.__version__}\n")
         header = f"{'route':58s} {'CPU s/video':>11s} {'videos/s/core':>13s} {'x floor':>8s} {'KB/sample':>9s} {'KB/video':>9s}"
         official_cache: dict[tuple[str, int, str], tuple[float, int, int]] = {}
@@ -342,20 +361,30 @@ def main(argv: list[str] | None = None) -> int:
             n = len(paths)
             print(f"== {name}")
             print(header)
-            print(f"{'floor: decode up to the last needed frame':58s} {floor_t / n:11.4f} {n / floor_t:13.1f} "
-                  f"{1.0:8.2f} {'':>9s} {'':>9s}")
+            print(
+                f"{'floor: decode up to the last needed frame':58s} {floor_t / n:11.4f} {n / floor_t:13.1f} "
+                f"{1.0:8.2f} {'':>9s} {'':>9s}"
+            )
             if jpeg_t:
                 bound = floor_t + jpeg_t
-                print(f"{'bound: floor + JPEG encoding of the stored frames alone':58s} {bound / n:11.4f} "
-                      f"{n / bound:13.1f} {bound / floor_t:8.2f} {'':>9s} {'':>9s}")
-            print(f"{'ours: probe + decode + resize + JPEG + samples':58s} {ours_t / n:11.4f} {n / ours_t:13.1f} "
-                  f"{ours_t / floor_t:8.2f} {sample_bytes / samples / 1024:9.1f} {sample_bytes / n / 1024:9.1f}")
-            print(f"{'official: JPEG every frame, then sample':58s} {official_t / n:11.4f} "
-                  f"{n / official_t:13.1f} {official_t / floor_t:8.2f} "
-                  f"{official_picked / samples / 1024:9.1f} {official_all / n / 1024:9.1f}")
-            print(f"frames up to the last needed one left undecoded by ours (unneeded non-reference frames): "
-                  f"{100 * not_decoded / decoded:.1f}%; before the first needed one (all a seek could skip, "
-                  f"keyframes permitting): {100 * sum(skippable) / n:.1f}%")
+                print(
+                    f"{'bound: floor + JPEG encoding of the stored frames alone':58s} {bound / n:11.4f} "
+                    f"{n / bound:13.1f} {bound / floor_t:8.2f} {'':>9s} {'':>9s}"
+                )
+            print(
+                f"{'ours: probe + decode + resize + JPEG + samples':58s} {ours_t / n:11.4f} {n / ours_t:13.1f} "
+                f"{ours_t / floor_t:8.2f} {sample_bytes / samples / 1024:9.1f} {sample_bytes / n / 1024:9.1f}"
+            )
+            print(
+                f"{'official: JPEG every frame, then sample':58s} {official_t / n:11.4f} "
+                f"{n / official_t:13.1f} {official_t / floor_t:8.2f} "
+                f"{official_picked / samples / 1024:9.1f} {official_all / n / 1024:9.1f}"
+            )
+            print(
+                f"frames up to the last needed one left undecoded by ours (unneeded non-reference frames): "
+                f"{100 * not_decoded / decoded:.1f}%; before the first needed one (all a seek could skip, "
+                f"keyframes permitting): {100 * sum(skippable) / n:.1f}%"
+            )
             print()
         compare_jpeg_encoders(paths[0], args.quality)
         if args.ray_cpus > 0:

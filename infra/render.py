@@ -42,7 +42,9 @@ def render(text: str, values: Mapping[str, str], source: str = "<template>") -> 
     full = derived_values(values)
     missing = sorted(name for name in placeholders(text) if not full.get(name))
     if missing:
-        raise MissingValueError(f"{source}: no value for {', '.join(missing)} (set them as environment variables)")
+        raise MissingValueError(
+            f"{source}: no value for {', '.join(missing)} (set them as environment variables)"
+        )
     return PLACEHOLDER.sub(lambda m: full[m.group(1)], text)
 
 

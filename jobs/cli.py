@@ -32,13 +32,18 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Literal, NoReturn, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar, get_args, get_origin
 
 import yaml
 
-from pipeline.config import ConfigError, leaf_fields, load_config
+from pipeline.config import leaf_fields, load_config
+from pipeline.errors import InputError  # ConfigError, AnnotationError, ContractError, ...: user input, exit 2
+from pipeline.storage import StorageUnreachable
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")  # a job's config class
 
 PRESETS = Path(__file__).resolve().parent / "configs"
 _FIELD = "cfg::"  # argparse dest prefix of the flags that set a config key
@@ -138,7 +143,7 @@ def parse(job: Job[C], argv: Sequence[str] | None = None) -> tuple[C, argparse.N
     if unknown:
         raise BadInput(_unknown_flags(parser, unknown))
     overrides = [
-        f"{dest[len(_FIELD):]}={value if isinstance(value, str) else json.dumps(value)}"
+        f"{dest[len(_FIELD) :]}={value if isinstance(value, str) else json.dumps(value)}"
         for dest, value in vars(args).items()
         if dest.startswith(_FIELD) and value is not None
     ]
@@ -166,7 +171,14 @@ def run(job: Job[C], argv: Sequence[str] | None, body: Callable[[C, argparse.Nam
         return body(cfg, args)
     except JobFailed as exc:
         return _report(job, "failed", exc, show, 1)
-    except (BadInput, ConfigError, yaml.YAMLError, FileNotFoundError, *job.input_errors) as exc:
+    except (
+        BadInput,
+        InputError,
+        StorageUnreachable,
+        yaml.YAMLError,
+        FileNotFoundError,
+        *job.input_errors,
+    ) as exc:
         return _report(job, "error", exc, show, 2)
 
 

@@ -6,6 +6,8 @@
         --shards shards/ssv1/val --protocol ssv1x1 --out results/ssv1
 
 --model takes a project checkpoint (path or s3:// URI), models:/name/version or models:/name@alias.
+Input size and short side are the model's own (its checkpoint's training config), else the protocol's;
+--eval.input_size / --eval.short_side that differ from the model's are used, warned about and recorded.
 Every field of EvaluateJob is also a dotted flag (--eval.batch_size 16, --eval.input_size 112) or a YAML
 preset key (--config jobs/configs/eval_k400_10x3.yaml).
 """
@@ -25,8 +27,8 @@ if __package__ in (None, ""):  # `python jobs/evaluate.py` from the repository r
 
 from jobs.cli import Job, Shortcut, run
 from pipeline.ray_connect import init_ray
-from tdn.evaluation.batch_inference import evaluate
-from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.batch_inference import evaluate, read_split_index
+from tdn.evaluation.model_source import ModelSource, load_model
 from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.results import DEFAULT_EXPERIMENT
 from tdn.tracking.mlflow_store import resolve_tracking_uri
@@ -69,8 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def evaluate_job(job: EvaluateJob, args: argparse.Namespace) -> int:
     tracking = resolve_tracking_uri(job.tracking_uri)
+    # What the driver can check fails here, in one line, before a Ray cluster is started or joined:
+    read_split_index(job.shards)  # a missing, tampered or unreachable index.json
+    loaded = load_model(job.model, tracking)  # a missing file or registered model, a garbage checkpoint
     init_ray(job.address or None)
-    outcome = evaluate(job.model, job.shards, job.eval, job.out, tracking, job.experiment)
+    outcome = evaluate(loaded, job.shards, job.eval, job.out, tracking, job.experiment)
     print(json.dumps({**outcome.result.to_dict(), "run_id": outcome.run_id, "out": job.out}))
     return 0
 

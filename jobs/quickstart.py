@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # `python jobs/quickstart.py` from the repository
 
 from jobs import cli
 from pipeline.config import load_config
+from tdn.model.networks import Variant
 from tdn.tracking.mlflow_store import DEFAULT_TRACKING_URI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,13 +63,21 @@ def make_videos(cfg: QuickstartConfig) -> Path:
     from pipeline.synthetic.generate import SyntheticConfig, generate
 
     root = Path(cfg.workdir) / "data" / "ucf101"
-    start = stage(1, f"synthetic motion videos: {', '.join(cfg.motions)} x {cfg.videos_per_class} (UCF101 layout)")
+    start = stage(
+        1, f"synthetic motion videos: {', '.join(cfg.motions)} x {cfg.videos_per_class} (UCF101 layout)"
+    )
     if (root / "synthetic_manifest.json").is_file():
         done(start, f"reused {root}")
         return root
-    videos = generate(SyntheticConfig(
-        classes=len(cfg.motions), motions=cfg.motions, videos_per_class=cfg.videos_per_class, seed=cfg.seed
-    ), root)
+    videos = generate(
+        SyntheticConfig(
+            classes=len(cfg.motions),
+            motions=cfg.motions,
+            videos_per_class=cfg.videos_per_class,
+            seed=cfg.seed,
+        ),
+        root,
+    )
     done(start, f"{len(videos)} videos, {sum(v.num_frames for v in videos)} frames -> {root}")
     return root
 
@@ -113,7 +122,7 @@ def eval_short_side(input_size: int) -> int:
     return round(input_size * 256 / 224)
 
 
-def train(cfg: QuickstartConfig, variant: str, shards: Path, n: int) -> str:
+def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
     """Train one variant; returns its final checkpoint path (reused when the run finished before)."""
     from tdn.training.config import TrainConfig
     from tdn.training.launcher import fit
@@ -158,7 +167,11 @@ def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int)
         return json.loads(results.read_text())
     start_ray(cfg)
     eval_cfg = EvalConfig(
-        protocol="ssv1x1", input_size=input_size, short_side=eval_short_side(input_size), replicas=1, batch_size=8
+        protocol="ssv1x1",
+        input_size=input_size,
+        short_side=eval_short_side(input_size),
+        replicas=1,
+        batch_size=8,
     )
     # The registered version the training run just made, so the evaluation run links to it in MLflow.
     model = ModelSource(uri=f"models:/{registered_name(variant)}@{ALIAS}")
@@ -184,10 +197,13 @@ def start_ray(cfg: QuickstartConfig) -> None:
 def run(cfg: QuickstartConfig) -> dict[str, dict]:
     total = time.perf_counter()
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
-    preset = load_config(__import__("tdn.training.config", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET)
+    preset = load_config(
+        __import__("tdn.training.config", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET
+    )
     videos = make_videos(cfg)
     shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
-    checkpoints = {v: train(cfg, v, shards, n) for v, n in (("tdn", 3), ("tsn", 4))}
+    variants: tuple[tuple[Variant, int], ...] = (("tdn", 3), ("tsn", 4))
+    checkpoints = {v: train(cfg, v, shards, n) for v, n in variants}
     start = stage(5, "evaluate both on the test split (Ray Data batch inference, 1 clip x centre crop)")
     results = {v: evaluate(cfg, v, shards, preset.loader.input_size) for v in checkpoints}
     done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
@@ -197,7 +213,9 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     print(f"\nquickstart finished in {time.perf_counter() - total:.0f}s")
     print("Browse the runs, curves and artifacts in the MLflow UI:")
     if cfg.tracking_uri.startswith("sqlite:"):
-        print(f"  .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri} --port 5000   # then open http://127.0.0.1:5000")
+        print(
+            f"  .venv/bin/mlflow ui --backend-store-uri {cfg.tracking_uri} --port 5000   # then open http://127.0.0.1:5000"
+        )
     else:
         print(f"  {cfg.tracking_uri}")
     return results

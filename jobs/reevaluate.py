@@ -4,8 +4,10 @@
         --tracking-uri http://mlflow:5000 [--alias champion] [--models tdn-k400,tsn-k400] [--every 6h]
 
 Evaluates only versions without an evaluation run for the shards' index checksum (running it twice
-evaluates nothing new), then refreshes the tables. --every loops on this machine; on a cluster the schedule
-lives in infra/. Prints one JSON report per pass. Exit status 1 if a version failed (single pass).
+evaluates nothing new), then refreshes the tables. Each version is evaluated at its own input size and
+short side (its checkpoint's training config) unless --eval.input_size / --eval.short_side are given.
+--every loops on this machine; on a cluster the schedule lives in infra/. Prints one JSON report per pass.
+Exit status 1 if a version failed (single pass).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Every field of TrainConfig is a dotted flag. ``--workers``/``--gpus``/``--resume
 are shortcuts for ``--run.workers``, ``--run.use_gpu true``, ``--run.resume``, ``--run.name``,
 ``--tracking.uri``. The learning rate in a recipe is for ``optim.reference_batch`` samples per step and is
 scaled linearly to ``loader.batch_size * workers``. Prints one line per N steps and per epoch, then the final
-metrics and checkpoint location as JSON. Exit status 2 for a bad configuration, 1 if training failed.
+metrics and checkpoint location as JSON. Exit status 2 for a bad configuration, 1 if training failed or if
+MLflow calls could not be sent (they are kept in a journal beside the checkpoints; jobs/replay_tracking.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ if __package__ in (None, ""):  # `python jobs/train.py` from the repository root
 import ray.train
 
 from jobs.cli import Job, JobFailed, Option, Shortcut, run
+from tdn.tracking.journal import pending_operations
 from tdn.training.config import TrainConfig
-from tdn.training.launcher import fit
+from tdn.training.launcher import fit, tracking_journal
 
 JOB = Job("train", TrainConfig, __doc__, shortcuts=(
     Shortcut("--workers", "run.workers", help="number of DDP workers (= --run.workers)"),
@@ -56,6 +58,13 @@ def train(cfg: TrainConfig, args: argparse.Namespace) -> int:
         raise JobFailed(str(result.error))
     checkpoint = result.checkpoint.path if result.checkpoint is not None else None
     print(json.dumps({"metrics": result.metrics, "checkpoint": checkpoint, "path": result.path}, default=str))
+    journal = tracking_journal(cfg, result)
+    pending = pending_operations(journal)
+    if pending:  # the tracking server was down when training ended: nothing is lost, but it is not in MLflow
+        raise JobFailed(
+            f"{pending} MLflow call(s) (metrics, artifacts, model registration, run status) were not "
+            f"sent; they are kept in {journal}: send them with python jobs/replay_tracking.py {journal}"
+        )
     return 0
 
 

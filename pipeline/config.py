@@ -16,14 +16,19 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-T = TypeVar("T")
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config class: a dataclass type
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration file or flag that does not fit the dataclass it is loaded into."""
 
 
@@ -49,7 +54,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: null is not allowed (expected {tp})")
     tp = inner
     origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a nested section (an annotation is a class)
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
         return _from_mapping(tp, value, where)
@@ -222,7 +227,7 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
         tp = hints[f.name]
         _, inner = _is_optional(tp)
         name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             out.extend(leaf_fields(inner, f"{name}."))
         else:
             out.append((name, tp))

@@ -29,4 +29,6 @@ def init_ray(address: str | None = None, **kwargs) -> None:
     # Pass the environment through explicitly: quiet logs, same auth mode as the rest of this process.
     ray.init(address=address, log_to_driver=True, **kwargs)
     resources = ray.cluster_resources()
-    log.info("ray: %d node(s), %s CPU, %s GPU", len(ray.nodes()), resources.get("CPU", 0), resources.get("GPU", 0))
+    log.info(
+        "ray: %d node(s), %s CPU, %s GPU", len(ray.nodes()), resources.get("CPU", 0), resources.get("GPU", 0)
+    )

@@ -22,6 +22,28 @@ from typing import IO
 import pyarrow.fs as pafs
 
 
+class StorageUnreachable(OSError):
+    """The S3 endpoint cannot be reached at all (a wrong ``AWS_ENDPOINT_URL``, no route). The jobs report it as
+    bad input (one line, exit 2) when it happens before any work; it is no ``InputError``, so a worker that
+    loses the network mid-run is still retried like any lost worker."""
+
+
+def _translated(uri: str | os.PathLike, exc: OSError) -> OSError:
+    """pyarrow's error for a connection that never opened -> StorageUnreachable naming the URI and endpoint."""
+    if "NETWORK_CONNECTION" not in str(exc):
+        return exc
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS default"
+    return StorageUnreachable(f"{uri}: the S3 endpoint ({endpoint}) cannot be reached")
+
+
+def _info(uri: str | os.PathLike) -> pafs.FileInfo:
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path)
+    except OSError as exc:
+        raise _translated(uri, exc) from exc
+
+
 def is_s3(uri: str | os.PathLike) -> bool:
     return str(uri).startswith("s3://")
 
@@ -58,23 +80,19 @@ def filesystem(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 
 def exists(uri: str | os.PathLike) -> bool:
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    return _info(uri).type != pafs.FileType.NotFound
 
 
 def is_file(uri: str | os.PathLike) -> bool:
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.File
+    return _info(uri).type == pafs.FileType.File
 
 
 def is_dir(uri: str | os.PathLike) -> bool:
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.Directory
+    return _info(uri).type == pafs.FileType.Directory
 
 
 def file_size(uri: str | os.PathLike) -> int:
-    fs, path = filesystem(uri)
-    info = fs.get_file_info(path)
+    info = _info(uri)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(str(uri))
     return int(info.size or 0)
@@ -92,7 +110,7 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
     except OSError as exc:
         if "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
             raise FileNotFoundError(str(uri)) from exc
-        raise
+        raise _translated(uri, exc) from exc
 
 
 def read_text(uri: str | os.PathLike, encoding: str = "utf-8") -> str:

@@ -16,6 +16,7 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # Keep tests from spending time on Ray Data's progress bars.
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
+import tempfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -32,6 +33,12 @@ def ray_cluster() -> Iterator[object]:
     import ray
     from ray.cluster_utils import Cluster
 
+    # Credentials are never forwarded to Ray workers (pipeline/forwarded_env.py): like a real node, this
+    # cluster's nodes read them from a 0600 file of their own (moto takes any key).
+    creds = Path(tempfile.mkdtemp(prefix="tdn-test-aws-")) / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    creds.chmod(0o600)
+    os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", str(creds))
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 2, "include_dashboard": False},

@@ -29,7 +29,9 @@ from pipeline.shards.sampling import WINDOW, CentreSampler, MultiClipSampler, rn
 from pipeline.synthetic.render import MOTION_CLASSES, render_clip
 
 
-def render_videos(classes: int, per_class: int, frames: int = 24, size: tuple[int, int] = (64, 80), seed: int = 0):
+def render_videos(
+    classes: int, per_class: int, frames: int = 24, size: tuple[int, int] = (64, 80), seed: int = 0
+):
     """[(video_id, label, uint8 (F, H, W, 3))]; ids with dots and spaces on purpose."""
     out = []
     for label in range(classes):

@@ -27,7 +27,9 @@ def _ratio(line: str) -> float:
 
 
 def test_shard_throughput_prints_every_route():
-    out = _run("shard_throughput.py", "--videos", "1", "--size", "128x96", "--frames", "40,40", "--repeat", "1")
+    out = _run(
+        "shard_throughput.py", "--videos", "1", "--size", "128x96", "--frames", "40,40", "--repeat", "1"
+    )
     presets = out.split("== ")[1:]
     # 96 lines < 320: the source-size preset (UCF101/HMDB51's upscale: false) is measured too.
     assert len(presets) == 7 and presets[-1].startswith("train 2 views, source size")
@@ -55,6 +57,10 @@ def test_loader_throughput_compares_with_on_the_fly_decoding():
     out = _run("loader_throughput.py", "--videos-per-class", "1", "--size", "64x48", "--input-size", "32",
                "--samples", "4", "--repeats", "1", "--train-steps", "0")  # fmt: skip
     assert re.search(r"shards_ours\s+[\d.]+\s+x [\d.]+ vs on-the-fly", out), out
+    assert re.search(r"shards_ours_unverified\s+[\d.]+", out), out
+    assert re.search(
+        r"read-time verification \(frame CRC32 \+ shard sha256\): -?[\d.]+% of loader CPU", out
+    ), out
 
 
 def test_eval_throughput_prints_the_table():
@@ -78,7 +84,19 @@ def test_gpu_step_runs_on_cpu_without_the_packages_the_gpu_machine_lacks(tmp_pat
     blocker = (f"import runpy, sys; sys.modules.update(dict.fromkeys({_ABSENT_ON_GPU_MACHINE!r})); "
                f"sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
     script = str(ROOT / "benchmarks" / "gpu_step.py")
-    args = [sys.executable, "-c", blocker, script, "--shards", split, "--device", "cpu", "--tiny", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-c",
+        blocker,
+        script,
+        "--shards",
+        split,
+        "--device",
+        "cpu",
+        "--tiny",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout

@@ -89,12 +89,16 @@ def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, depths=(3, 4
     a, b = (0.5, 0.5) if t == 8 else (0.75, 0.25)
 
     def conv(v, name, stride=1, padding=0, groups=1):
-        return F.conv2d(v, sd[P + name + ".weight"], sd.get(P + name + ".bias"), stride, padding, groups=groups)
+        return F.conv2d(
+            v, sd[P + name + ".weight"], sd.get(P + name + ".bias"), stride, padding, groups=groups
+        )
 
     def bn(v, name):
         s = (1, -1, 1, 1)
         mean, var = sd[P + name + ".running_mean"].view(s), sd[P + name + ".running_var"].view(s)
-        return (v - mean) / torch.sqrt(var + 1e-5) * sd[P + name + ".weight"].view(s) + sd[P + name + ".bias"].view(s)
+        return (v - mean) / torch.sqrt(var + 1e-5) * sd[P + name + ".weight"].view(s) + sd[
+            P + name + ".bias"
+        ].view(s)
 
     def mse(v, pre):
         r = bn(conv(v, pre + "conv1"), pre + "bn1")
@@ -200,8 +204,20 @@ def test_convert_official_cli(tmp_path, repo_root):
     torch.save({"state_dict": sd}, src)
     names = tmp_path / "classes.txt"
     names.write_text("a\nb\nc\nd\n")
-    cmd = [sys.executable, str(repo_root / "jobs" / "convert_checkpoint.py"), str(src), str(dst), "--arch", "resnet50",
-           "--segments", "8", "--num-classes", "4", "--class-names", str(names)]
+    cmd = [
+        sys.executable,
+        str(repo_root / "jobs" / "convert_checkpoint.py"),
+        str(src),
+        str(dst),
+        "--arch",
+        "resnet50",
+        "--segments",
+        "8",
+        "--num-classes",
+        "4",
+        "--class-names",
+        str(names),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=tmp_path)
     model, ckpt = load_model_checkpoint(str(dst))
     assert ckpt["class_names"] == ["a", "b", "c", "d"] and ckpt["model_config"]["arch"] == "resnet50"
@@ -219,8 +235,10 @@ def _torchvision_layout(arch: str, seed: int = 0) -> dict[str, torch.Tensor]:
     # our TSN model has torchvision's ResNet names; add the ImageNet classifier torchvision files carry
     model = build_model(arch, 1000, 1, "tsn", dropout=0.0)
     g = torch.Generator().manual_seed(seed)
-    return {k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v) for k, v in
-            model.state_dict().items()}
+    return {
+        k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -272,8 +290,17 @@ def _roundtrip(uri: str) -> None:
     x = torch.randn(2, 4, 5, 3, 32, 32)
     model(x).sum().backward()
     opt.step()
-    save_checkpoint(uri, model, cfg, ["x", "y", "z"], optimizer=opt, epoch=2, step=40, metrics={"top1": 0.5},
-                    rng={"torch": torch.get_rng_state()})
+    save_checkpoint(
+        uri,
+        model,
+        cfg,
+        ["x", "y", "z"],
+        optimizer=opt,
+        epoch=2,
+        step=40,
+        metrics={"top1": 0.5},
+        rng={"torch": torch.get_rng_state()},
+    )
     loaded, ckpt = load_model_checkpoint(uri)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 40 and ckpt["class_names"] == ["x", "y", "z"]
     assert ckpt["metrics"] == {"top1": 0.5} and "momentum_buffer" in str(ckpt["optimizer"])

@@ -232,7 +232,7 @@ def test_shard_job_from_the_command_line(tmp_path):
     dry = _shard("--config", "shard_ucf101", "--dataset.root", str(missing), "--dataset.annotations",
                  str(missing / "lists"), "--dry-run")  # fmt: skip
     assert dry.returncode == 2 and dry.stdout == "", dry.stderr[-3000:]
-    assert _lines(dry.stderr) == [f"shard: error: {missing}/lists/classInd.txt: annotation file not found"]
+    assert _lines(dry.stderr) == [f"shard: error: dataset root {missing} does not exist or is not a folder"]
 
     bad = _shard("--train.viewz", "3", "--dry-run")
     assert bad.returncode == 2 and "usage:" not in bad.stderr

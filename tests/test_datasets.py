@@ -94,10 +94,15 @@ def test_ucf101_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     # split 2: a list naming the folder in another case still finds HandstandPushups/ on disk
     index2 = load_dataset(DatasetConfig(format="ucf101", root=str(tmp_path), split_number=2))
     train2 = by_id(index2, "train")
-    assert train2["v_HandStandPushups_g01_c01"].path == str(tmp_path / "HandstandPushups" / "v_HandStandPushups_g01_c01.avi")
+    assert train2["v_HandStandPushups_g01_c01"].path == str(
+        tmp_path / "HandstandPushups" / "v_HandStandPushups_g01_c01.avi"
+    )
     assert train2["v_HandStandPushups_g01_c01"].label == 1
     assert _missing(index2)["test"] == [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")]
-    assert "trainlist02.txt" in index2.annotation_checksums and "trainlist01.txt" not in index2.annotation_checksums
+    assert (
+        "trainlist02.txt" in index2.annotation_checksums
+        and "trainlist01.txt" not in index2.annotation_checksums
+    )
     # without the existence check every listed video is a record
     unchecked = load_dataset(DatasetConfig(format="ucf101", root=str(tmp_path), check_exists=False))
     assert len(unchecked.splits["train"]) == 4 and _missing(unchecked) == {"train": [], "test": []}
@@ -121,7 +126,9 @@ def test_ucf101_videos_reencoded_to_another_container_are_found(tmp_path: Path, 
         ("classInd.txt", "7 Juggling", "out of order"),
     ],
 )
-def test_ucf101_errors_name_file_and_line(tmp_path: Path, clip_bytes: bytes, file: str, line: str, message: str):
+def test_ucf101_errors_name_file_and_line(
+    tmp_path: Path, clip_bytes: bytes, file: str, line: str, message: str
+):
     lists = write_ucf101(tmp_path, clip_bytes)
     lines = [x for x in (lists / file).read_bytes().decode("utf-8-sig").split("\r\n") if x]
     put(lists / file, "".join(x + "\r\n" for x in [*lines, line]))
@@ -143,7 +150,9 @@ def test_synthetic_ucf101_parses_with_manifest_labels(synthetic_ucf101: Path) ->
     manifest = {Path(v.path).stem: v for v in load_manifest(synthetic_ucf101)}
     seen_test = []
     for split_number in (1, 2, 3):
-        index = load_dataset(DatasetConfig(format="ucf101", root=str(synthetic_ucf101), split_number=split_number))
+        index = load_dataset(
+            DatasetConfig(format="ucf101", root=str(synthetic_ucf101), split_number=split_number)
+        )
         assert index.classes == ["MoveLeft", "MoveRight", "MoveUp", "MoveDown"]
         assert _missing(index) == {"train": [], "test": []}
         records = index.splits["train"] + index.splits["test"]
@@ -159,7 +168,9 @@ def test_ucf101_on_s3_matches_local(s3_server, synthetic_ucf101: Path) -> None:
     bucket = s3_server.create_bucket("datasets-test")
     for path in sorted(synthetic_ucf101.rglob("*")):
         if path.is_file() and "v_MoveLeft_g01" not in path.name:  # one video left out: reported missing
-            storage.write_bytes_atomic(f"{bucket}/ucf/{path.relative_to(synthetic_ucf101).as_posix()}", path.read_bytes())
+            storage.write_bytes_atomic(
+                f"{bucket}/ucf/{path.relative_to(synthetic_ucf101).as_posix()}", path.read_bytes()
+            )
     local = load_dataset(DatasetConfig(format="ucf101", root=str(synthetic_ucf101)))
     remote = load_dataset(DatasetConfig(format="ucf101", root=f"{bucket}/ucf"))
     assert remote.classes == local.classes and remote.annotation_checksums == local.annotation_checksums
@@ -181,19 +192,28 @@ def test_hmdb51_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     put(splits / "cartwheel_test_split1.txt", "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 2 \n")
     put(splits / "brush_hair_test_split2.txt", "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 2 \n")
     put(splits / "cartwheel_test_split2.txt", "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 1 \n")
-    put(splits / "brush_hair_train_split1.txt", "not a test split file 7 \n")  # ignored: not *_test_split1.txt
+    put(
+        splits / "brush_hair_train_split1.txt", "not a test split file 7 \n"
+    )  # ignored: not *_test_split1.txt
     put(tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_0.avi", clip_bytes)
     put(tmp_path / "cartwheel" / "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi", clip_bytes)
     index = load_dataset(DatasetConfig(format="hmdb51", root=str(tmp_path)))
     assert index.classes == ["brush_hair", "cartwheel"]
-    assert [(r.video_id, r.label) for r in index.splits["train"]] == [("April_09_brush_hair_u_nm_np1_ba_goo_0", 0)]
+    assert [(r.video_id, r.label) for r in index.splits["train"]] == [
+        ("April_09_brush_hair_u_nm_np1_ba_goo_0", 0)
+    ]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [
         ("(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0", 1)
     ]
-    assert _missing(index) == {"train": [], "test": [str(tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_1.avi")]}
+    assert _missing(index) == {
+        "train": [],
+        "test": [str(tmp_path / "brush_hair" / "April_09_brush_hair_u_nm_np1_ba_goo_1.avi")],
+    }
     assert set(index.annotation_checksums) == {"brush_hair_test_split1.txt", "cartwheel_test_split1.txt"}
     index2 = load_dataset(DatasetConfig(format="hmdb51", root=str(tmp_path), split_number=2))
-    assert [r.label for r in index2.splits["train"]] == [1] and [r.label for r in index2.splits["test"]] == [0]
+    assert [r.label for r in index2.splits["train"]] == [1] and [r.label for r in index2.splits["test"]] == [
+        0
+    ]
     put(splits / "cartwheel_test_split1.txt", "a.avi 1 \nb.avi 3 \n")
     with pytest.raises(AnnotationError, match=r"cartwheel_test_split1.txt:2: expected"):
         load_dataset(DatasetConfig(format="hmdb51", root=str(tmp_path)))
@@ -232,7 +252,9 @@ def test_kinetics_csv(tmp_path: Path, clip_bytes: bytes) -> None:
     put(ann / "test.csv", K_TEST)
     put(ann / "README.csv", "not,an,annotation\n")  # names no split: ignored
     videos = tmp_path / "videos"
-    put(videos / "train" / "passing American football (in game)" / "-0V4a8xXV5M_000010_000020.mp4", clip_bytes)
+    put(
+        videos / "train" / "passing American football (in game)" / "-0V4a8xXV5M_000010_000020.mp4", clip_bytes
+    )
     put(videos / "train" / "dancing_ballet" / "--07WQ2iBlw_000001_000011.mp4", clip_bytes)
     put(videos / "0347ZoDXyP0_000305_000315.mkv", clip_bytes)  # flat, another container
     put(videos / "val" / "3Hb9w-2yZpI_000017_000027.mp4", clip_bytes)
@@ -244,19 +266,26 @@ def test_kinetics_csv(tmp_path: Path, clip_bytes: bytes) -> None:
         "-0V4a8xXV5M_000010_000020": 2, "--07WQ2iBlw_000001_000011": 1, "0347ZoDXyP0_000305_000315": 0,
     }  # fmt: skip
     assert train["0347ZoDXyP0_000305_000315"].path.endswith(".mkv")
-    assert [(r.video_id, r.label, r.split) for r in index.splits["val"]] == [("3Hb9w-2yZpI_000017_000027", 0, "val")]
+    assert [(r.video_id, r.label, r.split) for r in index.splits["val"]] == [
+        ("3Hb9w-2yZpI_000017_000027", 0, "val")
+    ]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [("-_3I6jMhv6s_000000_000010", -1)]
     assert _missing(index)["train"] == [str(videos / "zzzMissing01_000000_000010.mp4")]
     assert index.annotation_checksums == {n: sha(ann / n) for n in ("test.csv", "train.csv", "validate.csv")}
     # one CSV file instead of a folder
-    single = load_dataset(DatasetConfig(format="kinetics", root=str(videos), annotations=str(ann / "validate.csv")))
+    single = load_dataset(
+        DatasetConfig(format="kinetics", root=str(videos), annotations=str(ann / "validate.csv"))
+    )
     assert single.classes == ["abseiling"] and len(single.splits["val"]) == 1
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (K_VAL.replace("abseiling", "juggling fire"), r"validate.csv:2: label 'juggling fire' is not a training class"),
+        (
+            K_VAL.replace("abseiling", "juggling fire"),
+            r"validate.csv:2: label 'juggling fire' is not a training class",
+        ),
         (K_VAL.replace(",validate", ""), r"validate.csv:2: expected 5 fields"),
         (K_VAL.replace(",17,", ",seventeen,"), r"validate.csv:2: time_start is not a number"),
         (K_VAL.replace("youtube_id", "ytid"), r"validate.csv:1: header .* lacks 'youtube_id'"),
@@ -286,12 +315,18 @@ def test_ssv2_json(tmp_path: Path, clip_bytes: bytes) -> None:
         {"id": "100", "label": "holding x", "template": "Holding [something]", "placeholders": ["x"]},
     ]  # fmt: skip
     put(tmp_path / "something-something-v2-train.json", json.dumps(train))
-    put(tmp_path / "something-something-v2-validation.json",
-        json.dumps([{"id": "5", "label": "holding y", "template": "Holding [something]", "placeholders": ["y"]}]))
+    put(
+        tmp_path / "something-something-v2-validation.json",
+        json.dumps(
+            [{"id": "5", "label": "holding y", "template": "Holding [something]", "placeholders": ["y"]}]
+        ),
+    )
     put(tmp_path / "something-something-v2-test.json", json.dumps([{"id": "1420"}]))
     for vid in ("78687", "42326", "5", "1420"):
         put(tmp_path / "videos" / f"{vid}.webm", clip_bytes)
-    index = load_dataset(DatasetConfig(format="ssv2", root=str(tmp_path / "videos"), annotations=str(tmp_path)))
+    index = load_dataset(
+        DatasetConfig(format="ssv2", root=str(tmp_path / "videos"), annotations=str(tmp_path))
+    )
     assert index.classes == list(SS2_LABELS)
     assert {k: r.label for k, r in by_id(index, "train").items()} == {"78687": 1, "42326": 0}
     assert _missing(index)["train"] == [str(tmp_path / "videos" / "100.webm")]
@@ -301,9 +336,11 @@ def test_ssv2_json(tmp_path: Path, clip_bytes: bytes) -> None:
     assert len(index.annotation_checksums) == 4
     train[1]["template"] = "Approaching [something] with a drone"
     put(tmp_path / "something-something-v2-train.json", json.dumps(train))
-    with pytest.raises(AnnotationError, match=r"train.json: entry 1: class 'Approaching something with a drone'"):
+    with pytest.raises(
+        AnnotationError, match=r"train.json: entry 1: class 'Approaching something with a drone'"
+    ):
         load_dataset(DatasetConfig(format="ssv2", root=str(tmp_path), check_exists=False))
-    put(tmp_path / "something-something-v2-train.json", "[{\"id\": 1,}")
+    put(tmp_path / "something-something-v2-train.json", '[{"id": 1,}')
     with pytest.raises(AnnotationError, match=r"train.json:1: invalid JSON"):
         load_dataset(DatasetConfig(format="ssv2", root=str(tmp_path), check_exists=False))
 
@@ -323,7 +360,9 @@ def test_ssv1_csv_and_frame_folders(tmp_path: Path) -> None:
     assert sum(len(v) for v in index.splits.values()) == 7
     for split in ("train", "val"):
         for r in index.splits[split]:
-            assert r.label == labels[r.video_id] and Path(r.path).is_dir() and r.path == str(frames / r.video_id)
+            assert (
+                r.label == labels[r.video_id] and Path(r.path).is_dir() and r.path == str(frames / r.video_id)
+            )
     assert all(r.label == -1 for r in index.splits["test"]) and len(index.splits["test"]) == 2
     assert [m for ms in _missing(index).values() for m in ms] == [str(frames / gone)]
     put(tmp_path / "something-something-v1-validation.csv", "77;Moving something sideways\n")
@@ -335,7 +374,13 @@ def test_ssv1_csv_and_frame_folders(tmp_path: Path) -> None:
 
 
 def test_generic_csv(tmp_path: Path, clip_bytes: bytes) -> None:
-    names = ["-leading dash.mp4", "dots.in.the.name.v2.mp4", "space & amp #hash.mp4", "ünïcödé 日本.mp4", "a,b.mp4"]
+    names = [
+        "-leading dash.mp4",
+        "dots.in.the.name.v2.mp4",
+        "space & amp #hash.mp4",
+        "ünïcödé 日本.mp4",
+        "a,b.mp4",
+    ]
     for n in names:
         put(tmp_path / "videos" / "sub" / n, clip_bytes)
     outside = put(tmp_path / "elsewhere" / "abs.mp4", clip_bytes)
@@ -349,7 +394,9 @@ def test_generic_csv(tmp_path: Path, clip_bytes: bytes) -> None:
     index = load_dataset(DatasetConfig(format="csv", root=str(tmp_path / "videos"), annotations=str(ann)))
     assert index.classes == ["cat", "dog"]
     train = by_id(index, "train")
-    assert {k: r.label for k, r in train.items()} == {f"sub/{n}": i % 2 for i, n in enumerate(names)} | {str(outside): 1}
+    assert {k: r.label for k, r in train.items()} == {f"sub/{n}": i % 2 for i, n in enumerate(names)} | {
+        str(outside): 1
+    }
     assert train["sub/ünïcödé 日本.mp4"].path == str(tmp_path / "videos" / "sub" / "ünïcödé 日本.mp4")
     assert [(r.video_id, r.label) for r in index.splits["val"]] == [("-val#1.mp4", 1)]
     assert [(r.video_id, r.label) for r in index.splits["test"]] == [("held out.mp4", -1)]

@@ -189,11 +189,15 @@ def test_damaged_packets_are_skipped_and_the_tail_clamped(tmp_path):
     assert err.value.stage == "decode"
 
 
-def _decode_all(path: Path, wanted: list[int], skip_unneeded: bool) -> tuple[list[tuple[int, bytes]], DecodeResult]:
+def _decode_all(
+    path: Path, wanted: list[int], skip_unneeded: bool
+) -> tuple[list[tuple[int, bytes]], DecodeResult]:
     result = DecodeResult()
     with VideoFile(str(path), skip_unneeded=skip_unneeded) as video:
         video.probe()
-        out = [(r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in wanted], 0, result)]
+        out = [
+            (r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in wanted], 0, result)
+        ]
     return out, result
 
 
@@ -213,7 +217,9 @@ def test_unneeded_non_reference_frames_are_not_decoded(tmp_path, name):
     assert result.num_decoded == plain_result.num_decoded == SPARSE[-1] + 1
     assert [i for i, _ in skipped] == SPARSE
     assert skipped == plain
-    assert [read_index(np.frombuffer(px, np.uint8).reshape(spec.height, spec.width, 3)) for _, px in skipped] == SPARSE
+    assert [
+        read_index(np.frombuffer(px, np.uint8).reshape(spec.height, spec.width, 3)) for _, px in skipped
+    ] == SPARSE
 
 
 def test_damage_in_skip_mode_continues_in_the_plain_pass(tmp_path):
@@ -308,7 +314,9 @@ def _all_frames(path: Path, reuse_probe_container: bool) -> tuple[list[tuple[int
         count = video.probe().num_frames
         if not reuse_probe_container:
             video._drop_probe_container()
-        out = [(r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in range(count)], 0)]
+        out = [
+            (r.index, rgb.tobytes()) for r, rgb in video.frames([FrameRequest(i) for i in range(count)], 0)
+        ]
         return out, video.containers_opened
 
 
@@ -340,8 +348,12 @@ def test_a_container_that_cannot_rewind_is_opened_afresh(tmp_path):
 def test_a_resolution_change_midstream_keeps_the_first_frame_size(tmp_path):
     """Two MPEG-TS recordings joined byte for byte (64x48, then 96x64): every frame, and so every stored
     JPEG of a sample, comes out at the first frame's size, each with its own content."""
-    first = encode_video(tmp_path / "a.ts", Spec("libx264", "yuv420p", width=64, height=48, frames=20), "mpegts")
-    second = encode_video(tmp_path / "b.ts", Spec("libx264", "yuv420p", width=96, height=64, frames=20), "mpegts")
+    first = encode_video(
+        tmp_path / "a.ts", Spec("libx264", "yuv420p", width=64, height=48, frames=20), "mpegts"
+    )
+    second = encode_video(
+        tmp_path / "b.ts", Spec("libx264", "yuv420p", width=96, height=64, frames=20), "mpegts"
+    )
     joined = tmp_path / "joined.ts"
     joined.write_bytes(first.read_bytes() + second.read_bytes())
     with VideoFile(str(joined)) as video:

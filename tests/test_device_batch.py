@@ -57,7 +57,11 @@ def _jpeg(pixels: np.ndarray, scale: int) -> bytes:
 
 
 def _batch(
-    rng: np.random.Generator, boxes: Callable[[], list[CropBox]], half_res: bool, out_size: int, samples: int = 3
+    rng: np.random.Generator,
+    boxes: Callable[[], list[CropBox]],
+    half_res: bool,
+    out_size: int,
+    samples: int = 3,
 ) -> tuple[list, int, int]:
     """(CPU-path inputs, device-path items) per sample, number of rows."""
     items, rows_total = [], 0
@@ -147,7 +151,9 @@ def test_prefetcher_yields_decoded_batches_in_order_and_times_the_waits() -> Non
     rng = np.random.default_rng(11)
     batches: list[tuple[EncodedBatch, torch.Tensor]] = []
     for k in range(3):
-        items, rows, out_size = _batch(rng, lambda: [multi_scale_crop_box(W, H, 64, (1.0, 0.75), rng)], False, 64, 2)
+        items, rows, out_size = _batch(
+            rng, lambda: [multi_scale_crop_box(W, H, 64, (1.0, 0.75), rng)], False, 64, 2
+        )
         batches.append((encode_batch(items, rows, out_size), torch.tensor([k, k])))
     decoder = make_decoder("cpu")
     assert isinstance(decoder, PilJpegDecoder)
@@ -176,7 +182,9 @@ def test_train_and_eval_loaders_with_device_decoding_give_the_cpu_paths_batches(
 
     root = str(tmp_path / "train")
     write_split(root, fake_videos(6), [3, 3], num_segments=3, size=(96, 72), half_res_neighbours=True)
-    common = dict(batch_size=2, num_workers=1, input_size=48, eval_short_side=56, use_draft=False, decode_threads=1)
+    common = dict(
+        batch_size=2, num_workers=1, input_size=48, eval_short_side=56, use_draft=False, decode_threads=1
+    )
     cpu_cfg, dev_cfg = LoaderConfig(**common), LoaderConfig(**common, decode="device")
     decoder = PilJpegDecoder()
     cpu = list(train_loader(root, cpu_cfg, 0, 1, epoch=1, seed=3))

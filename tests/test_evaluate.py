@@ -64,7 +64,9 @@ def reference_scores(model: torch.nn.Module, split_dir: Path, cfg: EvalConfig) -
 
 
 @pytest.mark.slow
-def test_10x3_views_split_across_shards_and_replicas(ray_cluster, mlflow_server, tiny_checkpoint, videos, tmp_path):
+def test_10x3_views_split_across_shards_and_replicas(
+    ray_cluster, mlflow_server, tiny_checkpoint, videos, tmp_path
+):
     # video i's clip v goes to shard (i + v) % 2: every video has views in both shards
     split = write_split(tmp_path / "shards", videos, CLASSES, num_segments=4, clips=2, num_shards=2,
                         shard_of=lambda i, v: (i + v) % 2, dataset="synthetic")  # fmt: skip

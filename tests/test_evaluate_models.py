@@ -72,7 +72,11 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     r = out.result
     assert r.model_id == f"models:/tiny-eval/{version}" and r.model_name == "tiny-eval"
     assert r.model_version == version and r.model_run_id == train_run
-    assert r.frames == "4" and (r.clips, r.crops, r.input_size) == (1, 1, 56) and r.num_videos == index.num_videos
+    assert (
+        r.frames == "4"
+        and (r.clips, r.crops, r.input_size) == (1, 1, 56)
+        and r.num_videos == index.num_videos
+    )
 
     from pipeline.loading.eval_loader import eval_batches
 
@@ -100,7 +104,9 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
     from jobs.evaluate import main
 
     path = tmp_path / "official.pth.tar"
-    torch.save({"epoch": 1, "arch": "resnet50", "state_dict": official_state_dict(num_classes=3, seed=3)}, path)
+    torch.save(
+        {"epoch": 1, "arch": "resnet50", "state_dict": official_state_dict(num_classes=3, seed=3)}, path
+    )
     out = tmp_path / "out"
     rc = main(["--official-checkpoint", str(path), "--arch", "resnet50", "--segments", "4", "--num-classes", "3",
                "--shards", str(split_1clip), "--protocol", "ssv1x1", "--eval.input_size", "64",
@@ -144,9 +150,15 @@ def test_shards_on_s3(s3_server, split_1clip, tmp_path):
     save_checkpoint(local_ckpt, build_model_from_config(cfg).eval(), cfg, CLASSES)
     storage.upload_file_atomic(local_ckpt, f"{bucket}/m.pt")
     ecfg = EvalConfig(input_size=64, short_side=72, engine="local")
-    remote = evaluate(ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/val", ecfg, tmp_path / "s3", log_to_mlflow=False)
-    local = evaluate(ModelSource(uri=local_ckpt), str(split_1clip), ecfg, tmp_path / "local", log_to_mlflow=False)
+    remote = evaluate(
+        ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/val", ecfg, tmp_path / "s3", log_to_mlflow=False
+    )
+    local = evaluate(
+        ModelSource(uri=local_ckpt), str(split_1clip), ecfg, tmp_path / "local", log_to_mlflow=False
+    )
     assert remote.result.index_checksum == local.result.index_checksum and remote.result.num_videos == 6
     np.testing.assert_allclose(remote.video.scores, local.video.scores, atol=1e-6)
     with pytest.raises(FileNotFoundError, match="index"):
-        evaluate(ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/nowhere", ecfg, tmp_path / "x", log_to_mlflow=False)
+        evaluate(
+            ModelSource(uri=f"{bucket}/m.pt"), f"{bucket}/nowhere", ecfg, tmp_path / "x", log_to_mlflow=False
+        )

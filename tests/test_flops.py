@@ -39,7 +39,11 @@ def test_module_costs_and_parameters():
     # no unused parameters: the released model's 24.88 M minus its conv biases and unused conv1_temp
     assert 24.8e6 < tdn.params < 24.9e6
     # Table 1d: more S-TDM stages cost more
-    assert g(s_tdm_stages=1, l_tdm_stages=(2, 3, 4, 5)).gmacs < tdn.gmacs < g(s_tdm_stages=3, l_tdm_stages=(4, 5)).gmacs
+    assert (
+        g(s_tdm_stages=1, l_tdm_stages=(2, 3, 4, 5)).gmacs
+        < tdn.gmacs
+        < g(s_tdm_stages=3, l_tdm_stages=(4, 5)).gmacs
+    )
 
 
 def test_cli_prints_figures(capsys):

@@ -73,7 +73,9 @@ def pod_specs(doc: dict) -> list[dict]:
     """Every pod template spec inside a manifest."""
     kind, spec = doc["kind"], doc.get("spec", {})
     if kind == "RayCluster":
-        return [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+        return [spec["headGroupSpec"]["template"]["spec"]] + [
+            g["template"]["spec"] for g in spec["workerGroupSpecs"]
+        ]
     if kind == "RayJob":
         return [spec["submitterPodTemplate"]["spec"]]
     if kind == "CronJob":
@@ -163,7 +165,13 @@ def test_schema_check_rejects_a_broken_config() -> None:
         jsonschema.validate(cfg, ray_schema())
 
 
-GPUS_PER_INSTANCE = {"p4d.24xlarge": 8, "p4de.24xlarge": 8, "p5.48xlarge": 8, "p5e.48xlarge": 8, "g5.48xlarge": 8}
+GPUS_PER_INSTANCE = {
+    "p4d.24xlarge": 8,
+    "p4de.24xlarge": 8,
+    "p5.48xlarge": 8,
+    "p5e.48xlarge": 8,
+    "g5.48xlarge": 8,
+}
 VCPUS_PER_INSTANCE = {"p4d.24xlarge": 96, "p5.48xlarge": 192, "c6i.8xlarge": 32, "m6i.2xlarge": 8}
 
 
@@ -230,9 +238,15 @@ def test_every_template_renders_with_the_documented_values() -> None:
 
 def test_every_manifest_has_the_required_fields() -> None:
     docs = all_k8s_docs()
-    assert {"Namespace", "ServiceAccount", "RayCluster", "RayJob", "CronJob", "Deployment", "StatefulSet"} <= {
-        d["kind"] for d in docs
-    }
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "RayCluster",
+        "RayJob",
+        "CronJob",
+        "Deployment",
+        "StatefulSet",
+    } <= {d["kind"] for d in docs}
     for doc in docs:
         assert doc.get("apiVersion") and doc.get("kind") and doc["metadata"].get("name"), doc
         if doc["kind"] != "Namespace":
@@ -240,7 +254,10 @@ def test_every_manifest_has_the_required_fields() -> None:
         for spec in pod_specs(doc):
             for container in spec["containers"]:
                 assert container.get("image"), (doc["metadata"]["name"], container["name"])
-                assert container.get("resources", {}).get("limits"), (doc["metadata"]["name"], container["name"])
+                assert container.get("resources", {}).get("limits"), (
+                    doc["metadata"]["name"],
+                    container["name"],
+                )
 
 
 # --- KubeRay CRD schemas -----------------------------------------------------------------------------------
@@ -279,14 +296,14 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
     "self in ['ray.io/kuberay-operator', 'kueue.x-k8s.io/multikueue']": lambda self: (
         self in ("ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue")
     ),
-    "!(has(self.jobStatus) && has(self.jobDeploymentStatus))": lambda self: not (
-        "jobStatus" in self and "jobDeploymentStatus" in self
+    "!(has(self.jobStatus) && has(self.jobDeploymentStatus))": lambda self: (
+        not ("jobStatus" in self and "jobDeploymentStatus" in self)
     ),
     "has(self.jobStatus) || has(self.jobDeploymentStatus)": lambda self: (
         "jobStatus" in self or "jobDeploymentStatus" in self
     ),
-    "!((has(self.onSuccess) || has(self.onFailure)) && has(self.deletionRules))": lambda self: not (
-        ("onSuccess" in self or "onFailure" in self) and "deletionRules" in self
+    "!((has(self.onSuccess) || has(self.onFailure)) && has(self.deletionRules))": lambda self: (
+        not (("onSuccess" in self or "onFailure" in self) and "deletionRules" in self)
     ),
     "((has(self.onSuccess) && has(self.onFailure)) || has(self.deletionRules))": lambda self: (
         ("onSuccess" in self and "onFailure" in self) or "deletionRules" in self
@@ -557,7 +574,8 @@ def raycluster() -> dict:
 
 def gpu_capacity(cluster: dict) -> int:
     return sum(
-        g["maxReplicas"] * int(g["rayStartParams"].get("num-gpus", "0")) for g in cluster["spec"]["workerGroupSpecs"]
+        g["maxReplicas"] * int(g["rayStartParams"].get("num-gpus", "0"))
+        for g in cluster["spec"]["workerGroupSpecs"]
     )
 
 
@@ -653,7 +671,10 @@ def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:
     address = command[command.index("--address") + 1]
     assert address == f"http://{name}-head-svc.{namespace}.svc.cluster.local:8265"
     env = {e["name"]: e for e in container["env"]}
-    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == cluster["spec"]["authOptions"]["secretName"]
+    assert (
+        env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
+        == cluster["spec"]["authOptions"]["secretName"]
+    )
 
 
 def test_service_accounts_and_secrets_referenced_exist_or_are_documented() -> None:
@@ -855,7 +876,9 @@ def test_the_cluster_keeps_its_state_in_redis_so_training_outlives_the_head_pod(
     ft = cluster["spec"]["gcsFaultToleranceOptions"]
     # The address is the Redis Service of these manifests, by its cluster DNS name.
     host, port = ft["redisAddress"].rsplit(":", 1)
-    services = {"{name}.{namespace}.svc.cluster.local".format(**s["metadata"]): s for s in find(docs, "Service")}
+    services = {
+        "{name}.{namespace}.svc.cluster.local".format(**s["metadata"]): s for s in find(docs, "Service")
+    }
     service = services[host]
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
     selector = service["spec"]["selector"].items()

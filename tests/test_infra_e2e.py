@@ -81,7 +81,9 @@ def test_shard_train_evaluate_through_ray_job_submit(
     # The dataset goes where a cluster reads it from: the bucket.
     for path in synthetic_ucf101.rglob("*"):
         if path.is_file():
-            s3.upload_file(str(path), BUCKET, f"datasets/ucf101/{path.relative_to(synthetic_ucf101).as_posix()}")
+            s3.upload_file(
+                str(path), BUCKET, f"datasets/ucf101/{path.relative_to(synthetic_ucf101).as_posix()}"
+            )
     shards = f"s3://{BUCKET}/shards/ucf101"
     # The shards hold as many segments as the training preset's model reads; evaluation uses its input size.
     preset = "jobs/configs/synthetic_tiny.yaml"
@@ -133,7 +135,10 @@ def test_shard_train_evaluate_through_ray_job_submit(
     assert 0.0 <= evaluation.data.metrics["top1"] <= 100.0
     assert evaluation.data.metrics["num_videos"] == index.num_videos
     assert evaluation.data.tags["tdn.index_checksum"] == index.checksum
-    assert json.loads((tmp_path / "results" / "results.json").read_text())["top1"] == evaluation.data.metrics["top1"]
+    assert (
+        json.loads((tmp_path / "results" / "results.json").read_text())["top1"]
+        == evaluation.data.metrics["top1"]
+    )
     # Artifacts of both runs went through the server into the bucket.
     artifacts = keys(env, "mlflow-artifacts/")
     for run in (train_run, evaluation):

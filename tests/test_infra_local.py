@@ -60,7 +60,7 @@ def test_local_cluster_up_serves_everything_and_down_leaves_nothing(tmp_path: Pa
         client = JobSubmissionClient(env["RAY_ADDRESS"])
         job = client.submit_job(
             entrypoint=(
-                "python -c \"import os, ray, pipeline; ray.init(); "
+                'python -c "import os, ray, pipeline; ray.init(); '
                 "print('nodes', sum(n['Alive'] for n in ray.nodes()), os.environ['AWS_ENDPOINT_URL'])\""
             )
         )
@@ -115,7 +115,9 @@ def test_local_cluster_up_serves_everything_and_down_leaves_nothing(tmp_path: Pa
 @pytest.mark.slow
 def test_failed_up_stops_what_it_had_started(tmp_path: Path) -> None:
     # The second Ray node cannot start (negative CPU count) after S3, MLflow and the head are already up.
-    cfg = LocalClusterConfig(dir=str(tmp_path / "cluster"), head_cpus=1, worker_cpus=-1, startup_timeout_s=120)
+    cfg = LocalClusterConfig(
+        dir=str(tmp_path / "cluster"), head_cpus=1, worker_cpus=-1, startup_timeout_s=120
+    )
     with pytest.raises(ClusterStartError, match="ray-worker exited during start-up") as info:
         up(cfg)
     assert len(info.value.stopped_sessions) == 4

@@ -27,6 +27,7 @@ from tests.loader_shards import (
     frame_code,
     frame_pixels,
     jpeg_bytes,
+    reseal_index,
     split_index,
     view_code,
     write_split,
@@ -65,12 +66,16 @@ def test_frames_arrive_in_t_by_5_order_with_one_crop_and_flip_per_sample(split: 
         for row, label in enumerate(y.tolist()):
             video = videos[label]
             view = selected_view(video.video_id, epoch, 2)
-            want = np.array([[frame_code(f) for f in w] for w in _clip(video.video_id, video.num_frames, view)])
+            want = np.array(
+                [[frame_code(f) for f in w] for w in _clip(video.video_id, video.num_frames, view)]
+            )
             got = px[row, ..., 0].mean(axis=(-1, -2))  # (T, 5) mean red level
             assert np.abs(got - want).max() < 3, (video.video_id, got, want)
             assert np.abs(px[row, ..., 2] - view_code(view)).max() < 4
             ramps = px[row, ..., 1].mean(axis=-2)  # (T, 5, S) green ramp along x
-            assert np.abs(ramps - ramps[0, 0]).max() < 6  # one crop and flip for all T x 5 frames (JPEG noise only)
+            assert (
+                np.abs(ramps - ramps[0, 0]).max() < 6
+            )  # one crop and flip for all T x 5 frames (JPEG noise only)
             flips[bool(ramps[0, 0, 0] > ramps[0, 0, -1])] += 1
     assert flips[True] > 0 and flips[False] > 0
 
@@ -99,7 +104,9 @@ def test_train_crop_is_exactly_one_of_the_released_boxes(split: tuple[str, list]
 
 def test_flip_swaps_direction_paired_labels(split: tuple[str, list]) -> None:
     root, videos = split
-    pairs = [(v.label, 100 + v.label) for v in videos]  # partner labels outside the data: y >= 100 <=> swapped
+    pairs = [
+        (v.label, 100 + v.label) for v in videos
+    ]  # partner labels outside the data: y >= 100 <=> swapped
     cfg = LoaderConfig(batch_size=4, num_workers=0, input_size=40, flip="swap_labels", flip_label_pairs=pairs)
     seen = Counter()
     for x, y in train_loader(root, cfg, rank=0, world_size=1, epoch=0, seed=2):
@@ -146,7 +153,9 @@ def test_equal_steps_per_rank_and_every_video_once_per_epoch(split: tuple[str, l
 @pytest.mark.parametrize("world_size", [1, 2, 3, 5])
 @pytest.mark.parametrize("num_workers", [0, 1, 3])
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_epoch_plan_covers_each_video_once_within_quotas(world_size: int, num_workers: int, batch_size: int) -> None:
+def test_epoch_plan_covers_each_video_once_within_quotas(
+    world_size: int, num_workers: int, batch_size: int
+) -> None:
     counts = [7, 0, 1, 12, 3, 5]
     index = split_index([ShardEntry(str(i), 2 * c, c, 0, "") for i, c in enumerate(counts)], num_classes=1)
     uris = [str(i) for i in range(len(counts))]
@@ -183,8 +192,8 @@ def test_half_resolution_neighbours_decode_to_the_same_frames(tmp_path: os.PathL
     write_split(full, videos, [4], num_segments=T, size=(128, 96))
     write_split(half, videos, [4], num_segments=T, size=(128, 96), half_res_neighbours=True)
     cfg = LoaderConfig(batch_size=4, num_workers=0, input_size=56)
-    (xa, ya), = train_loader(full, cfg, 0, 1, epoch=0, seed=0)
-    (xb, yb), = train_loader(half, cfg, 0, 1, epoch=0, seed=0)
+    ((xa, ya),) = train_loader(full, cfg, 0, 1, epoch=0, seed=0)
+    ((xb, yb),) = train_loader(half, cfg, 0, 1, epoch=0, seed=0)
     assert torch.equal(ya, yb)
     pa, pb = _pixels(xa), _pixels(xb)
     assert np.abs(pa[:, :, 2] - pb[:, :, 2]).max() < 2  # centre frames are stored at full resolution
@@ -248,11 +257,15 @@ def test_s3_shards_give_the_same_batches_as_local(split: tuple[str, list], s3_se
     for (xa, ya), (xb, yb) in zip(local, s3):
         assert torch.equal(ya, yb) and torch.equal(xa, xb)
     cfg_eval = LoaderConfig(num_workers=2, input_size=40, eval_short_side=48)
-    rows = {(v, w) for b in eval_batches(remote, cfg_eval, batch_size=8) for v, w in zip(b.video_ids, b.views)}
+    rows = {
+        (v, w) for b in eval_batches(remote, cfg_eval, batch_size=8) for v, w in zip(b.video_ids, b.views)
+    }
     assert rows == {(v.video_id, w) for v in videos for w in range(2)}
 
 
-def test_bad_index_and_missing_split_raise_clear_errors(split: tuple[str, list], tmp_path: os.PathLike) -> None:
+def test_bad_index_and_missing_split_raise_clear_errors(
+    split: tuple[str, list], tmp_path: os.PathLike
+) -> None:
     with pytest.raises(FileNotFoundError, match="no shard index"):
         read_index(str(tmp_path / "nowhere"))
     root, _ = split
@@ -276,6 +289,7 @@ def test_corrupt_frame_names_the_shard_and_sample(tmp_path: os.PathLike) -> None
     data[soi + 20 : soi + 400] = b"\x00" * 380
     data[data.find(b"\xff\xd8") : data.find(b"\xff\xd8") + 2] = b"\x00\x00"
     open(shard, "wb").write(bytes(data))
+    reseal_index(root)  # past the shard digest check (tests/test_shard_integrity.py covers that)
     cfg = LoaderConfig(batch_size=2, num_workers=0, input_size=32)
     with pytest.raises(ValueError, match="shard-000000.tar sample"):
         for epoch in range(2):

@@ -148,9 +148,9 @@ def test_channels_last_gives_the_same_logits():
 
 def _bn(v: torch.Tensor, bn: torch.nn.BatchNorm2d) -> torch.Tensor:
     shape = (-1, 1, 1)
-    return (v - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps) * bn.weight.view(
-        shape
-    ) + bn.bias.view(shape)
+    return (v - bn.running_mean.view(shape)) / torch.sqrt(
+        bn.running_var.view(shape) + bn.eps
+    ) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def _conv(v: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -284,7 +284,9 @@ def test_ltdm_gate_function_gradcheck(bidirectional, training):
     m = LongTermTDM(8, 3, reduction=4, bidirectional=bidirectional).double().train(training)
     _randomise_bn(m)
     x = torch.randn(6, 8, 3, 4, dtype=torch.float64, requires_grad=True)
-    maps = [torch.randn(6, 2, 3, 4, dtype=torch.float64, requires_grad=True) for _ in range(1 + bidirectional)]
+    maps = [
+        torch.randn(6, 2, 3, 4, dtype=torch.float64, requires_grad=True) for _ in range(1 + bidirectional)
+    ]
     params = (m.expand.weight, m.expand_bn.weight, m.expand_bn.bias)
 
     def fn(x, w, bw, bb, *maps):

@@ -32,7 +32,9 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
         uri, save_tiny_checkpoint(tmp_path / "b.pt", 3, CLASSES, "tsn", seed=1), name, alias="champion"
     )
     # a version trained for other classes: reported as failed, the others still run
-    bad, _ = register_checkpoint_version(uri, save_tiny_checkpoint(tmp_path / "c.pt", 5, list("abcde")), "reeval-bad")
+    bad, _ = register_checkpoint_version(
+        uri, save_tiny_checkpoint(tmp_path / "c.pt", 5, list("abcde")), "reeval-bad"
+    )
 
     eval_cfg = EvalConfig(input_size=64, short_side=64, engine="local")
     base = dict(shards=str(split), tracking_uri=uri, out=str(tmp_path / "out"), tables_out=str(tmp_path / "tables"),
@@ -44,7 +46,10 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
     second = reevaluate_once(ReevaluateConfig(models=[name, "reeval-bad"], **base))
     assert list(second.evaluated) == [f"models:/{name}/{v1}"]
     assert second.skipped == [f"models:/{name}/{v2}"]
-    assert list(second.failed) == [f"models:/reeval-bad/{bad}"] and "classes" in second.failed[f"models:/reeval-bad/{bad}"]
+    assert (
+        list(second.failed) == [f"models:/reeval-bad/{bad}"]
+        and "classes" in second.failed[f"models:/reeval-bad/{bad}"]
+    )
     table = (tmp_path / "tables" / "tables.md").read_text()
     assert f"{name} v{v1}" in table and f"{name} v{v2}" in table
 
@@ -54,14 +59,21 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
     rc = main(["--shards", str(split), "--tracking-uri", uri, "--models", name, "--eval.engine", "local",
                "--eval.input_size", "64", "--eval.short_side", "64", "--out", str(tmp_path / "out")])  # fmt: skip
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert rc == 0 and report["evaluated"] == {} and sorted(report["skipped"]) == sorted(
-        [f"models:/{name}/{v1}", f"models:/{name}/{v2}"]
-    ) and report["tables_run_id"] == ""
+    assert (
+        rc == 0
+        and report["evaluated"] == {}
+        and sorted(report["skipped"]) == sorted([f"models:/{name}/{v1}", f"models:/{name}/{v2}"])
+        and report["tables_run_id"] == ""
+    )
 
     # new shards (different checksum): every version is due again; the loop runs passes on its schedule
-    split2 = write_split(tmp_path / "shards2", render_videos(3, 1, frames=18, seed=7), CLASSES, num_segments=4)
+    split2 = write_split(
+        tmp_path / "shards2", render_videos(3, 1, frames=18, seed=7), CLASSES, num_segments=4
+    )
     reports, sleeps = [], []
-    loop_cfg = ReevaluateConfig(**{**base, "shards": str(split2)}, models=[name], alias="champion", every="2h")
+    loop_cfg = ReevaluateConfig(
+        **{**base, "shards": str(split2)}, models=[name], alias="champion", every="2h"
+    )
     reevaluate_loop(loop_cfg, on_report=reports.append, sleep=sleeps.append, max_passes=2)
     assert [len(r.evaluated) for r in reports] == [1, 0] and len(sleeps) == 1 and 7000 < sleeps[0] <= 7200
     assert reports[0].index_checksum != first.index_checksum

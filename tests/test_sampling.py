@@ -129,7 +129,9 @@ def test_rng_for_is_stable_across_processes() -> None:
         for _ in range(2)
     }
     assert len(outs) == 1
-    assert outs.pop().strip() == str(rng_for(3, "-leading dash #1 ü", "train").integers(0, 2**62, size=4).tolist())
+    assert outs.pop().strip() == str(
+        rng_for(3, "-leading dash #1 ü", "train").integers(0, 2**62, size=4).tolist()
+    )
 
 
 def test_bad_arguments() -> None:

@@ -48,22 +48,33 @@ def write_csv_dataset(root: Path) -> tuple[DatasetConfig, dict[str, str], dict[s
     good, bad = make_zoo(root / "videos")
     for name in ODD_NAMES:
         shutil.copy(good["h264"], root / "videos" / name)
-    good_paths = {str(p): case for case, p in good.items()} | {str(root / "videos" / n): "h264" for n in ODD_NAMES}
+    good_paths = {str(p): case for case, p in good.items()} | {
+        str(root / "videos" / n): "h264" for n in ODD_NAMES
+    }
     bad_paths = {str(p): BAD_STAGES[case] for case, p in bad.items()}
     rows = [(p, i % 3) for i, p in enumerate(sorted(good_paths) + sorted(bad_paths))]
     (root / "train.csv").write_text("path,label\n" + "".join(f'"{p}",{label}\n' for p, label in rows))
-    return DatasetConfig(format="csv", root=str(root / "videos"), annotations=str(root / "train.csv")), good_paths, bad_paths
+    return (
+        DatasetConfig(format="csv", root=str(root / "videos"), annotations=str(root / "train.csv")),
+        good_paths,
+        bad_paths,
+    )
 
 
 def read_split(
     split_dir: str,
 ) -> tuple[ShardIndex, list[QuarantineEntry], dict[str, list[tuple[SampleMeta, list[bytes]]]]]:
     """(index, quarantine lines, video_id -> [(meta, jpegs)]) of a written split, checking shard hashes."""
-    index_uri, quarantine_uri = storage.join(split_dir, "index.json"), storage.join(split_dir, "quarantine.jsonl")
+    index_uri, quarantine_uri = (
+        storage.join(split_dir, "index.json"),
+        storage.join(split_dir, "quarantine.jsonl"),
+    )
     index = ShardIndex.from_json(storage.read_text(index_uri), index_uri)
     assert index.checksum == index_checksum(index.to_dict())  # also verified by from_json
     lines = storage.read_text(quarantine_uri).splitlines()
-    quarantine = [QuarantineEntry.from_json(line, f"{quarantine_uri} line {i + 1}") for i, line in enumerate(lines)]
+    quarantine = [
+        QuarantineEntry.from_json(line, f"{quarantine_uri} line {i + 1}") for i, line in enumerate(lines)
+    ]
     videos: dict[str, list] = defaultdict(list)
     for shard in index.shards:
         data = storage.read_bytes(storage.join(split_dir, shard.name))
@@ -108,7 +119,9 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
         assert [m.view for m, _ in views] == [0, 1]
         axis = 1 if GOOD[case][1].rotation else 0
         for meta, jpegs in views:
-            assert meta.label == record.label and meta.source == path and meta.num_frames == GOOD[case][1].frames
+            assert (
+                meta.label == record.label and meta.source == path and meta.num_frames == GOOD[case][1].frames
+            )
             assert [read_index(_rgb(j), axis=axis) for j in jpegs] == meta.stored_frames
     # Every bad one is a quarantine line with its stage and a reason.
     got = {q.path: q for q in quarantine}
@@ -137,7 +150,9 @@ def test_synthetic_to_s3(ray_cluster, s3_server, synthetic_ucf101, tmp_path):
     # Videos read from S3 too: upload the dataset tree.
     for path in synthetic_ucf101.rglob("*"):
         if path.is_file():
-            storage.write_bytes_atomic(f"{bucket}/ucf/{path.relative_to(synthetic_ucf101).as_posix()}", path.read_bytes())
+            storage.write_bytes_atomic(
+                f"{bucket}/ucf/{path.relative_to(synthetic_ucf101).as_posix()}", path.read_bytes()
+            )
     s3_dataset = DatasetConfig(format="ucf101", root=f"{bucket}/ucf", annotations=f"{bucket}/ucf/ucfTrainTestlist",
                                split_number=1)  # fmt: skip
     cfg = ShardConfig(
@@ -159,7 +174,8 @@ def test_synthetic_to_s3(ray_cluster, s3_server, synthetic_ucf101, tmp_path):
                 assert meta.source.startswith(f"{bucket}/ucf/") and min(meta.height, meta.width) == short
                 assert len(jpegs) == len(meta.stored_frames) and all(j[:2] == b"\xff\xd8" for j in jpegs)
     assert storage.list_files(f"{bucket}/shards/train", ".tar") == [
-        f"{bucket}/shards/train/shard-000000.tar", f"{bucket}/shards/train/shard-000001.tar"
+        f"{bucket}/shards/train/shard-000000.tar",
+        f"{bucket}/shards/train/shard-000001.tar",
     ]
 
 
@@ -232,7 +248,9 @@ def test_dry_run_counts_and_writes_nothing(synthetic_ucf101, tmp_path, capsys):
     rc = main(["--dry-run", "--dataset.format", "ucf101", "--dataset.root", str(synthetic_ucf101),
                "--dataset.annotations", str(lists), "--output", str(out)])  # fmt: skip
     assert rc == 0 and not out.exists()
-    report = DryRunReport.from_json(capsys.readouterr().out.strip().splitlines()[-1], "jobs/shard.py --dry-run")
+    report = DryRunReport.from_json(
+        capsys.readouterr().out.strip().splitlines()[-1], "jobs/shard.py --dry-run"
+    )
     index = load_dataset(DatasetConfig(format="ucf101", root=str(synthetic_ucf101), annotations=str(lists)))
     assert report.num_classes == len(index.classes) == 4
     assert report.splits["train"].missing == 1 and report.splits["test"].missing == 0

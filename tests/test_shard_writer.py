@@ -113,7 +113,9 @@ def test_half_resolution_context_frames(zoo):
 
 def test_too_short_video_repeats_frames(zoo):
     good, _ = zoo
-    out = video_samples(_item("short", good["too_short"]), TrainSampler(num_segments=8, num_views=1), 0, SETTINGS)
+    out = video_samples(
+        _item("short", good["too_short"]), TrainSampler(num_segments=8, num_views=1), 0, SETTINGS
+    )
     meta, images = _frames(out.samples[0])
     assert len(meta.frame_indices) == 8 and all(len(w) == 5 for w in meta.frame_indices)
     assert meta.stored_frames == [0, 1, 2]
@@ -172,10 +174,14 @@ def test_a_finished_shard_from_other_inputs_is_rewritten(zoo, tmp_path):
     first = write_shard(_task(videos, tmp_path))
     assert not first.replaced
     # Settings that do not change the bytes do not count.
-    neutral = dataclasses.replace(_task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, decode_threads=2,
-                                                                                      skip_unneeded_frames=False))
+    neutral = dataclasses.replace(
+        _task(videos, tmp_path),
+        encode=dataclasses.replace(SETTINGS, decode_threads=2, skip_unneeded_frames=False),
+    )
     assert write_shard(neutral).skipped
-    resized = dataclasses.replace(_task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, short_side=24))
+    resized = dataclasses.replace(
+        _task(videos, tmp_path), encode=dataclasses.replace(SETTINGS, short_side=24)
+    )
     rewritten = write_shard(resized)
     assert not rewritten.skipped and rewritten.replaced
     assert rewritten.sidecar.inputs != first.sidecar.inputs

@@ -103,7 +103,9 @@ def motion_features(frames: np.ndarray) -> np.ndarray:
     u, v, valid = _block_flow(grads, b)
     div = (np.roll(u, -1, 2) - np.roll(u, 1, 2) + np.roll(v, -1, 1) - np.roll(v, 1, 1)) / (2 * b)
     curl = (np.roll(v, -1, 2) - np.roll(v, 1, 2) - np.roll(u, -1, 1) + np.roll(u, 1, 1)) / (2 * b)
-    around = valid & np.roll(valid, 1, 2) & np.roll(valid, -1, 2) & np.roll(valid, 1, 1) & np.roll(valid, -1, 1)
+    around = (
+        valid & np.roll(valid, 1, 2) & np.roll(valid, -1, 2) & np.roll(valid, 1, 1) & np.roll(valid, -1, 1)
+    )
     w = around & (np.sqrt(u * u + v * v) > 0.1)
     grid_div = (div * w).sum() / (w.sum() + 1e-9)
     grid_curl = (curl * w).sum() / (w.sum() + 1e-9)
@@ -200,7 +202,9 @@ def test_single_frames_carry_no_label_but_motion_does(property_data) -> None:
     pair_colour, pair_motion = [], []
     for k in range(0, n, 2):
         c, m = _accuracies(videos, feats, [k, k + 1])
-        print(f"{MOTION_CLASSES[k].ucf_name}/{MOTION_CLASSES[k + 1].ucf_name}: colour {c:.2f}, motion {m:.2f}")
+        print(
+            f"{MOTION_CLASSES[k].ucf_name}/{MOTION_CLASSES[k + 1].ucf_name}: colour {c:.2f}, motion {m:.2f}"
+        )
         pair_colour.append(c)
         pair_motion.append(m)
     assert np.mean(pair_colour) < 0.62
@@ -224,7 +228,9 @@ def test_time_reversal_swaps_opposite_motions() -> None:
 def test_appearance_is_independent_of_the_class() -> None:
     """Same seed, different motion: the first frame is drawn from the same appearance stream; only the
     motion differs (the zoom classes re-spawn objects, so compare the pure translations and rotations)."""
-    firsts = [render_clip(m, 6, 48, 64, np.random.default_rng(9))[0] for m in ("move_left", "rotate_cw", "pan_left")]
+    firsts = [
+        render_clip(m, 6, 48, 64, np.random.default_rng(9))[0] for m in ("move_left", "rotate_cw", "pan_left")
+    ]
     for f in firsts[1:]:
         np.testing.assert_array_equal(f, firsts[0])
     a = render_clip("move_left", 6, 48, 64, np.random.default_rng(9))
@@ -301,7 +307,9 @@ def test_hmdb51_and_ssv1_layouts_and_codecs(tmp_path: Path) -> None:
         part: (ss / f"something-something-v1-{part}.csv").read_text().splitlines()
         for part in ("train", "validation", "test")
     }
-    assert all(";" in r for r in rows["train"] + rows["validation"]) and all(r.isdigit() for r in rows["test"])
+    assert all(";" in r for r in rows["train"] + rows["validation"]) and all(
+        r.isdigit() for r in rows["test"]
+    )
     by_id = {v.path.split("/")[1]: v for v in videos}
     for r in rows["train"] + rows["validation"]:
         vid, label = r.split(";")
@@ -339,7 +347,20 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert all(a[k] != c[k] for k in videos)
     # the other codecs too (x264's mbtree and Matroska's random ids had to be switched off for this)
     for codec in ("mpeg4", "vp9"):
-        small = ["--classes", "1", "--videos-per-class", "2", "--min-frames", "8", "--max-frames", "12", "--codec", codec, "--seed", "3"]
+        small = [
+            "--classes",
+            "1",
+            "--videos-per-class",
+            "2",
+            "--min-frames",
+            "8",
+            "--max-frames",
+            "12",
+            "--codec",
+            codec,
+            "--seed",
+            "3",
+        ]
         assert main([str(tmp_path / f"{codec}1"), *small]) == 0
         assert main([str(tmp_path / f"{codec}2"), *small]) == 0
         assert digest(tmp_path / f"{codec}1") == digest(tmp_path / f"{codec}2")

@@ -56,7 +56,9 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
         for k in splits:
             split = write_split(tmp_path / f"{ds}{k}", render_videos(3, 1, frames=16, seed=k), CLASSES,
                                 num_segments=4, dataset=ds, split="test")  # fmt: skip
-            cfg = EvalConfig(input_size=64, short_side=64, engine="local", split_number=k, pretrain="synthetic")
+            cfg = EvalConfig(
+                input_size=64, short_side=64, engine="local", split_number=k, pretrain="synthetic"
+            )
             o = evaluate(ModelSource(uri=tdn_ckpt), str(split), cfg, tmp_path / f"o{ds}{k}", uri,
                          extra_tags={TRANSFER_TAG: "transfer-xyz"})  # fmt: skip
             top1[(ds, k)] = o.result.top1
@@ -69,11 +71,11 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
 
     md = (out / "table2_ssv1.md").read_text()
     ours = {r[2]: r for r in _cells(md, "TDN")}  # by Frames
-    assert ours["4"][4] == f"{a.result.top1:.1f}" and ours["4"][1] == "ResNet18"
-    assert _cells(md, "TDN+TSN")[0][2:5] == ["4+4", _gflops(ens.gflops), f"{ens.top1:.1f}"]
-    assert _cells(md, "TSN")[0][4] == f"{b.result.top1:.1f}"
+    assert ours["4"][5] == f"{a.result.top1:.1f}" and ours["4"][1] == "ResNet18" and ours["4"][3] == "64"
+    assert _cells(md, "TDN+TSN")[0][2:6] == ["4+4", "64", _gflops(ens.gflops), f"{ens.top1:.1f}"]
+    assert _cells(md, "TSN")[0][5] == f"{b.result.top1:.1f}"
     paper = _cells(md, "TDN (paper)")
-    assert ["TDN (paper)", "ResNet50", "8", "36", "52.3", "80.6", "-", "-", "-"] in paper
+    assert ["TDN (paper)", "ResNet50", "8", "224", "36", "52.3", "80.6", "-", "-", "-"] in paper
     assert "(paper)" in (out / "table3_kinetics.md").read_text()  # paper rows without runs of ours
 
     rows = list(csv.reader(io.StringIO((out / "table4_transfer.csv").read_text())))
@@ -111,7 +113,11 @@ def test_ensemble_needs_the_same_videos():
 
 
 def test_table_rendering_escapes():
-    t = Table("t", "A <b> table", ["Method", "Top-1"], [["TDN | x", "1.0"], ["<script>", "2.0"]], ["note & more"])
+    t = Table(
+        "t", "A <b> table", ["Method", "Top-1"], [["TDN | x", "1.0"], ["<script>", "2.0"]], ["note & more"]
+    )
     assert "TDN \\| x" in t.to_markdown()
-    assert "&lt;script&gt;" in t.to_html() and "<script>" not in t.to_html() and "note &amp; more" in t.to_html()
+    assert (
+        "&lt;script&gt;" in t.to_html() and "<script>" not in t.to_html() and "note &amp; more" in t.to_html()
+    )
     assert list(csv.reader(io.StringIO(t.to_csv())))[1] == ["TDN | x", "1.0"]

@@ -95,7 +95,7 @@ def test_unreachable_server_never_raises(caplog):
 def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     """The final model as the trainer registers it, in a sqlite store, loaded by name@alias and by version."""
     from tdn.checkpoints.project import save_checkpoint
-    from tdn.tracking.registry import load_registered_model, register_checkpoint
+    from tdn.tracking.registry import load_registered_model
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
@@ -104,8 +104,7 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     ckpt = tmp_path / "checkpoint.pt"
     save_checkpoint(str(ckpt), model, cfg, ["a", "b", "c"], epoch=2, step=10, metrics={"val_top1": 0.75})
     tracker = Tracker(_cfg(uri, experiment="registry-test"), run_key="reg-1")
-    tracker.call(lambda client, run_id: register_checkpoint(
-        client, run_id, tracker.experiment_id, str(ckpt), "tdn-test", {"val_top1": 0.75}, alias="champion"))
+    tracker.register_model(str(ckpt), "tdn-test", {"val_top1": 0.75}, alias="champion")
     tracker.close()
     assert tracker.dropped == 0
     client = tracking_client(uri)

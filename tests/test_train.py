@@ -8,6 +8,7 @@ so a frame-level model (TSN) cannot beat chance while TDN can.
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,9 +94,11 @@ def tdn_and_tsn(ray_cluster, synthetic_shards, mlflow_server, tmp_path_factory):
 
 def test_tdn_learns_motion_and_beats_tsn(tdn_and_tsn):
     tdn, tsn = tdn_and_tsn["tdn"].metrics, tdn_and_tsn["tsn"].metrics
-    print(f"\nsynthetic motion, 4 classes (chance 0.25), same recipe and budget: "
-          f"TDN val top-1 {tdn['val_top1']:.3f} (train loss {tdn['train_loss']:.3f}), "
-          f"TSN val top-1 {tsn['val_top1']:.3f} (train loss {tsn['train_loss']:.3f})")
+    print(
+        f"\nsynthetic motion, 4 classes (chance 0.25), same recipe and budget: "
+        f"TDN val top-1 {tdn['val_top1']:.3f} (train loss {tdn['train_loss']:.3f}), "
+        f"TSN val top-1 {tsn['val_top1']:.3f} (train loss {tsn['train_loss']:.3f})"
+    )
     assert tdn["epoch"] == tdn_and_tsn["cfg"].optim.epochs
     assert tdn["val_top1"] >= 0.5, "TDN should end far above chance (0.25)"
     assert tdn["val_top1"] >= tsn["val_top1"] + 0.2
@@ -156,9 +159,13 @@ def test_worker_crash_resumes_and_resume_is_reproducible(ray_cluster, synthetic_
     cfg = tiny(synthetic_shards, tmp_path, *fast, "run.max_failures=1", "run.crash_once_at_step=11",
                f"run.crash_marker={marker}")  # fmt: skip
     steps_per_epoch = 8  # ceil(120 videos / (8 per worker x 2 workers))
+    scratch = ("tdn-train-*", "checkpoint_tmp_*", "tdn-ckpt-*")  # workers' scratch copies and Ray's
+    before = {p for pattern in scratch for p in Path(tempfile.gettempdir()).glob(pattern)}
     result = fit(cfg)
     assert result.error is None
     assert marker.exists() and "step 11" in marker.read_text(), "the fault was never injected"
+    left = {p for pattern in scratch for p in Path(tempfile.gettempdir()).glob(pattern)} - before
+    assert not left, f"the killed and the restarted worker group left {sorted(left)}"
     final = ckpt_of(result.checkpoint)
     assert final["format"] == "tdn-checkpoint/1" and set(final["rng"]) >= {"torch", "numpy", "python"}
     assert final["epoch"] == 2 and final["step"] == 2 * steps_per_epoch
@@ -168,8 +175,20 @@ def test_worker_crash_resumes_and_resume_is_reproducible(ray_cluster, synthetic_
 
     epoch1 = next(c for c, m in result.best_checkpoints if m["epoch"] == 1)
     flags = [f"--{item.replace('=', ' ', 1)}" for item in fast]
-    argv = ["--config", str(RECIPE), "--data.shards", str(synthetic_shards), "--run.storage_path",
-            str(tmp_path / "ray"), "--tracking.enabled", "false", "--workers", "2", "--resume", epoch1.path]
+    argv = [
+        "--config",
+        str(RECIPE),
+        "--data.shards",
+        str(synthetic_shards),
+        "--run.storage_path",
+        str(tmp_path / "ray"),
+        "--tracking.enabled",
+        "false",
+        "--workers",
+        "2",
+        "--resume",
+        epoch1.path,
+    ]
     code = main(argv + [part for flag in flags for part in flag.split(" ", 1)])
     assert code == 0
     summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('{"metrics"'))

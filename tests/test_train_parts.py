@@ -73,8 +73,10 @@ def test_init_checkpoint_keeps_the_backbone_and_replaces_a_classifier_of_another
 
 def test_init_imagenet_initialises_both_streams(tmp_path):
     # a torchvision-layout file: our TSN model has torchvision's ResNet names
-    imagenet = {k: torch.randn(v.shape) if v.is_floating_point() else v
-                for k, v in build_model("resnet18", 1000, 1, "tsn", width=0.25).state_dict().items()}
+    imagenet = {
+        k: torch.randn(v.shape) if v.is_floating_point() else v
+        for k, v in build_model("resnet18", 1000, 1, "tsn", width=0.25).state_dict().items()
+    }
     path = tmp_path / "r18.pth"
     torch.save(imagenet, path)
     model = build_model_from_config(ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.25))
@@ -82,7 +84,9 @@ def test_init_imagenet_initialises_both_streams(tmp_path):
     ours = model.state_dict()
     assert torch.equal(ours["layer2.0.conv1.weight"], imagenet["layer2.0.conv1.weight"])
     assert torch.equal(ours["stdm.layers.0.0.conv1.weight"], imagenet["layer1.0.conv1.weight"])
-    untouched = build_model_from_config(ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.25))
+    untouched = build_model_from_config(
+        ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.25)
+    )
     before = {k: v.clone() for k, v in untouched.state_dict().items()}
     init_weights(untouched, InitConfig())
     assert all(torch.equal(untouched.state_dict()[k], v) for k, v in before.items())

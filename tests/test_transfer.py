@@ -29,13 +29,21 @@ def test_prepare_init_keeps_backbone_and_makes_a_new_head(tmp_path):
     # the architecture follows the pretrained model (here a TSN with 5 classes -> 2 new ones)
     other = save_tiny_checkpoint(tmp_path / "r.pt", 5, list("abcde"), variant="tsn")
     cfg2 = prepare_init(ModelSource(uri=other), 2, ["x", "y"], 16, 0.8, str(tmp_path / "init2.pt"))
-    assert cfg2.variant == "tsn" and load_checkpoint(str(tmp_path / "init2.pt"))["model"]["fc.weight"].shape[0] == 2
+    assert (
+        cfg2.variant == "tsn"
+        and load_checkpoint(str(tmp_path / "init2.pt"))["model"]["fc.weight"].shape[0] == 2
+    )
 
 
 def test_recipe_defaults_survive_partial_overrides(repo_root):
     cfg = load_config(TransferConfig, repo_root / "jobs/configs/transfer_k400_r50.yaml", ["optim.epochs=2"])
     assert (cfg.optim.lr, cfg.optim.steps, cfg.optim.epochs, cfg.num_segments, cfg.dropout) == (
-        0.002, [10, 20], 2, 16, 0.8)
+        0.002,
+        [10, 20],
+        2,
+        16,
+        0.8,
+    )
     bare = load_config(TransferConfig, None, ["optim.epochs=3"])
     assert bare.optim.lr == 0.002 and bare.optim.reference_batch == 128 and bare.splits == [1, 2, 3]
 
@@ -68,7 +76,13 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     report = run_transfer(cfg)
 
     assert [(r.dataset, r.split) for r in report.splits] == [
-        ("ucf101", 1), ("ucf101", 2), ("ucf101", 3), ("hmdb51", 1), ("hmdb51", 2), ("hmdb51", 3)]
+        ("ucf101", 1),
+        ("ucf101", 2),
+        ("ucf101", 3),
+        ("hmdb51", 1),
+        ("hmdb51", 2),
+        ("hmdb51", 3),
+    ]
     ucf = [r.top1 for r in report.splits if r.dataset == "ucf101"]
     assert report.mean_top1["ucf101"] == pytest.approx(sum(ucf) / 3)
     assert {r.num_videos for r in report.splits if r.dataset == "ucf101"} == {4}  # 2 test videos per class
@@ -86,10 +100,16 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     assert len(children) == 6
     for child in children:
         # the trainer's tracker logged into the child run created for it
-        assert child.data.tags["tdn.kind"] == "train" and child.data.tags["tdn.dataset"] in ("ucf101", "hmdb51")
+        assert child.data.tags["tdn.kind"] == "train" and child.data.tags["tdn.dataset"] in (
+            "ucf101",
+            "hmdb51",
+        )
         assert "test_top1" in child.data.metrics and "epoch/train_loss" in child.data.metrics
         ev = client.get_run(child.data.tags["tdn.eval_run_id"])
-        assert ev.data.tags["tdn.kind"] == "evaluation" and ev.data.tags["mlflow.parentRunId"] == child.info.run_id
+        assert (
+            ev.data.tags["tdn.kind"] == "evaluation"
+            and ev.data.tags["mlflow.parentRunId"] == child.info.run_id
+        )
     saved = json.loads((tmp_path / "work" / "transfer_results.json").read_text())
     assert saved["mean_top1"] == report.mean_top1
 

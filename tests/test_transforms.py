@@ -45,7 +45,10 @@ def _textured(w: int, h: int, seed: int = 0) -> np.ndarray:
     """Smooth texture (JPEG-friendly) with structure in both axes."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     rng = np.random.default_rng(seed)
-    img = np.stack([127 + 100 * np.sin(xx / rng.uniform(5, 15) + c) * np.cos(yy / rng.uniform(5, 15)) for c in range(3)], -1)
+    img = np.stack(
+        [127 + 100 * np.sin(xx / rng.uniform(5, 15) + c) * np.cos(yy / rng.uniform(5, 15)) for c in range(3)],
+        -1,
+    )
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -154,7 +157,12 @@ def test_decode_crop_is_exactly_the_released_crop_then_resize_without_draft() ->
     data = _jpeg(pixels)
     box = CropBox(12, 6, 12 + 54, 6 + 63)
     ours = np.asarray(decode_crop(data, 96, 72, box, 40))
-    ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").crop((12, 6, 66, 69)).resize((40, 40), Image.Resampling.BILINEAR))
+    ref = np.asarray(
+        Image.open(io.BytesIO(data))
+        .convert("RGB")
+        .crop((12, 6, 66, 69))
+        .resize((40, 40), Image.Resampling.BILINEAR)
+    )
     assert np.array_equal(ours, ref)
 
 
@@ -239,7 +247,11 @@ def test_decode_sample_matches_the_per_frame_reference(out_size: int) -> None:
     positions = [0, 0, 1, 2, 2, 1]
     # Whole-pixel boxes take the batched torch resize; the last one (an eval box mapped through a resize)
     # falls on fractional pixels and takes PIL's box resize.
-    boxes = [(CropBox(12, 6, 66, 60), False), (CropBox(30, 10, 84, 64), True), (CropBox(12.5, 6.25, 66.5, 60.25), False)]
+    boxes = [
+        (CropBox(12, 6, 66, 60), False),
+        (CropBox(30, 10, 84, 64), True),
+        (CropBox(12.5, 6.25, 66.5, 60.25), False),
+    ]
     outs = [torch.zeros((len(positions), out_size, out_size, 3), dtype=torch.uint8) for _ in boxes]
     targets = [CropTarget(box, flip, out) for (box, flip), out in zip(boxes, outs)]
     decode_sample(jpegs, 96, 72, positions, targets)

@@ -118,7 +118,10 @@ GOOD: dict[str, tuple[str, Spec]] = {
     "audio_track": ("with audio.mp4", Spec("libx264", "yuv420p", audio=True, frames=16)),
     "too_short": ("short.mp4", Spec("libx264", "yuv420p", frames=3)),
     # Beyond the datasets' own codecs: what users' videos and newer downloads come as.
-    "av1": ("av1.mp4", Spec("libsvtav1", "yuv420p", options=(("preset", "12"), ("svtav1-params", "log-level=0")))),
+    "av1": (
+        "av1.mp4",
+        Spec("libsvtav1", "yuv420p", options=(("preset", "12"), ("svtav1-params", "log-level=0"))),
+    ),
     "vp8": ("vp8.webm", Spec("libvpx", "yuv420p")),
     "prores_422_10bit": ("prores.mov", Spec("prores", "yuv422p10le", frames=12)),
     "mpeg2_b_frames": ("mpeg2.mpg", Spec("mpeg2video", "yuv420p", options=(("bf", "2"),))),
@@ -166,11 +169,22 @@ def make_frame_folder(folder: str | os.PathLike, frames: int = 14, width: int = 
 # name -> (file name, spec, container format): encodings with non-reference (B) frames, for the decoder's
 # skip-unneeded-frames mode. 60 frames so that several mini-GOPs lie between the wanted windows.
 B_FRAMES: dict[str, tuple[str, Spec, str | None]] = {
-    "h264_mp4": ("b h264.mp4", Spec("libx264", "yuv420p", frames=60, options=(("bframes", "3"), ("b-pyramid", "normal"))), None),
-    "h264_mkv_open_gop": ("b h264.mkv", Spec("libx264", "yuv420p", frames=60,
-                                           options=(("x264-params", "open-gop=1:keyint=20:bframes=3"),)), None),  # fmt: skip
+    "h264_mp4": (
+        "b h264.mp4",
+        Spec("libx264", "yuv420p", frames=60, options=(("bframes", "3"), ("b-pyramid", "normal"))),
+        None,
+    ),
+    "h264_mkv_open_gop": (
+        "b h264.mkv",
+        Spec("libx264", "yuv420p", frames=60, options=(("x264-params", "open-gop=1:keyint=20:bframes=3"),)),
+        None,
+    ),  # fmt: skip
     "h264_ts": ("b h264.ts", Spec("libx264", "yuv420p", frames=60, options=(("bframes", "2"),)), "mpegts"),
-    "hevc": ("b hevc.mkv", Spec("libx265", "yuv420p", frames=60, options=(("x265-params", "log-level=error:bframes=4"),)), None),
+    "hevc": (
+        "b hevc.mkv",
+        Spec("libx265", "yuv420p", frames=60, options=(("x265-params", "log-level=error:bframes=4"),)),
+        None,
+    ),
     "xvid_avi": ("b xvid.avi", Spec("mpeg4", "yuv420p", frames=60, options=(("bf", "2"),)), None),
     "mpeg2_ps": ("b mpeg2.mpg", Spec("mpeg2video", "yuv420p", frames=60, options=(("bf", "2"),)), "mpeg"),
 }
@@ -194,7 +208,9 @@ def encode_with_still_stream(path: str | os.PathLike, frames: int = 24, cover_on
             out.mux(packet)
         if video is not None:
             for i in range(frames):
-                frame = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24").reformat(format="yuv420p")
+                frame = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24").reformat(
+                    format="yuv420p"
+                )
                 for packet in video.encode(frame):
                     out.mux(packet)
             for packet in video.encode():
@@ -222,7 +238,9 @@ def make_edit_list_cut(source: str | os.PathLike, path: str | os.PathLike, hidde
     return Path(path)
 
 
-def make_damaged(path: str | os.PathLike, spec: Spec, broken: tuple[int, ...], fmt: str | None = None) -> Path:
+def make_damaged(
+    path: str | os.PathLike, spec: Spec, broken: tuple[int, ...], fmt: str | None = None
+) -> Path:
     """``spec`` encoded, then the packets ``broken`` (in file order) zeroed in place: the container and its
     packet count stay intact, the decoder rejects or misdecodes those packets (a damaged download)."""
     path = encode_video(path, spec, fmt)
@@ -236,7 +254,9 @@ def make_damaged(path: str | os.PathLike, spec: Spec, broken: tuple[int, ...], f
     return path
 
 
-def make_damaged_mjpeg(path: str | os.PathLike, frames: int = 20, broken: tuple[int, ...] = (5, 6, 12)) -> Path:
+def make_damaged_mjpeg(
+    path: str | os.PathLike, frames: int = 20, broken: tuple[int, ...] = (5, 6, 12)
+) -> Path:
     """An MJPEG AVI whose packets ``broken`` are zeroed in place: the container and its packet count stay
     intact, the decoder rejects those packets (a damaged download)."""
     return make_damaged(path, Spec("mjpeg", "yuvj420p", frames=frames), broken)

@@ -49,12 +49,16 @@ def fetch_parameters(prefix: str, names: list[str], region: str) -> dict[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.aws.node_secrets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.aws.node_secrets", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--region", required=True)
     parser.add_argument("--prefix", default="/tdn/", help="SSM parameter name prefix")
     parser.add_argument("--home", type=Path, default=Path.home())
     args = parser.parse_args(argv)
-    values = fetch_parameters(args.prefix, ["ray-auth-token", "mlflow-username", "mlflow-password"], args.region)
+    values = fetch_parameters(
+        args.prefix, ["ray-auth-token", "mlflow-username", "mlflow-password"], args.region
+    )
     _write_private(args.home / ".ray" / "auth_token", values["ray-auth-token"].strip())
     _write_private(
         args.home / ".mlflow" / "credentials",

@@ -1,9 +1,9 @@
 """CLI: `python -m infra.local up|down|env [--dir .local-cluster]`.
 
-    python -m infra.local up                  # start; prints the env file to source
-    source .local-cluster/env.sh              # RAY_ADDRESS, MLFLOW_TRACKING_URI, AWS_ENDPOINT_URL, ...
-    ray job submit --working-dir . -- python jobs/shard.py --config jobs/configs/...
-    python -m infra.local down                # stops exactly what `up` started
+python -m infra.local up                  # start; prints the env file to source
+source .local-cluster/env.sh              # RAY_ADDRESS, MLFLOW_TRACKING_URI, AWS_ENDPOINT_URL, ...
+ray job submit --working-dir . -- python jobs/shard.py --config jobs/configs/...
+python -m infra.local down                # stops exactly what `up` started
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", default=defaults.bucket)
     parser.add_argument("--region", default=defaults.region)
     parser.add_argument("--startup-timeout-s", type=float, default=defaults.startup_timeout_s)
-    parser.add_argument("--project-dir", default=defaults.project_dir, help="working directory of the Ray nodes")
+    parser.add_argument(
+        "--project-dir", default=defaults.project_dir, help="working directory of the Ray nodes"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -45,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterStartError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"local cluster up; services: {', '.join(f'{n} (pid {s.pid})' for n, s in state.services.items())}")
+        print(
+            f"local cluster up; services: {', '.join(f'{n} (pid {s.pid})' for n, s in state.services.items())}"
+        )
         print(f"source {Path(state.dir) / ENV_FILE}")
         return 0
     if args.command == "down":

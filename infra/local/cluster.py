@@ -50,7 +50,9 @@ class LocalClusterConfig:
     bucket: str = "tdn-local"
     region: str = "us-east-1"
     startup_timeout_s: float = 180.0
-    project_dir: str = str(REPO_ROOT)  # working directory of the Ray nodes (and of jobs without a working_dir)
+    project_dir: str = str(
+        REPO_ROOT
+    )  # working directory of the Ray nodes (and of jobs without a working_dir)
 
 
 @dataclass
@@ -207,7 +209,9 @@ def _s3_ready(endpoint: str, bucket: str, region: str) -> bool:
         return False
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     if bucket not in existing:
-        kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        kwargs = (
+            {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
         try:
             client.create_bucket(Bucket=bucket, **kwargs)
         except (botocore.exceptions.ClientError, botocore.exceptions.ParamValidationError) as e:

@@ -37,7 +37,9 @@ def _call(base_uri: str, method: str, path: str, body: dict, username: str, pass
         with urllib.request.urlopen(request, timeout=30) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as e:
-        raise UserApiError(f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from e
+        raise UserApiError(
+            f"{method} {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}"
+        ) from e
     return json.loads(raw) if raw else {}
 
 
@@ -60,7 +62,9 @@ def create_user(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.mlflow.create_user", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.mlflow.create_user", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("username")
     parser.add_argument("--admin", action="store_true", help="make the new user an administrator")
     args = parser.parse_args(argv)

@@ -21,7 +21,6 @@ import argparse
 import configparser
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,11 +47,25 @@ def auth_config_text(database_uri: str, template: Path = TEMPLATE) -> str:
     config.read_string(template.read_text())
     config["mlflow"]["database_uri"] = database_uri
     if config["mlflow"].get("admin_password"):
-        raise ServerConfigError(f"{template} sets admin_password: it must come from MLFLOW_AUTH_ADMIN_PASSWORD")
+        raise ServerConfigError(
+            f"{template} sets admin_password: it must come from MLFLOW_AUTH_ADMIN_PASSWORD"
+        )
     lines = []
     for key, value in config["mlflow"].items():
         lines.append(f"{key} = {value}")
     return "[mlflow]\n" + "\n".join(lines) + "\n"
+
+
+def memory_file(text: str) -> str:
+    """A path to ``text`` that no file on disk backs: an anonymous memory file (memfd) this process keeps open
+    across ``exec`` into the server, read through ``/proc/<pid>/fd/<n>`` (a folder only its owner may read).
+    It holds the auth database URI and vanishes with the server, however the server ends."""
+    fd = os.memfd_create("basic_auth.ini", 0)  # no MFD_CLOEXEC: the exec'd server keeps it
+    os.set_inheritable(fd, True)
+    data = text.encode("utf-8")
+    while data:
+        data = data[os.write(fd, data) :]
+    return f"/proc/{os.getpid()}/fd/{fd}"
 
 
 def server_command(env: Mapping[str, str]) -> list[str]:
@@ -76,7 +89,9 @@ def server_command(env: Mapping[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.mlflow.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.mlflow.server", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--print", action="store_true", help="print the command instead of running it")
     args = parser.parse_args(argv)
     env = dict(os.environ)
@@ -89,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(" ".join(argv_))
         return 0
-    fd, ini_path = tempfile.mkstemp(prefix="basic_auth-", suffix=".ini")
-    with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600: it holds the database URI
-        f.write(ini)
-    env["MLFLOW_AUTH_CONFIG_PATH"] = ini_path
+    env["MLFLOW_AUTH_CONFIG_PATH"] = memory_file(ini)
     # Server-side job execution starts a second heavy process tree; this deployment does not use it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

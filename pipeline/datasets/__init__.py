@@ -13,6 +13,7 @@ Malformed annotation lines raise ``AnnotationError`` naming the file and line.
 
 from __future__ import annotations
 
+from pipeline import storage
 from pipeline.datasets.common import (
     AnnotationError,
     DatasetConfig,
@@ -36,7 +37,15 @@ __all__ = [
 
 
 def load_dataset(cfg: DatasetConfig) -> DatasetIndex:
-    """Parse the annotations of ``cfg.format`` and locate the videos under ``cfg.root``."""
+    """Parse the annotations of ``cfg.format`` and locate the videos under ``cfg.root``.
+
+    A root that does not exist, or storage that cannot be reached, is an ``AnnotationError`` naming the root."""
+    try:
+        root_is_dir = storage.is_dir(cfg.root)
+    except OSError as exc:  # e.g. an S3 endpoint that does not answer
+        raise AnnotationError(f"dataset root {cfg.root}: cannot be read: {str(exc).splitlines()[0]}") from exc
+    if not root_is_dir:
+        raise AnnotationError(f"dataset root {cfg.root} does not exist or is not a folder")
     if cfg.format == "ucf101":
         return load_ucf101(cfg)
     if cfg.format == "hmdb51":

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline import storage
+from pipeline.errors import InputError
 
 DatasetFormat = Literal["ucf101", "hmdb51", "kinetics", "ssv1", "ssv2", "csv"]
 
@@ -27,7 +28,9 @@ class DatasetIndex:
     classes: list[str]  # index -> class name
     splits: dict[str, list[VideoRecord]]  # found videos only (all listed ones when check_exists is off)
     annotation_checksums: dict[str, str]  # annotation file name -> sha256
-    missing: dict[str, list[VideoRecord]] = field(default_factory=dict)  # split -> listed, not found on storage
+    missing: dict[str, list[VideoRecord]] = field(
+        default_factory=dict
+    )  # split -> listed, not found on storage
 
 
 @dataclass
@@ -39,9 +42,11 @@ class DatasetConfig:
     annotations: str = ""
     split_number: int = 1  # 1..3, the official split of UCF101 / HMDB51
     check_exists: bool = True  # list the storage once; listed videos not found go to DatasetIndex.missing
+    # False: a relative annotation path that climbs out of ``root`` ("../x.mp4") is an AnnotationError
+    allow_outside_root: bool = False
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError):
     """A malformed or inconsistent annotation file; the message names the file and line."""
 
 
@@ -91,9 +96,12 @@ class VideoFinder:
     path is taken as written.
     """
 
-    def __init__(self, root: str, check_exists: bool, folders: bool = False):
+    def __init__(
+        self, root: str, check_exists: bool, folders: bool = False, allow_outside_root: bool = False
+    ) -> None:
         self.root = str(root)
         self.check_exists = check_exists
+        self.allow_outside_root = allow_outside_root
         self._exact: dict[str, str] = {}
         self._lower: dict[str, str] = {}
         self._stem: dict[str, str] = {}
@@ -114,12 +122,20 @@ class VideoFinder:
             self._stem.setdefault(_strip_ext(rel).lower(), uri)
             self._name_stem.setdefault(_strip_ext(posixpath.basename(rel)).lower(), uri)
 
+    def confined(self, rel: str) -> str:
+        """``rel`` ('/'-separated), refused when it climbs out of the root (unless ``allow_outside_root``)."""
+        norm = posixpath.normpath(rel.replace("\\", "/").lstrip("/"))
+        if not self.allow_outside_root and (norm == ".." or norm.startswith("../")):
+            raise AnnotationError(f"annotation path {rel!r} leaves the dataset root {self.root} "
+                                  "(set dataset.allow_outside_root to allow it)")  # fmt: skip
+        return rel
+
     def default_path(self, rel: str) -> str:
-        return storage.join(self.root, *rel.split("/"))
+        return storage.join(self.root, *self.confined(rel).split("/"))
 
     def find(self, rel: str) -> str | None:
         """URI of the listed relative path ``rel`` ('/'-separated), None when not on storage."""
-        rel = rel.replace("\\", "/").lstrip("/")
+        rel = self.confined(rel).replace("\\", "/").lstrip("/")
         if not self.check_exists:
             return self.default_path(rel)
         hit = self._exact.get(rel) or self._lower.get(rel.lower())
@@ -128,7 +144,7 @@ class VideoFinder:
     def find_by_name(self, stem: str) -> str | None:
         """URI of a file whose base name without extension is ``stem``, in any sub-folder (Kinetics keeps
         videos flat, under label folders or under split folders)."""
-        return self._name_stem.get(stem.lower())
+        return self._name_stem.get(self.confined(stem).lower())
 
 
 class IndexBuilder:

@@ -37,7 +37,10 @@ def _is_index(text: str) -> bool:
 def load_csv(cfg: DatasetConfig) -> DatasetIndex:
     ann = default_annotations(cfg)
     if ann.lower().endswith(".csv"):
-        uris, folder = [ann], posixpath.dirname(ann) if storage.is_s3(ann) else os.path.dirname(os.path.abspath(ann))
+        uris, folder = (
+            [ann],
+            posixpath.dirname(ann) if storage.is_s3(ann) else os.path.dirname(os.path.abspath(ann)),
+        )
     else:
         uris, folder = storage.list_files(ann, ".csv"), ann
         if not uris:
@@ -87,7 +90,7 @@ def load_csv(cfg: DatasetConfig) -> DatasetIndex:
     builder = IndexBuilder("csv", classes)
     for f in builder_files:
         builder.add_file(f)
-    finder = VideoFinder(cfg.root, cfg.check_exists)
+    finder = VideoFinder(cfg.root, cfg.check_exists, allow_outside_root=cfg.allow_outside_root)
     for f, n, path, label_text, split in rows:
         if not label_text:
             label = -1

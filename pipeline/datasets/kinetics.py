@@ -98,7 +98,7 @@ def load_kinetics(cfg: DatasetConfig) -> DatasetIndex:
     builder = IndexBuilder("kinetics", classes)
     for f in files:
         builder.add_file(f)
-    finder = VideoFinder(cfg.root, cfg.check_exists)
+    finder = VideoFinder(cfg.root, cfg.check_exists, allow_outside_root=cfg.allow_outside_root)
     for f, n, row, split in parsed:
         label_text = row.get("label", "")
         if label_text and label_text not in index_of:

@@ -55,7 +55,7 @@ def load_ssv1(cfg: DatasetConfig) -> DatasetIndex:
     index_of = {c: i for i, c in enumerate(classes)}
     builder = IndexBuilder("ssv1", classes)
     builder.add_file(label_file)
-    finder = VideoFinder(cfg.root, cfg.check_exists, folders=True)
+    finder = VideoFinder(cfg.root, cfg.check_exists, True, cfg.allow_outside_root)
     for part, split in _PARTS:
         f = _optional(storage.join(ann, f"{prefix}-{part}.csv"), required=part == "train")
         if f is None:
@@ -99,7 +99,7 @@ def load_ssv2(cfg: DatasetConfig) -> DatasetIndex:
     index_of = {c: i for i, c in enumerate(classes)}
     builder = IndexBuilder("ssv2", classes)
     builder.add_file(label_file)
-    finder = VideoFinder(cfg.root, cfg.check_exists)
+    finder = VideoFinder(cfg.root, cfg.check_exists, allow_outside_root=cfg.allow_outside_root)
     for part, split in _PARTS:
         f = _optional(storage.join(ann, f"{prefix}-{part}.json"), required=part == "train")
         if f is None:

@@ -59,8 +59,11 @@ def load_ucf101(cfg: DatasetConfig) -> DatasetIndex:
 
     builder = IndexBuilder("ucf101", classes)
     builder.add_file(class_file)
-    finder = VideoFinder(cfg.root, cfg.check_exists)
-    for split, name in (("train", f"trainlist{cfg.split_number:02d}.txt"), ("test", f"testlist{cfg.split_number:02d}.txt")):
+    finder = VideoFinder(cfg.root, cfg.check_exists, allow_outside_root=cfg.allow_outside_root)
+    for split, name in (
+        ("train", f"trainlist{cfg.split_number:02d}.txt"),
+        ("test", f"testlist{cfg.split_number:02d}.txt"),
+    ):
         f = read_annotation(storage.join(ann, name))
         builder.add_file(f)
         for n, line in enumerate(f.lines, 1):
@@ -79,7 +82,9 @@ def load_ucf101(cfg: DatasetConfig) -> DatasetIndex:
             if len(parts) == 2 and int(parts[1]) - 1 != label:
                 raise f.error(n, f"label {parts[1]} does not match class folder {folder!r} "
                                  f"({label + 1} in {class_file.name})")  # fmt: skip
-            builder.add(_video_id(rel), finder.find(rel), finder.default_path(rel), label, split, f"{f.uri}:{n}")
+            builder.add(
+                _video_id(rel), finder.find(rel), finder.default_path(rel), label, split, f"{f.uri}:{n}"
+            )
     return builder.build()
 
 
@@ -93,7 +98,7 @@ def load_hmdb51(cfg: DatasetConfig) -> DatasetIndex:
     files = [read_annotation(u) for u in split_files]
     classes = sorted(f.name[: -len(suffix)] for f in files)
     builder = IndexBuilder("hmdb51", classes)
-    finder = VideoFinder(cfg.root, cfg.check_exists)
+    finder = VideoFinder(cfg.root, cfg.check_exists, allow_outside_root=cfg.allow_outside_root)
     for f in sorted(files, key=lambda f: f.name):
         builder.add_file(f)
         cls = f.name[: -len(suffix)]
@@ -108,5 +113,7 @@ def load_hmdb51(cfg: DatasetConfig) -> DatasetIndex:
                 continue  # not used by this split
             rel = f"{cls}/{parts[0]}"
             split = "train" if parts[1] == "1" else "test"
-            builder.add(_video_id(rel), finder.find(rel), finder.default_path(rel), label, split, f"{f.uri}:{n}")
+            builder.add(
+                _video_id(rel), finder.find(rel), finder.default_path(rel), label, split, f"{f.uri}:{n}"
+            )
     return builder.build()

@@ -37,7 +37,7 @@ from pipeline.loading.config import LoaderConfig
 from pipeline.loading.device_batch import EncodedBatch, encode_batch
 from pipeline.loading.jpeg_decode import CropTarget, FrameDecodeError, decode_sample
 from pipeline.loading.transforms import CropBox, normalise_uint8
-from pipeline.shards.contract import SampleMeta, split_jpegs
+from pipeline.shards.contract import SampleMeta, check_frames, split_jpegs
 
 
 def _shared_uint8(shape: tuple[int, ...]) -> torch.Tensor:
@@ -67,7 +67,11 @@ class DecodeJob:
 
 
 def decode_rows(
-    jobs: Sequence[DecodeJob], num_rows: int, out_size: int, cfg: LoaderConfig, pool: ThreadPoolExecutor | None
+    jobs: Sequence[DecodeJob],
+    num_rows: int,
+    out_size: int,
+    cfg: LoaderConfig,
+    pool: ThreadPoolExecutor | None,
 ) -> torch.Tensor:
     """Decode samples into one uint8 (R, T, 5, S, S, 3) buffer; one task per sample, each stored (unique)
     frame decoded once for all the windows and crops that use it."""
@@ -87,6 +91,7 @@ def decode_rows(
 
     def run(job: DecodeJob) -> None:
         meta = job.meta
+        check_frames(meta, job.frames, job.where)
         try:
             jpegs = split_jpegs(job.frames, meta.jpeg_sizes)
             positions = [p for window_pos in meta.window_positions() for p in window_pos]
@@ -114,10 +119,16 @@ def finish(buf: torch.Tensor, cfg: LoaderConfig) -> torch.Tensor:
 
 
 def batch_rows(
-    jobs: Sequence[DecodeJob], num_rows: int, out_size: int, cfg: LoaderConfig, pool: ThreadPoolExecutor | None
+    jobs: Sequence[DecodeJob],
+    num_rows: int,
+    out_size: int,
+    cfg: LoaderConfig,
+    pool: ThreadPoolExecutor | None,
 ) -> torch.Tensor | EncodedBatch:
     """The worker's output for these rows: decoded (``finish``) or, with ``decode: device``, still encoded."""
     if cfg.decode == "device":
+        for job in jobs:
+            check_frames(job.meta, job.frames, job.where)
         items = [(j.frames, j.meta.jpeg_sizes, j.meta.width, j.meta.height, j.meta.window_positions(), j.rows,
                   j.where) for j in jobs]  # fmt: skip
         return encode_batch(items, num_rows, out_size)

@@ -17,11 +17,15 @@ class LoaderConfig:
     scales: tuple[float, ...] = DEFAULT_SCALES  # multi-scale crop sides, fractions of the shorter side
     flip: Literal["none", "random", "swap_labels"] = "random"
     flip_label_pairs: list[tuple[int, int]] = field(default_factory=list)  # SSv1: (86,87),(93,94),(166,167)
-    shuffle_buffer: int = 256  # raw samples per loader worker, before decoding (~0.5 MB each at short side 320)
+    shuffle_buffer: int = (
+        256  # raw samples per loader worker, before decoding (~0.5 MB each at short side 320)
+    )
     eval_short_side: int = 256
     eval_crops: Literal[1, 3] = 1  # 1: centre input_size crop; 3: three eval_short_side crops (Kinetics)
     decode_threads: int = 4  # JPEG decoding threads per loader worker
-    output_dtype: Literal["float32", "uint8"] = "float32"  # uint8: normalise on the device (normalise_on_device)
+    output_dtype: Literal["float32", "uint8"] = (
+        "float32"  # uint8: normalise on the device (normalise_on_device)
+    )
     use_draft: bool = True  # let libjpeg decode at 1/2, 1/4, 1/8 scale when the crop allows it
     pin_memory: bool = False  # page-locked batches for asynchronous host->GPU copies
     prefetch_factor: int = 2  # batches in flight per loader worker (bounded prefetch)
@@ -34,7 +38,9 @@ class LoaderConfig:
         if self.batch_size < 1 or self.num_workers < 0 or self.decode_threads < 1:
             raise ValueError("batch_size and decode_threads must be >= 1, num_workers >= 0")
         if self.input_size < 1 or not self.scales or any(not 0 < s <= 1 for s in self.scales):
-            raise ValueError(f"input_size must be >= 1 and scales in (0, 1], got {self.input_size}, {self.scales}")
+            raise ValueError(
+                f"input_size must be >= 1 and scales in (0, 1], got {self.input_size}, {self.scales}"
+            )
         if self.flip not in ("none", "random", "swap_labels"):
             raise ValueError(f"flip must be 'none', 'random' or 'swap_labels', got {self.flip!r}")
         if self.output_dtype not in ("float32", "uint8"):

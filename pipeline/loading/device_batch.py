@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.loading.jpeg_decode import FrameDecodeError
 from pipeline.loading.transforms import IMAGENET_MEAN, IMAGENET_STD, CropBox
 
 Row = tuple[int, CropBox, bool]  # (batch row, box in full-resolution frame coordinates, horizontal flip)
@@ -80,15 +81,17 @@ def encode_batch(
     samples, blobs = [], []
     for frames, sizes, width, height, windows, rows, where in items:
         if sum(sizes) != len(frames):
-            raise ValueError(
+            raise FrameDecodeError(
                 f"{where}: frames member holds {len(frames)} bytes, jpeg_sizes add up to {sum(sizes)}"
             )
         if len(windows) != segments or any(len(w) != window for w in windows):
-            raise ValueError(f"{where}: {len(windows)} segments x {len(windows[0])} frames, the batch has "
+            raise FrameDecodeError(f"{where}: {len(windows)} segments x {len(windows[0])} frames, the batch has "
                              f"{segments} x {window} (mixed shard settings?)")  # fmt: skip
         positions = tuple(int(p) for w in windows for p in w)
         if any(not 0 <= p < len(sizes) for p in positions):
-            raise ValueError(f"{where}: window positions out of range of the {len(sizes)} stored frames")
+            raise FrameDecodeError(
+                f"{where}: window positions out of range of the {len(sizes)} stored frames"
+            )
         samples.append(EncodedSample(tuple(int(s) for s in sizes), int(width), int(height), positions,
                                      tuple(rows), where))  # fmt: skip
         blobs.append(frames)
@@ -123,7 +126,9 @@ class PilJpegDecoder:
                 rgb = opened.convert("RGB") if opened.mode != "RGB" else opened
                 pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
             except (OSError, ValueError, SyntaxError) as exc:
-                raise ValueError(f"cannot decode stored JPEG {i} ({data.numel()} bytes): {exc}") from exc
+                raise FrameDecodeError(
+                    f"cannot decode stored JPEG {i} ({data.numel()} bytes): {exc}"
+                ) from exc
             out.append(pixels.to(self.device))
         return out
 
@@ -151,7 +156,9 @@ def make_decoder(device: str | torch.device) -> JpegDecoder:
 # ------------------------------------------------------------------------------------ crop and resize
 
 
-def resample_weights(start: float, end: float, in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+def resample_weights(
+    start: float, end: float, in_size: int, out_size: int, device: torch.device
+) -> torch.Tensor:
     """(out_size, in_size) weights of PIL's antialiased bilinear resize of the span [start, end) (sub-pixel
     boxes allowed): triangle filter widened by the downscale factor, rows normalised to sum 1."""
     scale = (end - start) / out_size
@@ -195,7 +202,11 @@ def normalise_float_(x: torch.Tensor) -> torch.Tensor:
 
 def decode_batch(batch: EncodedBatch, decoder: JpegDecoder) -> torch.Tensor:
     """Device side: ``EncodedBatch`` -> float32 (R, T, 5, 3, S, S), ImageNet-normalised on the decoder's device."""
-    images = decoder.decode(batch.jpegs())
+    try:
+        images = decoder.decode(batch.jpegs())
+    except ValueError as exc:  # a stored JPEG that does not decode: name the samples it may be in
+        where = ", ".join(sorted({sample.where for sample in batch.samples}))
+        raise FrameDecodeError(f"{exc} (one of {where})") from exc
     s = batch.out_size
     out = torch.empty((batch.num_rows, batch.segments * batch.window, 3, s, s), dtype=torch.float32,
                       device=decoder.device)  # fmt: skip
@@ -207,7 +218,9 @@ def decode_batch(batch: EncodedBatch, decoder: JpegDecoder) -> torch.Tensor:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, frame in enumerate(frames):
             if frame.dim() != 3 or frame.shape[0] != 3:
-                raise ValueError(f"{sample.where}: decoded frame {i} is {tuple(frame.shape)}, not (3, h, w)")
+                raise FrameDecodeError(
+                    f"{sample.where}: decoded frame {i} is {tuple(frame.shape)}, not (3, h, w)"
+                )
             groups.setdefault((int(frame.shape[1]), int(frame.shape[2])), []).append(i)
         stacks = {size: torch.stack([frames[i] for i in idx]) for size, idx in groups.items()}
         positions = torch.as_tensor(sample.positions, dtype=torch.int64, device=decoder.device)
@@ -216,7 +229,7 @@ def decode_batch(batch: EncodedBatch, decoder: JpegDecoder) -> torch.Tensor:
             for (h, w), idx in groups.items():
                 rx, ry = w / sample.width, h / sample.height
                 if abs(w * sample.height - h * sample.width) > max(sample.width, sample.height) * 2:
-                    raise ValueError(f"{sample.where}: stored frame is {w}x{h}, metadata says "
+                    raise FrameDecodeError(f"{sample.where}: stored frame is {w}x{h}, metadata says "
                                      f"{sample.width}x{sample.height}")  # fmt: skip
                 scaled = (box.left * rx, box.top * ry, box.right * rx, box.bottom * ry)
                 part = crop_resize(stacks[(h, w)], scaled, s, flip)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pipeline.loading.batch_decode import DecodeJob, batch_rows, decode_pool
 from pipeline.loading.config import LoaderConfig
 from pipeline.loading.device_batch import EncodedBatch
-from pipeline.loading.shard_reading import RawSample, iter_shard, parse_sample, resolve_shards
+from pipeline.loading.shard_reading import RawSample, iter_shard, listed_entries, parse_sample, resolve_shards
 from pipeline.loading.transforms import CropBox, eval_boxes, eval_output_size
 
 
@@ -47,8 +47,8 @@ class _EvalStream(IterableDataset):
         try:
             pending: list[tuple[RawSample, list[CropBox]]] = []
             rows = 0
-            for uri in mine:
-                for key, sample in iter_shard(uri):
+            for uri, entry in zip(mine, listed_entries(mine)):
+                for key, sample in iter_shard(uri, entry):  # verified against its index.json entry
                     raw = parse_sample(uri, key, sample)
                     boxes = eval_boxes(raw.meta.width, raw.meta.height, cfg.eval_short_side, cfg.input_size,
                                        cfg.eval_crops)  # fmt: skip
@@ -73,7 +73,11 @@ class _EvalStream(IterableDataset):
         labels: list[int] = []
         for raw, boxes in pending:
             first = len(video_ids)
-            jobs.append(DecodeJob(raw.meta, raw.frames, raw.where, [(first + c, b, False) for c, b in enumerate(boxes)]))
+            jobs.append(
+                DecodeJob(
+                    raw.meta, raw.frames, raw.where, [(first + c, b, False) for c, b in enumerate(boxes)]
+                )
+            )
             for c in range(len(boxes)):
                 video_ids.append(raw.meta.video_id)
                 views.append(raw.meta.view)

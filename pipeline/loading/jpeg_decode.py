@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.errors import InputError
 from pipeline.loading.transforms import CropBox
 
 
-class FrameDecodeError(ValueError):
+class FrameDecodeError(InputError):
     """A stored frame that is not a readable JPEG of the size its metadata promises."""
 
 
@@ -74,7 +75,9 @@ def _decode(
     img = _open(data, full_w, full_h)
     if use_draft:
         sx, sy = img.size[0] / full_w, img.size[1] / full_h
-        requests = [draft_request(img.size[0], img.size[1], b.width * sx, b.height * sy, out_size) for b in boxes]
+        requests = [
+            draft_request(img.size[0], img.size[1], b.width * sx, b.height * sy, out_size) for b in boxes
+        ]
         img.draft("RGB", (max(r[0] for r in requests), max(r[1] for r in requests)))
     img.load()
     if img.mode != "RGB":

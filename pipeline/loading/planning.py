@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.loading.config import LoaderConfig
-from pipeline.shards.contract import ShardIndex
+from pipeline.shards.contract import ShardEntry, ShardIndex
 
 
 def train_steps_per_epoch(index: ShardIndex, cfg: LoaderConfig, world_size: int) -> int:
@@ -48,6 +48,9 @@ class ShardSlice:
     start: int
     stop: int
     open_end: bool
+    entry: ShardEntry | None = (
+        None  # the shard's index entry: its size and sha256 are checked when read to the end
+    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,9 @@ def epoch_plan(
             a, b = int(starts[pos]), int(starts[pos + 1])
             if b > lo and a < hi and b > a:
                 stop = min(hi, b) - a
-                out.append(ShardSlice(uris[i], max(lo, a) - a, stop, open_end=stop == b - a))
+                out.append(
+                    ShardSlice(uris[i], max(lo, a) - a, stop, open_end=stop == b - a, entry=index.shards[i])
+                )
         return out
 
     rank_lo, rank_hi = rank * total // world_size, (rank + 1) * total // world_size

@@ -31,7 +31,9 @@ def batch_on_device(x: Any, device: torch.device | str, decoder: JpegDecoder | N
     a uint8 batch moved and normalised, a float32 batch only moved."""
     if isinstance(x, EncodedBatch):
         if decoder is None:
-            raise ValueError("the loader yields encoded batches (loader.decode: device), no decoder was given")
+            raise ValueError(
+                "the loader yields encoded batches (loader.decode: device), no decoder was given"
+            )
         return decode_batch(x, decoder)
     return normalise_on_device(x, device)
 

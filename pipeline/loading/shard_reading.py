@@ -1,18 +1,34 @@
 """Reading shards: the split index, tar members -> ``RawSample`` (metadata + undecoded JPEG bytes), the
-slices of an epoch plan in order, a bounded shuffle buffer, and the shard list of an evaluation source."""
+slices of an epoch plan in order, a bounded shuffle buffer, and the shard list of an evaluation source.
+
+Verified while reading (``iter_shard``): a shard listed in an index is hashed as its bytes stream in, and a
+size or sha256 that differs from its ``index.json`` entry raises ``CorruptShardError`` at the end of the
+shard, before its last sample is handed out (a tar cut at a member boundary reads as a shorter valid tar;
+this catches it). A reader that stops early (a training slice that ends inside a shard) skips the check:
+the slice owning the shard's end reads it all. Each stored JPEG's CRC32 is checked where it is decoded
+(``contract.check_frames``, pipeline/loading/batch_decode.py).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from pipeline import storage
 from pipeline.loading.planning import ShardSlice, selected_view
-from pipeline.shards.contract import SampleMeta, ShardIndex, decode_sample_metadata
+from pipeline.shards.contract import (
+    CorruptShardError,
+    SampleMeta,
+    ShardEntry,
+    ShardIndex,
+    decode_sample_metadata,
+)
 
 
 def read_index(split_dir: str) -> ShardIndex:
@@ -30,6 +46,12 @@ def shard_uris(split_dir: str, index: ShardIndex) -> list[str]:
     return [storage.join(str(split_dir), s.name) for s in index.shards]
 
 
+def indexed_shards(split_dir: str) -> list[str]:
+    """The shards of a split's verified ``index.json``; unlike ``resolve_shards``, a folder of tars without
+    an index is an error (training validates only on shards whose checksum it can name and verify)."""
+    return shard_uris(split_dir, read_index(split_dir))
+
+
 @dataclass
 class RawSample:
     meta: SampleMeta
@@ -37,28 +59,85 @@ class RawSample:
     where: str  # shard URI + key, for error messages
 
 
-def iter_shard(uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    import webdataset as wds
+class _HashingReader:
+    """A read-only stream that counts (and with ``hashing``, hashes) every byte read through it."""
 
-    storage.register_webdataset_s3()
-    for sample in wds.tariterators.tarfile_samples([{"url": uri}]):
-        yield sample["__key__"], sample
+    def __init__(self, raw: IO[bytes], hashing: bool) -> None:
+        self.raw, self.digest, self.size = raw, hashlib.sha256() if hashing else None, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if self.digest is not None:
+            self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
+def iter_shard(uri: str, expected: ShardEntry | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, {"__key__", ext: bytes, ...}) per sample, members grouped by key in tar order. With ``expected``
+    (the shard's index entry), the shard's size and sha256 are checked before its last sample is yielded."""
+    with storage.open_input_stream(uri) as raw:
+        reader = _HashingReader(raw, hashing=expected is not None)
+        key, sample = "", dict[str, Any]()
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    name, _, ext = member.name.partition(".")
+                    if name != key and sample:
+                        yield key, sample
+                    if name != key:
+                        key, sample = name, {"__key__": name}
+                    data = tar.extractfile(member)
+                    sample[ext] = data.read() if data is not None else b""
+        except (tarfile.TarError, EOFError) as exc:
+            raise CorruptShardError(f"{uri}: not a readable tar ({type(exc).__name__}: {exc})") from exc
+        while reader.read(1 << 20):  # the end-of-archive blocks
+            pass
+    digest = reader.digest.hexdigest() if reader.digest is not None else ""
+    if expected is not None and (reader.size, digest) != (expected.bytes, expected.sha256):
+        raise CorruptShardError(
+            f"{uri}: {reader.size} bytes with sha256 {digest[:16]}..., index.json lists "
+            f"{expected.bytes} bytes with sha256 {expected.sha256[:16]}...: the shard changed after it was "
+            "written (truncated, corrupted or replaced)"
+        )
+    if sample:
+        yield key, sample
+
+
+def listed_entries(uris: Sequence[str]) -> list[ShardEntry | None]:
+    """Each shard's entry in the ``index.json`` of its folder (each folder's index read once per call), or
+    None for a shard no index lists (a bare folder of tars: read unverified, but for the frames' CRCs)."""
+    indexes: dict[str, ShardIndex | None] = {}
+    out = []
+    for uri in uris:
+        folder, _, name = str(uri).rpartition("/")
+        folder = folder or "."
+        if folder not in indexes:
+            has_index = storage.exists(storage.join(folder, "index.json"))
+            indexes[folder] = read_index(folder) if has_index else None
+        index = indexes[folder]
+        out.append(next((s for s in index.shards if s.name == name), None) if index is not None else None)
+    return out
 
 
 def parse_sample(uri: str, key: str, sample: dict[str, Any]) -> RawSample:
     where = f"{uri} sample {key}"
     if "json" not in sample or "frames" not in sample:
-        raise ValueError(f"{where}: missing .json or .frames member (has {sorted(k for k in sample if k[0] != '_')})")
+        raise CorruptShardError(
+            f"{where}: missing .json or .frames member (has {sorted(k for k in sample if k[0] != '_')})"
+        )
     try:
         meta = decode_sample_metadata(sample, f"{key}.json")
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{where}: bad metadata: {exc}") from exc
+        raise CorruptShardError(f"{where}: bad metadata: {exc}") from exc
     return RawSample(meta, sample["frames"], where)
 
 
 def _read_slice(piece: ShardSlice, epoch: int) -> Iterator[RawSample]:
     ordinal = 0
-    for key, sample in iter_shard(piece.uri):
+    for key, sample in iter_shard(piece.uri, piece.entry):
         raw = parse_sample(piece.uri, key, sample)
         if raw.meta.view != selected_view(raw.meta.video_id, epoch, raw.meta.num_views):
             continue

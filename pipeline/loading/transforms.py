@@ -56,7 +56,9 @@ class CropBox:
         return all(float(v).is_integer() for v in self.as_tuple())
 
 
-def crop_size_pairs(image_w: int, image_h: int, input_size: int, scales: Sequence[float]) -> list[tuple[int, int]]:
+def crop_size_pairs(
+    image_w: int, image_h: int, input_size: int, scales: Sequence[float]
+) -> list[tuple[int, int]]:
     """Candidate (crop_w, crop_h) of the multi-scale crop, in the released code's order."""
     base = min(image_w, image_h)
     sizes = [int(base * s) for s in scales]

@@ -29,15 +29,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, Self
 
+from pipeline.errors import InputError
+
 SCHEMA = "tdn-shards/1"
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """A shard file (or job summary) that does not match its record type; the message names the file."""
+
+
+class CorruptShardError(InputError):
+    """Shard bytes that differ from what the writer recorded (a stored frame's CRC32, the whole tar's size and
+    sha256 in index.json); the message names the shard and, for a frame, the sample."""
 
 
 @functools.cache
@@ -128,6 +136,8 @@ class SampleMeta(Record):
     frame_scales: list[int]  # 1 = full resolution, 2 = stored at half resolution
     height: int
     width: int
+    # zlib.crc32 of each stored JPEG, checked where it is decoded; absent before issue 14 (then not checked)
+    jpeg_crc32: list[int] | None = None
 
     @property
     def num_segments(self) -> int:
@@ -147,7 +157,9 @@ def encode_sample(meta: SampleMeta, jpegs: Sequence[bytes]) -> dict[str, bytes |
         "__key__": sample_key(meta.video_id, meta.view),
         # A shallow field dict: dataclasses.asdict deep-copies the nested index lists (~0.5 ms per sample,
         # 2-4% of a 240-line video's decode pass); json.dumps reads them as they are. Same bytes.
-        "json": json.dumps({f.name: getattr(meta, f.name) for f in fields(meta)}, ensure_ascii=False).encode("utf-8"),
+        "json": json.dumps({f.name: getattr(meta, f.name) for f in fields(meta)}, ensure_ascii=False).encode(
+            "utf-8"
+        ),
         "frames": b"".join(jpegs),
         "cls": str(meta.label).encode("ascii"),
     }
@@ -156,6 +168,31 @@ def encode_sample(meta: SampleMeta, jpegs: Sequence[bytes]) -> dict[str, bytes |
 def decode_sample_metadata(members: Mapping[str, bytes | str], source: str = "sample") -> SampleMeta:
     """SampleMeta from the raw ``json`` member of a sample (keys as read by webdataset, without dot)."""
     return SampleMeta.from_json(members["json"], source)
+
+
+def frame_crcs(jpegs: Sequence[bytes]) -> list[int]:
+    """What the writer records in ``SampleMeta.jpeg_crc32``."""
+    return [zlib.crc32(j) for j in jpegs]
+
+
+def check_frames(meta: SampleMeta, frames: bytes, where: str) -> None:
+    """CorruptShardError naming ``where`` (shard and sample) when a stored JPEG's CRC32 differs from the one
+    written (samples written before ``jpeg_crc32`` existed have none and pass)."""
+    if meta.jpeg_crc32 is None:
+        return
+    if len(meta.jpeg_crc32) != len(meta.jpeg_sizes) or sum(meta.jpeg_sizes) != len(frames):
+        raise CorruptShardError(
+            f"{where}: frames member holds {len(frames)} bytes in {len(meta.jpeg_crc32)} CRCs, jpeg_sizes "
+            f"list {len(meta.jpeg_sizes)} frames of {sum(meta.jpeg_sizes)}"
+        )
+    view, start = memoryview(frames), 0
+    for i, (size, crc) in enumerate(zip(meta.jpeg_sizes, meta.jpeg_crc32)):
+        if zlib.crc32(view[start : start + size]) != crc:
+            raise CorruptShardError(
+                f"{where} ({meta.video_id!r}): stored frame {i} (source frame {meta.stored_frames[i]}) fails "
+                "its CRC32: the shard changed after it was written"
+            )
+        start += size
 
 
 def split_jpegs(frames: bytes, sizes: Sequence[int]) -> list[bytes]:
@@ -174,7 +211,7 @@ class QuarantineEntry(Record):
 
     path: str
     video_id: str
-    stage: str  # "missing" (listed, not on storage), or the decode stage that failed (pipeline.shards.decode)
+    stage: str  # "missing" (listed, not on storage), or the decode stage that failed (decode_types.Stage)
     error: str
 
 
@@ -206,7 +243,7 @@ class ShardSidecar(Record):
 class ShardEntry(Record):
     """One shard of a split's index (shards without samples are not listed)."""
 
-    name: str  # file name inside the split folder
+    name: str  # file name inside the split folder (a plain name: readers refuse paths, see ShardIndex)
     samples: int
     videos: int  # all views of a video sit in one shard: the loader's epoch plan splits by this count
     bytes: int
@@ -258,6 +295,11 @@ class ShardIndex(Record):
         kw = _checked(cls, data, source)
         if kw["checksum"] != index_checksum(kw):
             raise ContractError(f"{source}: checksum does not match its content (edited or truncated index)")
+        for entry in kw["shards"] if isinstance(kw["shards"], list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and not is_plain_file_name(name):
+                raise ContractError(f"{source}: shard name {name!r} is not a file name inside the split "
+                                    "folder")  # fmt: skip
         return cls(**{
             **kw,
             "shards": _records(ShardEntry, kw["shards"], f"{source} shards"),
@@ -268,6 +310,11 @@ class ShardIndex(Record):
     def sealed(self) -> ShardIndex:
         """This index with its ``checksum`` computed."""
         return replace(self, checksum=index_checksum(self.to_dict()))
+
+
+def is_plain_file_name(name: str) -> bool:
+    """True for a name that stays in its folder: no separators, not absolute, not '.' or '..', no NUL."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
 def index_checksum(index: Mapping[str, Any]) -> str:

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pipeline import storage
 from pipeline.datasets import DatasetConfig, DatasetIndex, VideoRecord, load_dataset
+from pipeline.errors import InputError
+from pipeline.forwarded_env import forwardable, refuse_secrets
 from pipeline.shards.contract import (
     DryRunReport,
     DryRunSplit,
@@ -46,18 +48,13 @@ from pipeline.shards.writer import (
 )
 
 # Environment the driver forwards to its tasks (Ray runtime_env env_vars) so that workers on any node reach
-# the same S3 endpoint with the same credentials as the driver. This code never logs or writes the values;
-# Ray keeps them in the tasks' runtime environment, which cluster administrators can read. On clusters whose
-# nodes have their own credentials (instance profiles, IRSA), set ``forward_env: []`` or list endpoint and
-# region only.
+# the same S3 endpoint. Never credentials: Ray writes runtime_env values into world-readable logs; nodes take
+# them from their own environment (pipeline/forwarded_env.py, docs/cluster.md).
 DEFAULT_FORWARD_ENV = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
     "AWS_PROFILE",
 ]
 
@@ -70,7 +67,8 @@ class SplitShardConfig:
     views: int = 1  # train: pre-sampled views per video; multiclip: clips per video; centre: 1
     short_side: int = 256  # shorter side of stored frames (0 keeps the source size)
     # False: a source whose shorter side is short_side or less is stored at its own size. Nothing is lost:
-    # training crops are fractions of the frame and eval scaling maps onto any stored size (pipeline/transforms).
+    # training crops are fractions of the frame and eval scaling maps onto any stored size
+    # (pipeline/loading/transforms.py).
     upscale: bool = True
 
     def __post_init__(self) -> None:
@@ -86,7 +84,8 @@ class SplitShardConfig:
 class ShardConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     output: str = "data/shards"  # local folder or s3://bucket/prefix; splits go to <output>/<split>/
-    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])  # absent ones are skipped
+    # empty: every split the dataset has; a split named here that the dataset lacks is an error
+    splits: list[str] = field(default_factory=list)
     num_segments: int = 8
     train: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("train", 2, 320))
     val: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("centre", 1, 256))
@@ -111,6 +110,7 @@ class ShardConfig:
             raise ValueError(f"videos_per_shard must be >= 1, got {self.videos_per_shard}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        refuse_secrets(self.forward_env, "forward_env")
         for name in self.splits:
             if name not in ("train", "val", "test"):
                 raise ValueError(f"unknown split {name!r}; splits are train, val, test")
@@ -160,7 +160,12 @@ def plan_shards(cfg: ShardConfig, split: str, records: list[VideoRecord]) -> lis
     n = cfg.videos_per_shard
     return [
         ShardTask(
-            split=split, shard_index=i // n, split_dir=split_dir, sampler=sampler, seed=cfg.seed, encode=settings,
+            split=split,
+            shard_index=i // n,
+            split_dir=split_dir,
+            sampler=sampler,
+            seed=cfg.seed,
+            encode=settings,
             videos=tuple(VideoItem(r.video_id, r.path, r.label, split) for r in ordered[i : i + n]),
         )  # fmt: skip
         for i in range(0, len(ordered), n)
@@ -181,8 +186,12 @@ def _resize_settings(cfg: ShardConfig, split: str) -> ResizeSettings:
 
 def _missing_entries(index: DatasetIndex, split: str) -> list[QuarantineEntry]:
     return [
-        QuarantineEntry(path=m.path, video_id=m.video_id, stage="missing",
-                        error="listed in the annotations, not found on storage")  # fmt: skip
+        QuarantineEntry(
+            path=m.path,
+            video_id=m.video_id,
+            stage="missing",
+            error="listed in the annotations, not found on storage",
+        )  # fmt: skip
         for m in index.missing.get(split, [])
     ]
 
@@ -217,13 +226,26 @@ class _Progress:
         )
 
 
+def wanted_splits(cfg: ShardConfig, index: DatasetIndex) -> list[str]:
+    """``cfg.splits``, or every split the dataset has (train, val, test order) when none is configured. A split
+    named in the config that the dataset lacks is a typo or the wrong dataset: an error, never skipped quietly."""
+    present = set(index.splits) | set(index.missing)
+    if not cfg.splits:
+        return [s for s in ("train", "val", "test") if s in present]
+    absent = [s for s in cfg.splits if s not in present]
+    if absent:
+        raise InputError(
+            f"dataset {index.name} at {cfg.dataset.root} has no split {', '.join(absent)} "
+            f"(it has {', '.join(sorted(present))})"
+        )
+    return list(cfg.splits)
+
+
 def dry_run(cfg: ShardConfig) -> DryRunReport:
     """Counts only, nothing written: per split listed / found / missing videos and the number of classes."""
     index = load_dataset(dataclasses.replace(cfg.dataset, check_exists=True))
     splits = {}
-    for split in cfg.splits:
-        if split not in index.splits and split not in index.missing:
-            continue
+    for split in wanted_splits(cfg, index):
         found, missing = len(index.splits.get(split, [])), len(index.missing.get(split, []))
         splits[split] = DryRunSplit(listed=found + missing, found=found, missing=missing)
     return DryRunReport(dataset=index.name, num_classes=len(index.classes), splits=splits)
@@ -241,10 +263,9 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
 
     start = time.monotonic()
     index = load_dataset(cfg.dataset)
-    splits = [s for s in cfg.splits if s in index.splits]
-    skipped_splits = [s for s in cfg.splits if s not in index.splits]
-    if skipped_splits:
-        print(f"[shard] dataset {index.name} has no split {', '.join(skipped_splits)}; skipped", flush=True)
+    splits = [
+        s for s in wanted_splits(cfg, index) if s in index.splits
+    ]  # a split of only missing videos: none
     tasks = [t for s in splits for t in plan_shards(cfg, s, index.splits[s])]
     total_videos = sum(len(t.videos) for t in tasks)
     print(f"[shard] {index.name}: {total_videos} videos in {len(tasks)} shards -> {cfg.output}", flush=True)
@@ -252,7 +273,7 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
     results: list[tuple[ShardTask, ShardResult]] = []
     if tasks:
         init_ray(address)
-        env = {k: os.environ[k] for k in cfg.forward_env if k in os.environ}
+        env = forwardable(cfg.forward_env)
         remote_args: dict[str, Any] = {"num_cpus": 1}
         if env:
             remote_args["runtime_env"] = {"env_vars": env}

@@ -42,6 +42,7 @@ from pipeline.shards.contract import (
     ShardIndex,
     ShardSidecar,
     encode_sample,
+    frame_crcs,
 )
 from pipeline.shards.decode import open_source
 from pipeline.shards.decode_types import DecodeResult, FrameRequest, JpegEncoder, VideoError
@@ -59,7 +60,7 @@ class EncodeSettings:
     jpeg_encoder: JpegEncoder = "simplejpeg"  # YUV planes straight to JPEG; "pil": RGB then PIL
     decode_threads: int = 1
     min_decoded_fraction: float = 0.5
-    skip_unneeded_frames: bool = True  # leave unneeded non-reference frames undecoded (pipeline.shards.decode)
+    skip_unneeded_frames: bool = True  # leave unneeded non-reference frames undecoded (shards/video_file.py)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class VideoSamples:
     samples: list[dict[str, bytes | str]]
     clamped: bool = False
     frames_decoded: int = 0
-    frames_not_decoded: int = 0  # unneeded non-reference frames the decoder skipped (pipeline.shards.decode)
+    frames_not_decoded: int = 0  # unneeded non-reference frames the decoder skipped (shards/video_file.py)
     jpeg_bytes: int = 0
 
 
@@ -132,9 +133,7 @@ def frame_requests(clips: Sequence[SampledClip], context_scale: int) -> list[lis
     out = []
     for clip in clips:
         centres = {window[CENTRE_POSITION] for window in clip.frame_indices}
-        out.append(
-            [FrameRequest(i, 1 if i in centres else context_scale) for i in clip.unique_frames()]
-        )
+        out.append([FrameRequest(i, 1 if i in centres else context_scale) for i in clip.unique_frames()])
     return out
 
 
@@ -195,6 +194,7 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
             frame_scales=[r.scale for r in requests],
             height=full_size[0],
             width=full_size[1],
+            jpeg_crc32=frame_crcs(clip_jpegs),
         )
         samples.append(encode_sample(meta, clip_jpegs))
     return VideoSamples(
@@ -275,6 +275,20 @@ def read_sidecar(split_dir: str, name: str) -> ShardSidecar | None:
     return ShardSidecar.from_json(storage.read_text(side_uri), side_uri)
 
 
+def temp_tar_path(tar_uri: str) -> str:
+    """Where a shard's tar is written before it is moved into place; the same path for every attempt at the
+    same shard, so a retry after a killed attempt overwrites and then removes the leftover. Local output:
+    a hidden file beside the shard (renamed into place); S3: a file in ``<tmp>/tdn-shards/``."""
+    if not storage.is_s3(tar_uri):
+        folder, name = os.path.split(tar_uri)
+        os.makedirs(folder or ".", exist_ok=True)
+        return os.path.join(folder, f".{name}.partial")
+    folder = os.path.join(tempfile.gettempdir(), "tdn-shards")
+    os.makedirs(folder, exist_ok=True)
+    digest = hashlib.sha1(tar_uri.encode("utf-8")).hexdigest()[:20]
+    return os.path.join(folder, f"{digest}-{os.path.basename(tar_uri)}")
+
+
 def write_shard(task: ShardTask) -> ShardResult:
     """Decode, sample and encode every video of the shard; write tar then sidecar; skip a shard finished from
     the same inputs (``task_fingerprint``)."""
@@ -287,8 +301,8 @@ def write_shard(task: ShardTask) -> ShardResult:
     written: list[str] = []
     clamped: list[str] = []
     frames_decoded = 0
-    fd, tmp = tempfile.mkstemp(suffix=".tar", prefix="shard-")
-    os.close(fd)
+    tar_uri = storage.join(task.split_dir, task.name)
+    tmp = temp_tar_path(tar_uri)  # a killed attempt's leftover is overwritten here and removed below
     try:
 
         def good_samples() -> Iterable[dict[str, bytes | str]]:
@@ -314,11 +328,16 @@ def write_shard(task: ShardTask) -> ShardResult:
             name=task.name, split=task.split, samples=count, videos=len(written), bytes=size,
             sha256=sha256_file(tmp), video_ids=written, clamped=clamped, quarantine=quarantine, inputs=inputs,
         )  # fmt: skip
-        tar_uri = storage.join(task.split_dir, task.name)
-        storage.upload_file_atomic(tmp, tar_uri)
+        if storage.is_s3(tar_uri):
+            storage.upload_file_atomic(tmp, tar_uri)
+        else:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, tar_uri)
         storage.write_text_atomic(tar_uri + ".json", sidecar.to_json(indent=1))
     finally:
-        os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     seconds = time.perf_counter() - start
     return ShardResult(
         sidecar=sidecar, skipped=False, replaced=existing is not None, seconds=seconds, frames_decoded=frames_decoded,

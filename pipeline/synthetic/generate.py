@@ -65,7 +65,7 @@ class SyntheticConfig:
     def motion_classes(self) -> list[MotionClass]:
         if not self.motions:
             return list(MOTION_CLASSES[: self.classes])
-        by_name = {mc.motion: mc for mc in MOTION_CLASSES}
+        by_name: dict[str, MotionClass] = {mc.motion: mc for mc in MOTION_CLASSES}
         unknown = [m for m in self.motions if m not in by_name]
         if unknown:
             raise ValueError(f"unknown motion {unknown[0]!r}; known: {', '.join(by_name)}")
@@ -109,6 +109,8 @@ def encode_video(frames: np.ndarray, path: Path, codec: Codec, fps: int) -> None
     # bitexact: no random container ids (Matroska) or version strings, so equal frames give equal bytes
     with av.open(str(tmp), mode="w", format=fmt, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(encoder, rate=Fraction(fps, 1))
+        if not isinstance(stream, av.VideoStream):  # every encoder in _CODECS is a video encoder
+            raise TypeError(f"{encoder} opened a {type(stream).__name__}, not a video stream")
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = dict(options)

@@ -119,12 +119,19 @@ class _Object:
     zoom_phase: float  # position in the zoom cycle at t = 0, in [0, 1)
 
 
-def render_clip(motion: Motion, num_frames: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def render_clip(
+    motion: Motion, num_frames: int, height: int, width: int, rng: np.random.Generator
+) -> np.ndarray:
     """Render one clip: (num_frames, height, width, 3) uint8 RGB."""
     # Appearance first, with the same sequence of draws for every motion, so it cannot depend on the class.
     side = min(height, width)
     bg_pattern = _random_pattern(rng, (1.0, 3.0))
-    bg_freq = (int(rng.integers(2, 6)), int(rng.integers(1, 5)), int(rng.integers(2, 6)), int(rng.integers(1, 5)))
+    bg_freq = (
+        int(rng.integers(2, 6)),
+        int(rng.integers(1, 5)),
+        int(rng.integers(2, 6)),
+        int(rng.integers(1, 5)),
+    )
     bg_contrast = float(rng.uniform(0.6, 1.0))
     num_objects = int(rng.integers(1, 4))
     objects = [

@@ -1,9 +1,9 @@
 """ImageNet initialisation of a new model from a torchvision-layout ResNet state dict (a training step).
 
-    file: conv1.weight, bn1.*, layer1..4.*, fc.* (ignored)
-      --> RGB stream conv1, bn1, layer1..4 (same names)
-      --> S-TDM stem conv1: RGB conv1 averaged over RGB, repeated to its 12 (or 15) channels
-      --> S-TDM layers: copies of layer1..
+file: conv1.weight, bn1.*, layer1..4.*, fc.* (ignored)
+  --> RGB stream conv1, bn1, layer1..4 (same names)
+  --> S-TDM stem conv1: RGB conv1 averaged over RGB, repeated to its 12 (or 15) channels
+  --> S-TDM layers: copies of layer1..
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ def convert_official_state_dict(
             )
         out[mean_key] = out[mean_key].float() - bias.float()
     if unexpected:
-        raise CheckpointError(f"{where}: keys with no place in the model: {', '.join(sorted(unexpected)[:20])}")
+        raise CheckpointError(
+            f"{where}: keys with no place in the model: {', '.join(sorted(unexpected)[:20])}"
+        )
     check_state_dict(model, out, where)
     return out
 
@@ -133,8 +135,12 @@ def load_official_checkpoint(
     obj = read_torch_file(path)
     if not is_official_layout(obj):
         kind = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError(f"{path}: not an official TDN checkpoint (no 'state_dict' mapping; found {kind!r})")
-    cfg = ModelConfig(arch=arch, num_classes=num_classes, num_segments=num_segments, variant="tdn", dropout=dropout)
+        raise CheckpointError(
+            f"{path}: not an official TDN checkpoint (no 'state_dict' mapping; found {kind!r})"
+        )
+    cfg = ModelConfig(
+        arch=arch, num_classes=num_classes, num_segments=num_segments, variant="tdn", dropout=dropout
+    )
     model = TDNNet(cfg)
     strict_load(model, convert_official_state_dict(obj["state_dict"], model, path), path)
     return model.eval()

@@ -23,12 +23,13 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict
+from pipeline.errors import InputError
 from tdn.model.networks import ModelConfig, TDNNet, build_model_from_config
 
 FORMAT = "tdn-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A weights file that does not match what it is loaded into."""
 
 
@@ -37,7 +38,13 @@ def _numpy_globals() -> list[Any]:
     import numpy as np
 
     core = getattr(np, "_core", None) or np.core
-    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64))]
+    return [
+        core.multiarray.scalar,
+        core.multiarray._reconstruct,
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.float64)),
+    ]
 
 
 def _torch_load_bytes(data: bytes, where: str) -> Any:

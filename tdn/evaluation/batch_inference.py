@@ -3,6 +3,7 @@
     split folder (index.json + shard-*.tar)
       │ read_split_index, shard_uris          checksum verified; clip count checked against the protocol
       │ load_model (model_source.py)          ModelSource -> LoadedModel (weights + identity), on the driver
+      │ input_sizes (protocol.py)             input size, short side: given, else the model's, else protocol's
       │ run_inference (replica_pool.py)       pool of model replicas (Ray Data) or this process
       │                                       -> VideoScores (V, C)
       ▼ summary (metrics.py) -> EvalResult -> result files + an MLflow evaluation run (results.py)
@@ -13,6 +14,7 @@ Protocols and EvalConfig: tdn/evaluation/protocol.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -23,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import storage
-from pipeline.shards.contract import ShardIndex
+from pipeline.shards.contract import CorruptShardError, ShardIndex
 from tdn.evaluation.metrics import VideoScores, summary
 from tdn.evaluation.model_source import LoadedModel, ModelSource, load_model
-from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.protocol import EvalConfig, input_sizes
 from tdn.evaluation.replica_pool import run_inference
 from tdn.evaluation.results import DEFAULT_EXPERIMENT, EvalResult, log_evaluation_run, write_outputs
 from tdn.tracking.mlflow_store import eval_version_tag
@@ -60,7 +62,9 @@ def shard_uris(split_dir: str, index: ShardIndex) -> list[str]:
     uris = [storage.join(split_dir, s.name) for s in index.shards]
     missing = [u for u in uris if not storage.exists(u)]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} shard(s) listed in index.json are missing, e.g. {missing[0]}")
+        raise FileNotFoundError(
+            f"{len(missing)} shard(s) listed in index.json are missing, e.g. {missing[0]}"
+        )
     if not uris:
         raise ValueError(f"{split_dir}: index.json lists no shards")
     return uris
@@ -100,7 +104,7 @@ def evaluate(
 
     index = read_split_index(split_dir)
     shards = shard_uris(split_dir, index)
-    clips, crops, size, short = cfg.resolved()
+    clips, crops, _, _ = cfg.resolved()
     views_per_video = index.views_per_video
     if views_per_video and views_per_video != clips:
         raise ValueError(
@@ -115,8 +119,18 @@ def evaluate(
         raise ValueError(
             f"model has {model_cfg.num_classes} classes, the shards' dataset {len(classes)}: wrong model or split"
         )
+    sizes = input_sizes(cfg, loaded.train_input_size, loaded.train_short_side)
+    if sizes.mismatch:
+        log.warning("%s: %s", loaded.model_id, sizes.mismatch)
+    size, short = sizes.input_size, sizes.short_side
+    cfg = dataclasses.replace(cfg, input_size=size, short_side=short)
     video, replicas, device = run_inference(loaded, shards, cfg, views_per_video * crops or None)
     wall = time.perf_counter() - start
+    if len(video) != index.num_videos:
+        raise CorruptShardError(
+            f"{split_dir}: {len(video)} videos scored, index.json lists {index.num_videos}: the shards do not hold "
+            "what their index says (nothing is recorded from a partial split)"
+        )
     stats = summary(video)
     result = EvalResult(
         model_id=loaded.model_id,
@@ -145,6 +159,10 @@ def evaluate(
         pretrain=cfg.pretrain,
         device=device,
         replicas=replicas,
+        sizes_from=sizes.sizes_from,
+        trained_input_size=sizes.trained_input_size,
+        trained_short_side=sizes.trained_short_side,
+        size_mismatch=sizes.mismatch,
     )
     files = write_outputs(out_dir, result, video, classes or loaded.class_names)
     run_id = ""
@@ -160,7 +178,9 @@ def evaluate(
     return EvalOutcome(result, video, files, run_id)
 
 
-def _tag_model_version(loaded: LoadedModel, result: EvalResult, run_id: str, tracking_uri: str | None) -> None:
+def _tag_model_version(
+    loaded: LoadedModel, result: EvalResult, run_id: str, tracking_uri: str | None
+) -> None:
     """Link the registered version back to its latest evaluation (the run links to the version by tags)."""
     where = (result.dataset, result.split, result.protocol)
     tag_model_version(tracking_uri, loaded.model_name, loaded.model_version, {

@@ -46,7 +46,9 @@ def combine_scores(parts: Sequence[VideoScores], weights: Sequence[float] | None
         o = np.argsort(part.video_ids, kind="stable")
         if len(part.video_ids) != len(ids) or not np.array_equal(part.video_ids[o], ids):
             only = sorted(set(part.video_ids.tolist()) ^ set(ids.tolist()))[:3]
-            raise ValueError(f"evaluations cover different videos (e.g. {only}); ensemble runs on the same shards")
+            raise ValueError(
+                f"evaluations cover different videos (e.g. {only}); ensemble runs on the same shards"
+            )
         if not np.array_equal(part.labels[o], first.labels[order]):
             raise ValueError("evaluations disagree on labels of the same videos")
         if part.scores.shape[1] != total.shape[1]:

@@ -1,15 +1,17 @@
 """Which weights an evaluation runs, resolved to a ``LoadedModel`` (weights + identity) once, on the driver.
 
-    ModelSource.uri       project checkpoint (path or s3://)   -> checkpoints.project.load_model_checkpoint
-                          models:/name/<version>, models:/name@alias -> registry version -> its checkpoint.pt
-    ModelSource.official  checkpoint of the released TDN code -> checkpoints.project.load_official_checkpoint
-      ▼
-    LoadedModel: model_config (dict), state_dict, class_names, model_id, registered name/version/run id
-    (what evaluation replicas receive through Ray's object store)
+ModelSource.uri       project checkpoint (path or s3://)   -> checkpoints.project.load_model_checkpoint
+                      models:/name/<version>, models:/name@alias -> registry version -> its checkpoint.pt
+ModelSource.official  checkpoint of the released TDN code -> checkpoints.official.load_official_checkpoint
+  ▼
+LoadedModel: model_config (dict), state_dict, class_names, model_id, registered name/version/run id,
+             the input size / short side it was trained at (from the checkpoint's training config)
+(what evaluation replicas receive through Ray's object store)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +44,22 @@ class LoadedModel:
     model_name: str = ""
     model_version: str = ""
     model_run_id: str = ""
+    # its training crop and eval short side (``loader.input_size`` / ``loader.eval_short_side`` of the
+    # checkpoint's training config); 0: the checkpoint does not say (official files, bare checkpoints)
+    train_input_size: int = 0
+    train_short_side: int = 0
+
+
+def trained_sizes(ckpt: Mapping[str, Any]) -> tuple[int, int]:
+    """(input size, eval short side) of the training config a project checkpoint carries, else (0, 0)."""
+    train_config = ckpt.get("train_config")
+    loader = train_config.get("loader") if isinstance(train_config, Mapping) else None
+    if not isinstance(loader, Mapping):
+        return 0, 0
+    size, short = loader.get("input_size"), loader.get("eval_short_side")
+    if not isinstance(size, int) or not isinstance(short, int) or size < 1 or short < 1:
+        return 0, 0
+    return size, short
 
 
 def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedModel:
@@ -52,7 +70,9 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
 
     source.check()
     if source.official:
-        model = load_official_checkpoint(source.official, source.arch, source.num_segments, source.num_classes)
+        model = load_official_checkpoint(
+            source.official, source.arch, source.num_segments, source.num_classes
+        )
         cfg = ModelConfig(
             arch=source.arch, num_classes=source.num_classes, num_segments=source.num_segments, variant="tdn"
         )
@@ -62,12 +82,15 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
     uri = source.uri
     if not uri.startswith("models:/"):
         model, ckpt = load_model_checkpoint(uri)
-        return LoadedModel(ckpt["model_config"], model.state_dict(), list(ckpt.get("class_names") or []), uri)
+        size, short = trained_sizes(ckpt)
+        return LoadedModel(ckpt["model_config"], model.state_dict(), list(ckpt.get("class_names") or []), uri,
+                           train_input_size=size, train_short_side=short)  # fmt: skip
 
     from tdn.tracking.registry import download_checkpoint, resolve_model_version
 
     version = resolve_model_version(uri, tracking_uri)
     model, ckpt = load_model_checkpoint(download_checkpoint(version.uri, tracking_uri))
+    size, short = trained_sizes(ckpt)
     return LoadedModel(
         ckpt["model_config"],
         model.state_dict(),
@@ -76,4 +99,6 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
         model_name=version.name,
         model_version=version.version,
         model_run_id=version.run_id,
+        train_input_size=size,
+        train_short_side=short,
     )

@@ -1,7 +1,8 @@
 """Scheduled re-evaluation: registered model versions with no result on the current evaluation shards.
 
     versions = all READY versions of the registered models (or of one alias, e.g. "champion")
-    done     = evaluation runs tagged with (model name, version, index checksum, protocol, input size)
+    done     = evaluation runs tagged with (model name, version, index checksum, protocol), at the sizes
+               given, or when none are given, at the model's own (from its checkpoint's training config)
     evaluate versions - done, one after the other; then refresh the tables if anything new was added
 
 The shard index checksum identifies "the current evaluation shards": re-sharding the split (new videos, new
@@ -78,13 +79,19 @@ def parse_interval(text: str) -> float:
 
 
 def has_result(client: MlflowClient, name: str, version: str, checksum: str, cfg: EvalConfig) -> bool:
-    """Is there a FINISHED evaluation run of this version on these shards with this protocol and size?"""
-    _, _, size, _ = cfg.resolved()
+    """Is there a FINISHED evaluation run of this version on these shards with this protocol and sizes?
+
+    Sizes given in ``cfg`` must match; sizes left 0 are the model's own (protocol.input_sizes), so a run
+    counts only if it was made without sizes given (runs from before sizes were recorded do not count)."""
+    if cfg.input_size or cfg.short_side:
+        given = (("input_size", cfg.input_size), ("short_side", cfg.short_side))
+        sizes = "".join(f" and params.{key} = '{value}'" for key, value in given if value)
+    else:
+        sizes = " and params.sizes_from != 'user'"
     filt = (
         f"tags.`{KIND_TAG}` = '{KIND_EVALUATION}' and tags.`{MODEL_NAME_TAG}` = '{name}' and "
         f"tags.`{MODEL_VERSION_TAG}` = '{version}' and tags.`{INDEX_CHECKSUM_TAG}` = '{checksum}' and "
-        f"tags.`{PROTOCOL_TAG}` = '{cfg.protocol}' and params.input_size = '{size}' and "
-        "attributes.status = 'FINISHED'"
+        f"tags.`{PROTOCOL_TAG}` = '{cfg.protocol}'{sizes} and attributes.status = 'FINISHED'"
     )
     return bool(mlflow_store.search_runs_everywhere(client, filt, max_results=1))
 

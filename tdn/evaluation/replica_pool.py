@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -127,10 +126,11 @@ def _pick_device(cfg: EvalConfig) -> str:
 
 
 def _forward_env() -> dict[str, str]:
-    """S3 endpoint/region/credentials of the driver for the replicas (kept in the runtime env only)."""
+    """S3 endpoint/region of the driver for the replicas; never credentials (pipeline/forwarded_env.py)."""
+    from pipeline.forwarded_env import forwardable
     from pipeline.shards.job import DEFAULT_FORWARD_ENV
 
-    return {k: os.environ[k] for k in DEFAULT_FORWARD_ENV if k in os.environ}
+    return forwardable(DEFAULT_FORWARD_ENV)
 
 
 def _replica_count(cfg: EvalConfig, device: str, num_shards: int) -> int:
@@ -144,7 +144,9 @@ def _replica_count(cfg: EvalConfig, device: str, num_shards: int) -> int:
     else:
         fit = int((res.get("CPU", 1) - 1) // cfg.cpus_per_replica)
         if fit < n:
-            log.warning("evaluation: %d CPU replica(s) asked for, %d fit leaving one CPU free", n, max(fit, 1))
+            log.warning(
+                "evaluation: %d CPU replica(s) asked for, %d fit leaving one CPU free", n, max(fit, 1)
+            )
         n = min(n, fit)
     return max(n, 1)
 

@@ -77,6 +77,11 @@ class EvalResult:
     device: str = ""
     replicas: int = 1
     ensemble_of: list[str] = field(default_factory=list)  # evaluation run ids an ensemble combines
+    # where input_size / short_side came from: "checkpoint" (the model's training config), "user", "protocol"
+    sizes_from: str = ""
+    trained_input_size: int = 0  # the model's training crop; 0: unknown
+    trained_short_side: int = 0  # the model's eval short side in training; 0: unknown
+    size_mismatch: str = ""  # the warning printed when the sizes given differ from the model's; "" otherwise
 
     @property
     def views(self) -> int:
@@ -135,8 +140,13 @@ def write_outputs(
         num_views=np.asarray(video.num_views, dtype=np.int64),
     )
     os.replace(tmp, npz)
-    plot_confusion(cm, names, out / "confusion.png", title=f"{result.model_id} on {result.dataset}/{result.split}")
-    return [out / n for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz", "confusion.png")]
+    plot_confusion(
+        cm, names, out / "confusion.png", title=f"{result.model_id} on {result.dataset}/{result.split}"
+    )
+    return [
+        out / n
+        for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz", "confusion.png")
+    ]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -218,7 +228,9 @@ def log_evaluation_run(
     """
     client = mlflow_store.tracking_client(tracking_uri)
     tags = {**run_tags(result), **dict(extra_tags or {})}
-    name = run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
+    name = (
+        run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
+    )
     row = result.to_dict()
     params = {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items() if k not in METRIC_FIELDS}
     with mlflow_store.logged_run(client, experiment, name, tags) as run:

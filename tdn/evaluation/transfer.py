@@ -201,7 +201,9 @@ def run_split(
     shards = shard_split(cfg, name, split, address)
     classes = list(read_index(storage.join(shards, "train")).classes)
     init = storage.join(cfg.work_dir, "init", f"{name}-split{split}.pt")
-    model_cfg = prepare_init(cfg.pretrained, len(classes), classes, cfg.num_segments, cfg.dropout, init, tracking)
+    model_cfg = prepare_init(
+        cfg.pretrained, len(classes), classes, cfg.num_segments, cfg.dropout, init, tracking
+    )
     run_key = f"transfer-{parent.run_id[:8]}-{name}-split{split}-{secrets.token_hex(2)}"
     child = _child_run(parent, run_key, name, split)
     default_storage = RunConfig().storage_path
@@ -216,8 +218,9 @@ def run_split(
         optim=cfg.optim,
         run=dataclasses.replace(cfg.run, name=run_key, storage_path=storage_path),
         # per-split models are results, not deployable versions: nothing is registered
-        tracking=TrackingConfig(enabled=cfg.train_tracking, uri=tracking, experiment=cfg.experiment,
-                                registered_model=""),
+        tracking=TrackingConfig(
+            enabled=cfg.train_tracking, uri=tracking, experiment=cfg.experiment, registered_model=""
+        ),
     )
     result = fit(train_cfg, address=address)
     if result.error is not None:
@@ -267,7 +270,13 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
         def one(job: tuple[str, int]) -> SplitResult:
             t0 = time.perf_counter()
             r = run_split(cfg, job[0], job[1], parent, address)
-            log.info("transfer %s split %d: top1 %.2f (%.0f s)", r.dataset, r.split, r.top1, time.perf_counter() - t0)
+            log.info(
+                "transfer %s split %d: top1 %.2f (%.0f s)",
+                r.dataset,
+                r.split,
+                r.top1,
+                time.perf_counter() - t0,
+            )
             return r
 
         if cfg.parallel_splits == 1:
@@ -280,7 +289,9 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
             errors = [(job, f.exception()) for job, f in zip(todo, futures) if f.exception() is not None]
             if errors:
                 failed = ", ".join(f"{n} split {k}: {e}" for (n, k), e in errors)
-                raise RuntimeError(f"{len(errors)} of {len(todo)} transfer splits failed: {failed}") from errors[0][1]
+                raise RuntimeError(
+                    f"{len(errors)} of {len(todo)} transfer splits failed: {failed}"
+                ) from errors[0][1]
             results = [f.result() for f in futures]
         for r in results:
             parent.log_metric(f"{r.dataset}_split{r.split}_top1", r.top1)

@@ -82,5 +82,7 @@ def print_table(size: int = 224) -> None:
     print(f"\nTable 2/3 models ({size}x{size}, 1 clip, 400 classes)")
     for label, arch, t, paper in _TABLE_MODELS:
         r = count_flops(ModelConfig(arch=arch, num_classes=400, num_segments=t), size)
-        print(f"{'':9} {label:34} {r.gmacs:8.2f} {paper:6.0f} {100 * (r.gmacs / paper - 1):+6.1f}% "
-              f"{r.params / 1e6:7.2f}M")
+        print(
+            f"{'':9} {label:34} {r.gmacs:8.2f} {paper:6.0f} {100 * (r.gmacs / paper - 1):+6.1f}% "
+            f"{r.params / 1e6:7.2f}M"
+        )

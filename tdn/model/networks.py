@@ -82,9 +82,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.fusion_weights is not None:
-            self.fusion_weights = tuple(float(v) for v in self.fusion_weights)  # type: ignore[assignment]
-            if len(self.fusion_weights) != 2:
-                raise ValueError(f"fusion_weights must be two numbers (a, b), got {self.fusion_weights}")
+            weights = tuple(float(v) for v in self.fusion_weights)
+            if len(weights) != 2:
+                raise ValueError(f"fusion_weights must be two numbers (a, b), got {weights}")
+            self.fusion_weights = (weights[0], weights[1])
         if self.l_tdm_stages is not None:
             self.l_tdm_stages = tuple(sorted(int(s) for s in self.l_tdm_stages))
         arch_spec(self.arch)
@@ -128,7 +129,7 @@ class ModelConfig:
 
     def resolved_fusion_weights(self) -> tuple[float, float]:
         if self.fusion_weights is not None:
-            return self.fusion_weights  # type: ignore[return-value]
+            return self.fusion_weights
         return (0.5, 0.5) if self.num_segments == 8 else (0.75, 0.25)
 
 
@@ -194,9 +195,7 @@ class TDNNet(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 6 or x.shape[2] != 5 or x.shape[3] != 3 or x.shape[1] != self.num_segments:
-            raise ValueError(
-                f"expected input (N, T={self.num_segments}, 5, 3, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input (N, T={self.num_segments}, 5, 3, H, W), got {tuple(x.shape)}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, T, 5, 3, H, W) -> per-segment features (N*T, C, H/32, W/32)."""
@@ -239,6 +238,10 @@ def build_model(
     if unknown:
         raise TypeError(f"unknown model option(s) {unknown}; known: {sorted(names)}")
     cfg = ModelConfig(
-        arch=arch, num_classes=num_classes, num_segments=num_segments, variant=variant, **options  # type: ignore[arg-type]
+        arch=arch,
+        num_classes=num_classes,
+        num_segments=num_segments,
+        variant=variant,
+        **options,  # type: ignore[arg-type]
     )
     return build_model_from_config(cfg)

@@ -12,6 +12,7 @@ inside every block of layer2..layer4, after conv1+bn1+relu (in a basic block of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -80,8 +81,15 @@ class _AttentionGateFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bn_weight: torch.Tensor | None,
-                bn_bias: torch.Tensor | None, bn: nn.BatchNorm2d, *maps: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bn_weight: torch.Tensor | None,
+        bn_bias: torch.Tensor | None,
+        bn: nn.BatchNorm2d,
+        *maps: torch.Tensor,
+    ) -> torch.Tensor:
         batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
         sig, stats = [], []
         for m in maps:
@@ -134,14 +142,31 @@ class _AttentionGateFunction(torch.autograd.Function):
             del s
             need_e = needs[1] or needs[5 + i]
             grad_e, g_bw, g_bb = torch.ops.aten.native_batch_norm_backward(
-                grad_a, e, bn_weight, r_mean, r_var, stats[2 * i], stats[2 * i + 1], ctx.batch_stats,
-                ctx.eps, [need_e, needs[2], needs[3]],
+                grad_a,
+                e,
+                bn_weight,
+                r_mean,
+                r_var,
+                stats[2 * i],
+                stats[2 * i + 1],
+                ctx.batch_stats,
+                ctx.eps,
+                [need_e, needs[2], needs[3]],
             )
             del grad_a, e
             g_m = g_w = None
             if need_e:
                 g_m, g_w, _ = torch.ops.aten.convolution_backward(
-                    grad_e, m_c, weight_c, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                    grad_e,
+                    m_c,
+                    weight_c,
+                    None,
+                    [1, 1],
+                    [0, 0],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    1,
                     [needs[5 + i], needs[1], False],
                 )
             grad_maps.append(None if g_m is None else g_m.to(m.dtype))
@@ -310,7 +335,7 @@ class ShortTermTDM(nn.Module):
     each applied before the next fusion.
     """
 
-    def __init__(self, stem_channels: int, layers: list[nn.Module], input: STDMInput = "diff") -> None:
+    def __init__(self, stem_channels: int, layers: Sequence[nn.Module], input: STDMInput = "diff") -> None:
         super().__init__()
         self.input = input
         in_channels = 12 if input == "diff" else 15
@@ -328,9 +353,7 @@ class ShortTermTDM(nn.Module):
         return F.max_pool2d(x, 3, stride=2, padding=1)
 
 
-def fuse(
-    x: torch.Tensor, h: torch.Tensor, form: STDMFusion, weights: tuple[float, float]
-) -> torch.Tensor:
+def fuse(x: torch.Tensor, h: torch.Tensor, form: STDMFusion, weights: tuple[float, float]) -> torch.Tensor:
     """Lateral S-TDM fusion into the RGB stream; x: (N*T, C, H, W), h: (N*T, C, h, w), usually h = H/2.
 
     ``add`` (the paper's F + H, the released a*x + b*up(h)) upsamples h with nearest neighbours. The

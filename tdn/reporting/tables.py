@@ -1,7 +1,7 @@
 """Paper-style benchmark tables built from MLflow evaluation runs (never typed by hand).
 
     runs tagged tdn.kind=evaluation ─ load_results ─ latest run per (model, dataset, split, protocol, shards)
-        ├─ accuracy_table(dataset)   Table 2/3 layout: Method, Backbone, Frames, GFLOPs, Top-1, Top-5
+        ├─ accuracy_table(dataset)   Table 2/3 layout: Method, Backbone, Frames, Input, GFLOPs, Top-1, Top-5
         ├─ transfer_table()          Table 4: UCF101 / HMDB51, mean top-1 over the three splits
         └─ timing_table()            Table 5: Frames x Clips x Crops, ms per video (loading included), Top-1
     -> Markdown, CSV and HTML files, logged as artifacts of a run tagged tdn.kind=tables.
@@ -31,7 +31,12 @@ TABLES_EXPERIMENT = "tdn-tables"
 PAPER = " (paper)"
 
 _METHODS = {"tdn": "TDN", "tsn": "TSN", "tconv": "TConv", "stdm": "S-TDM", "ltdm": "L-TDM"}
-_BACKBONES = {"resnet18": "ResNet18", "resnet34": "ResNet34", "resnet50": "ResNet50", "resnet101": "ResNet101"}
+_BACKBONES = {
+    "resnet18": "ResNet18",
+    "resnet34": "ResNet34",
+    "resnet50": "ResNet50",
+    "resnet101": "ResNet101",
+}
 _DATASET_TITLES = {
     "ssv1": "Something-Something V1", "ssv2": "Something-Something V2", "kinetics": "Kinetics-400",
     "ucf101": "UCF101", "hmdb51": "HMDB51",
@@ -73,9 +78,7 @@ class Table:
     def to_html(self) -> str:
         esc = html.escape
         head = "".join(f"<th>{esc(c)}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for row in self.rows
-        )
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>\n" for row in self.rows)
         notes = "".join(f"<p><em>{esc(n)}</em></p>" for n in self.notes)
         return f"<h3>{esc(self.title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}</table>\n{notes}\n"
 
@@ -134,6 +137,15 @@ def _frames(frames: str, clips: int, crops: int) -> str:
     return f if clips * crops <= 1 else f"{f}×{clips}×{crops}"
 
 
+def _input(r: EvalResult) -> str:
+    """The input size (crop side) evaluated at; marked when it is not the one the model was trained for."""
+    return f"{r.input_size} (trained {r.trained_input_size})" if r.size_mismatch else str(r.input_size)
+
+
+def _paper_input(views: int) -> str:
+    return "256" if views == 30 else "224"  # Kinetics 10x3 crops of 256; otherwise centre crops of 224
+
+
 def _model_label(r: EvalResult) -> str:
     if r.ensemble_of:
         return "ensemble of " + ", ".join(x[:8] for x in r.ensemble_of)
@@ -142,7 +154,8 @@ def _model_label(r: EvalResult) -> str:
     return r.model_id
 
 
-ACCURACY_COLUMNS = ["Method", "Backbone", "Frames", "GFLOPs", "Top-1", "Top-5", "Model", "Split", "Videos"]
+ACCURACY_COLUMNS = ["Method", "Backbone", "Frames", "Input", "GFLOPs", "Top-1", "Top-5", "Model", "Split",
+                    "Videos"]  # fmt: skip
 
 
 def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool = False) -> Table:
@@ -153,9 +166,9 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
         if r.dataset != dataset:
             continue
         rows.append([
-            method_name(r), backbone_name(r.arch), _frames(r.frames, r.clips, r.crops), _gflops(r.gflops, r.views),
-            _pct(r.top1), _pct(r.top5), _model_label(r), r.split + (f"{r.split_number}" if r.split_number else ""),
-            str(r.num_videos),
+            method_name(r), backbone_name(r.arch), _frames(r.frames, r.clips, r.crops), _input(r),
+            _gflops(r.gflops, r.views), _pct(r.top1), _pct(r.top5), _model_label(r),
+            r.split + (f"{r.split_number}" if r.split_number else ""), str(r.num_videos),
         ])  # fmt: skip
     paper: tuple[PaperRow, ...] = TABLE3 if dataset == "kinetics" else TABLE2
     if with_paper:
@@ -163,18 +176,21 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
             if p.dataset == dataset:
                 clips, crops = (10, 3) if p.views == 30 else (1, 1)
                 rows.append([p.method + PAPER, p.backbone, _frames(p.frames, clips, crops),
-                             _gflops(p.gflops, p.views), _pct(p.top1), _pct(p.top5), "-", "-", "-"])  # fmt: skip
+                             _paper_input(p.views), _gflops(p.gflops, p.views), _pct(p.top1), _pct(p.top5), "-", "-", "-"])  # fmt: skip
     number = "3" if dataset == "kinetics" else "2" if dataset in ("ssv1", "ssv2") else ""
-    title = f"Table {number} layout: {_DATASET_TITLES.get(dataset, dataset)}" if number else (
-        f"Results on {_DATASET_TITLES.get(dataset, dataset)} (Table 2/3 layout)"
+    title = (
+        f"Table {number} layout: {_DATASET_TITLES.get(dataset, dataset)}"
+        if number
+        else (f"Results on {_DATASET_TITLES.get(dataset, dataset)} (Table 2/3 layout)")
     )
     return Table(
         name=f"table{number or '23'}_{dataset}",
         title=title,
         columns=ACCURACY_COLUMNS,
         rows=rows,
-        notes=["Top-1/Top-5 in %; GFLOPs are multiply-adds per view (x views); rows marked (paper) are quoted "
-               "from Wang et al., CVPR 2021."],
+        notes=["Top-1/Top-5 in %; Input is the crop side in pixels ('(trained N)': evaluated at a size other "
+               "than the model's own); GFLOPs are multiply-adds per view (x views); rows marked (paper) are "
+               "quoted from Wang et al., CVPR 2021."],
     )  # fmt: skip
 
 
@@ -225,18 +241,19 @@ def timing_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Table
         r = e.result
         if r.ensemble_of:
             continue  # ensembles reuse stored scores: their time is not an inference time
-        rows.append([method_name(r), backbone_name(r.arch), f"{r.frames}×{r.clips}×{r.crops}",
+        rows.append([method_name(r), backbone_name(r.arch), f"{r.frames}×{r.clips}×{r.crops}", _input(r),
                      f"{r.ms_per_video:.1f}", f"{r.videos_per_s:.1f}", _pct(r.top1),
                      _DATASET_TITLES.get(r.dataset, r.dataset), f"{r.device} x{r.replicas}"])  # fmt: skip
     if with_paper:
         for p in TABLE5:
-            rows.append([p.method + PAPER, p.backbone, p.views_label, f"{p.ms_per_video:.1f}", "-", _pct(p.top1),
+            rows.append([p.method + PAPER, p.backbone, p.views_label, _paper_input(p.views),
+                         f"{p.ms_per_video:.1f}", "-", _pct(p.top1),
                          _DATASET_TITLES[p.dataset], "Tesla V100, batch 16"])  # fmt: skip
     return Table(
         name="table5_timing",
         title="Table 5 layout: running time per video (whole evaluation incl. data loading)",
-        columns=["Method", "Backbone", "Frames×Clips×Crops", "Time (ms/video)", "Videos/s", "Top-1 (%)",
-                 "Dataset", "Device"],
+        columns=["Method", "Backbone", "Frames×Clips×Crops", "Input", "Time (ms/video)", "Videos/s",
+                 "Top-1 (%)", "Dataset", "Device"],
         rows=rows,
         notes=["Our times depend on the machine in the Device column; the paper's were measured on a V100."],
     )  # fmt: skip
@@ -268,7 +285,9 @@ def write_tables(tables: Sequence[Table], out_dir: str | os.PathLike) -> list[Pa
             path.write_text(text, encoding="utf-8")
             files.append(path)
     (out / "tables.md").write_text("\n".join(t.to_markdown() for t in tables), encoding="utf-8")
-    page = "<!doctype html><meta charset='utf-8'><title>TDN results</title>\n" + "".join(t.to_html() for t in tables)
+    page = "<!doctype html><meta charset='utf-8'><title>TDN results</title>\n" + "".join(
+        t.to_html() for t in tables
+    )
     (out / "tables.html").write_text(page, encoding="utf-8")
     return files + [out / "tables.md", out / "tables.html"]
 

@@ -1,6 +1,8 @@
 """Everything MLflow: tracking URI, experiments, runs, tag names, the model registry.
 
-    mlflow_store.py: tracking URI, clients, experiments, runs, searches, tag names (the only MlflowClient maker)
-    registry.py:     the final model as a registered version; models:/ URIs; version tags
-    tracker.py:      rank-0 training logs, queued and retried so an MLflow outage never stops training
+mlflow_store.py: tracking URI, clients, experiments, runs, searches, tag names (the only MlflowClient maker)
+registry.py:     the final model as a registered version; models:/ URIs; version tags
+tracker.py:      rank-0 training logs, queued and retried so an MLflow outage never stops training
+operations.py:   the queued calls as typed records, each sent again without logging anything twice
+journal.py:      the calls still unsent when training ends, kept beside the checkpoints, and their replay
 """

@@ -24,7 +24,9 @@ Tags, what the runs carry and what tables and re-evaluation search by:
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -112,15 +114,34 @@ def set_global_tracking_uri(tracking_uri: str | None) -> None:
     mlflow.set_tracking_uri(tracking_uri)  # type: ignore[arg-type]  # typed str | Path, but None resets it
 
 
+def local_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a sqlite store keeps an experiment's artifacts: ``<database folder>/artifacts/<experiment>``,
+    an absolute path fixed when the experiment is made. MLflow's own default is ``./mlruns`` of the process
+    that makes it, which for a Ray Train worker is a folder under /tmp/ray. None for other stores: a server
+    decides itself, a file store keeps them in its own folder."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if not uri.startswith(_SQLITE):
+        return None
+    database = uri[len(_SQLITE) :].split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
+    if folder != experiment:  # two names made alike keep apart
+        folder += "-" + hashlib.sha1(experiment.encode("utf-8")).hexdigest()[:8]
+    return os.path.join(os.path.dirname(os.path.abspath(database)), "artifacts", folder)
+
+
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created when missing."""
+    """The id of experiment ``name``, created when missing (a sqlite store's with its artifacts beside the
+    database, ``local_artifact_location``)."""
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
+    location = local_artifact_location(client.tracking_uri, name)
     try:
-        return str(client.create_experiment(name))
+        return str(client.create_experiment(name, artifact_location=location))
     except MlflowException:
         exp = client.get_experiment_by_name(name)  # another process created it in between
         if exp is None:
@@ -207,6 +228,20 @@ def find_run_by_tag(client: MlflowClient, experiment_id: str, tag: str, value: s
     """The run of ``experiment_id`` carrying ``tag = value``, if any."""
     found = client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
     return found[0] if found else None
+
+
+def open_train_run(client: MlflowClient, experiment: str, run_key: str, run_name: str,
+                   reopen: bool) -> tuple[str, str]:  # fmt: skip
+    """(run id, experiment id) of the training run tagged ``tdn.train_run = run_key``, created when missing;
+    ``reopen`` sets an ended one RUNNING again (a restarted worker), a journal replay leaves it as it is."""
+    experiment_id = get_or_create_experiment(client, experiment)
+    found = find_run_by_tag(client, experiment_id, TRAIN_RUN_TAG, run_key)
+    if found is not None:
+        if reopen and found.info.status != "RUNNING":
+            client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id, experiment_id
+    run = client.create_run(experiment_id, run_name=run_name[:250], tags={TRAIN_RUN_TAG: run_key})
+    return run.info.run_id, experiment_id
 
 
 def search_runs_everywhere(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from pipeline.errors import InputError
 from tdn.tracking.mlflow_store import download_artifacts, set_global_tracking_uri, tracking_client
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_TYPE = "tdn-checkpoint"
 
 
 def _mlmodel(model_id: str, run_id: str, metrics: Mapping[str, float]) -> str:
@@ -69,17 +71,26 @@ def register_checkpoint(
 ) -> str:
     """Log ``checkpoint_path`` as a logged model of run ``run_id`` and register it under ``name``.
 
-    Returns the new version. A local (sqlite) registry store resolves ``models:/<id>`` through the *global*
+    Returns the version. Idempotent: a run has at most one logged model and one version of ``name``; a call
+    retried after an outage, or a finished run launched again, finds them and completes what is missing
+    instead of creating more. A local (sqlite) registry store resolves ``models:/<id>`` through the *global*
     tracking URI, so this sets it to the client's (the rank-0 worker logs nowhere else).
     """
-    from mlflow.exceptions import MlflowException
-
     set_global_tracking_uri(client.tracking_uri)
 
     all_tags = {**(tags or {}), **{k: f"{v:.6g}" for k, v in metrics.items()}}
-    logged = client.create_logged_model(
-        experiment_id, name=name, source_run_id=run_id, tags=all_tags, model_type="tdn-checkpoint"
-    )
+    version = _version_of_run(client, name, run_id)
+    if version is not None:
+        if alias:
+            client.set_registered_model_alias(name, alias, version)
+        return version
+    logged = _logged_model_of_run(client, experiment_id, name, run_id)
+    if logged is not None and _is_ready(logged):
+        return _register_version(client, name, run_id, logged.model_id, all_tags, alias)
+    if logged is None:
+        logged = client.create_logged_model(
+            experiment_id, name=name, source_run_id=run_id, tags=all_tags, model_type=MODEL_TYPE
+        )
     staging = tempfile.mkdtemp(prefix="tdn-model-")
     try:
         shutil.copyfile(checkpoint_path, os.path.join(staging, CHECKPOINT_NAME))
@@ -88,26 +99,62 @@ def register_checkpoint(
         client.log_model_artifacts(logged.model_id, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if metrics:
+    if metrics and not any(k.startswith("registered.") for k in client.get_run(run_id).data.metrics):
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
         client.log_batch(
-            run_id, metrics=[Metric(f"registered.{k}", float(v), stamp, 0, model_id=logged.model_id)
-                             for k, v in metrics.items()]
+            run_id,
+            metrics=[
+                Metric(f"registered.{k}", float(v), stamp, 0, model_id=logged.model_id)
+                for k, v in metrics.items()
+            ],
         )
     client.finalize_logged_model(logged.model_id, "READY")
+    return _register_version(client, name, run_id, logged.model_id, all_tags, alias)
+
+
+def _logged_model_of_run(client: MlflowClient, experiment_id: str, name: str, run_id: str) -> Any:
+    """The run's logged model named ``name`` (READY first, else the oldest one left PENDING), or None."""
+    found = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{name}'", max_results=100
+    )
+    models = [m for m in found if m.model_type == MODEL_TYPE]
+    ready = [m for m in models if _is_ready(m)]
+    pool = ready or models
+    return min(pool, key=lambda m: m.creation_timestamp) if pool else None
+
+
+def _is_ready(model: Any) -> bool:
+    from mlflow.entities import LoggedModelStatus
+
+    return bool(model.status == LoggedModelStatus.READY)
+
+
+def _version_of_run(client: MlflowClient, name: str, run_id: str) -> str | None:
+    """The lowest version of ``name`` registered from run ``run_id``, or None."""
+    versions = client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    return str(min(int(v.version) for v in versions)) if versions else None
+
+
+def _register_version(client: MlflowClient, name: str, run_id: str, model_id: str, tags: Mapping[str, str],
+                      alias: str) -> str:  # fmt: skip
+    from mlflow.exceptions import MlflowException
+
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
         if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
             raise
-    version = client.create_model_version(
-        name, source=f"models:/{logged.model_id}", run_id=run_id, model_id=logged.model_id, tags=all_tags
-    )
+    version = _version_of_run(client, name, run_id)  # a retry after the answer was lost
+    if version is None:
+        created = client.create_model_version(
+            name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id, tags=dict(tags)
+        )
+        version = str(created.version)
     if alias:
-        client.set_registered_model_alias(name, alias, version.version)
-    return str(version.version)
+        client.set_registered_model_alias(name, alias, version)
+    return version
 
 
 def download_checkpoint(uri: str, tracking_uri: str | None = None) -> str:
@@ -161,9 +208,22 @@ def parse_models_uri(uri: str) -> tuple[str, str, str]:
 
 def resolve_model_version(uri: str, tracking_uri: str | None = None) -> ModelVersionRef:
     """The version behind ``models:/name/<version>`` or ``models:/name@alias``."""
+    from mlflow.exceptions import MlflowException
+
     name, version, alias = parse_models_uri(uri)
     client = tracking_client(tracking_uri)
-    mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as exc:
+        # A name, version or alias the store does not have is the user's input: one line, exit 2. Anything
+        # else (the server unreachable) stays a failure of the job.
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise InputError(f"{uri}: {exc.message} (tracking store {client.tracking_uri})") from exc
+        raise
     return ModelVersionRef(name, str(mv.version), mv.run_id or "")
 
 

@@ -1,18 +1,20 @@
 """A training run's weights on disk: where a new run starts, where a restarted one resumes, what is saved.
 
-    new run:    TDNNet (random) --init.imagenet: tdn.checkpoints.imagenet | init.checkpoint: every weight,
-                the classifier too if its shape fits--> starting weights          (init_weights)
-    restart:    Ray's last checkpoint, else run.resume --> model, optimizer, schedule, rng, epoch, step
-                                                                                 (resume_from)
-    each epoch: rank 0 --> checkpoint.pt (tdn/checkpoints/project.py format) + config.yaml
-                --ray.train.report--> <storage_path>/<run name>/checkpoint_NNNNNN/  (report_checkpoint)
+new run:    TDNNet (random) --init.imagenet: tdn.checkpoints.imagenet | init.checkpoint: every weight,
+            the classifier too if its shape fits--> starting weights          (init_weights)
+restart:    Ray's last checkpoint, else run.resume --> model, optimizer, schedule, rng, epoch, step
+                                                                             (resume_from)
+each epoch: rank 0 --> checkpoint.pt (tdn/checkpoints/project.py format) + config.yaml
+            --ray.train.report--> <storage_path>/<run name>/checkpoint_NNNNNN/  (report_checkpoint)
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +24,14 @@ from torch import nn
 from pipeline import storage
 from pipeline.config import config_to_dict
 from tdn.checkpoints.imagenet import load_imagenet_weights
-from tdn.checkpoints.project import load_checkpoint, save_checkpoint, strict_load
-from tdn.model.networks import TDNNet
+from tdn.checkpoints.project import (
+    CheckpointError,
+    check_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+    strict_load,
+)
+from tdn.model.networks import TDNNet, build_model_from_config
 from tdn.training.config import InitConfig, TrainConfig
 from tdn.training.console import console
 from tdn.training.optim import IterationSchedule
@@ -39,7 +47,20 @@ def resolve_checkpoint(uri: str) -> str:
     inner = storage.join(uri, CHECKPOINT_FILE)
     if storage.is_file(inner):
         return inner
-    raise FileNotFoundError(f"{uri}: no checkpoint file there (expected a file or a folder with {CHECKPOINT_FILE})")
+    raise FileNotFoundError(
+        f"{uri}: no checkpoint file there (expected a file or a folder with {CHECKPOINT_FILE})"
+    )
+
+
+def fresh_workdir(run_key: str, rank: int) -> str:
+    """A training worker's scratch folder, emptied: ``<tmp>/tdn-train-<run>-rank<r>``. Every attempt of a
+    run uses the same path, so a restarted worker group removes what a killed one left (copies of Ray's
+    checkpoint, checkpoint.pt, config.yaml); the loop removes it when it ends."""
+    digest = hashlib.sha1(run_key.encode("utf-8")).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"tdn-train-{digest}-rank{rank}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
 
 
 def init_weights(model: TDNNet, init: InitConfig) -> None:
@@ -60,6 +81,29 @@ def init_weights_from(model: nn.Module, uri: str) -> None:
             shape = tuple(own[key].shape)
             console(f"init.checkpoint {uri}: {key} {shape} freshly initialised (classes differ)")
     strict_load(model, state, uri)
+
+
+def check_weights(cfg: TrainConfig) -> None:
+    """On the driver, before workers start: ``init.imagenet``, ``init.checkpoint`` and ``run.resume`` are
+    readable (weights_only=True) and fit the model ``cfg.model`` describes, which is built on the meta device
+    (shapes, no memory); raises CheckpointError / FileNotFoundError naming the file."""
+    with torch.device("meta"):
+        model = build_model_from_config(cfg.model)
+    with (
+        warnings.catch_warnings()
+    ):  # torch warns that copying into a meta tensor does nothing: that is the point
+        warnings.simplefilter("ignore", UserWarning)
+        init_weights(model, cfg.init)
+    if cfg.run.resume:
+        path = resolve_checkpoint(cfg.run.resume)
+        ckpt = load_checkpoint(path)
+        check_state_dict(model, ckpt["model"], path)
+        missing = [key for key in ("optimizer", "scheduler", "epoch", "step") if key not in ckpt]
+        if missing:
+            raise CheckpointError(
+                f"{path}: run.resume needs a training checkpoint; it lacks {', '.join(missing)} "
+                "(init.checkpoint starts a new run from its weights)"
+            )
 
 
 @dataclass
@@ -105,11 +149,21 @@ def report_checkpoint(
     if rank != 0:
         ray.train.report(metrics, checkpoint=None)
         return None
-    with tempfile.TemporaryDirectory(prefix="tdn-ckpt-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ckpt-", dir=workdir) as tmp:
         path = os.path.join(tmp, CHECKPOINT_FILE)
-        save_checkpoint(path, model, cfg.model, classes, optimizer=optimizer, scheduler=schedule,
-                        epoch=epochs_done, step=step, rng=rng_state(), train_config=config_to_dict(cfg),
-                        metrics=metrics)
+        save_checkpoint(
+            path,
+            model,
+            cfg.model,
+            classes,
+            optimizer=optimizer,
+            scheduler=schedule,
+            epoch=epochs_done,
+            step=step,
+            rng=rng_state(),
+            train_config=config_to_dict(cfg),
+            metrics=metrics,
+        )
         with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
         kept = os.path.join(workdir, CHECKPOINT_FILE)

@@ -1,10 +1,10 @@
 """The configuration of a training job, loaded from a YAML preset plus dotted flags (pipeline.config).
 
-    TrainConfig = model (tdn.model.networks.ModelConfig: the network only)
-                + init (where a new run's weights start: ImageNet file, or a project checkpoint)
-                + data (where the shards are) + loader (pipeline.loading.config.LoaderConfig)
-                + optim (tdn.training.optim.OptimConfig) + run (workers, storage, seed, resume)
-                + tracking (tdn.tracking.tracker.TrackingConfig)
+TrainConfig = model (tdn.model.networks.ModelConfig: the network only)
+            + init (where a new run's weights start: ImageNet file, or a project checkpoint)
+            + data (where the shards are) + loader (pipeline.loading.config.LoaderConfig)
+            + optim (tdn.training.optim.OptimConfig) + run (workers, storage, seed, resume)
+            + tracking (tdn.tracking.tracker.TrackingConfig)
 """
 
 from __future__ import annotations
@@ -65,6 +65,23 @@ class RunConfig:
     # Fault injection for tests: the last rank exits once at this global step (marker file records it).
     crash_once_at_step: int = -1
     crash_marker: str = ""
+    # How long the launcher waits for the cluster (or its autoscaler) to offer workers x resources per worker
+    # before it gives up with one line (tdn/training/preflight.py).
+    resources_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        at_least = {
+            "workers": 1,
+            "log_every_steps": 1,
+            "val_every_epochs": 1,
+            "keep_checkpoints": 1,
+            "max_failures": -1,
+        }  # max_failures -1: retry lost workers without limit (Ray's meaning)
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise ValueError(f"run.{key} must be >= {low}, got {getattr(self, key)}")
+        if self.cpus_per_worker <= 0 or self.resources_timeout_s < 0:
+            raise ValueError("run.cpus_per_worker must be > 0 and run.resources_timeout_s >= 0")
 
 
 @dataclass

@@ -5,8 +5,10 @@
 
 Names: an empty ``run.name`` becomes ``<variant>-<arch>-<UTC time>-<random>`` so that each launch is a fresh
 run -- Ray resumes a run automatically when ``name`` + ``storage_path`` already exist, which is what to do on
-purpose (same name again) after the driver itself died. Worker failures are retried inside one launch
-(``run.max_failures``), each time from the last reported checkpoint.
+purpose (same name again) after the driver itself died. Lost workers and nodes are retried inside one launch
+(``run.max_failures``), each time from the last reported checkpoint; a bad input is not: the driver checks the
+shards, weights files and cluster resources before workers start (preflight.py), and a worker that meets a
+bad input ends the run at once (failures.py).
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from typing import Any
 
 from pipeline import storage
 from pipeline.config import config_to_dict
+from pipeline.forwarded_env import forwardable
 from pipeline.ray_connect import init_ray
+from tdn.tracking.journal import journal_uri
 from tdn.tracking.mlflow_store import GIT_COMMIT_TAG
 from tdn.training.config import TrainConfig
+from tdn.training.failures import StopOnInputError, input_error_of
 from tdn.training.loop import train_loop_per_worker
+from tdn.training.preflight import check_inputs, check_resources, resources_per_worker
 
-# Environment that workers on other nodes need to reach the same S3 endpoint / tracking server.
+# Environment that workers on other nodes need to reach the same S3 endpoint / tracking server. Never
+# credentials (pipeline/forwarded_env.py drops them): nodes take those from their own environment.
 FORWARDED_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
+    "MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DISABLE_TELEMETRY",
 )  # fmt: skip
 
@@ -45,7 +51,9 @@ def git_commit() -> str:
     """The commit of the code being launched ('' outside a git checkout)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=10)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
@@ -57,22 +65,39 @@ def git_commit() -> str:
 
 def storage_path(cfg: TrainConfig) -> str:
     # Ray wants an absolute local path (shared by all nodes) or a URI.
-    return cfg.run.storage_path if storage.is_s3(cfg.run.storage_path) else os.path.abspath(cfg.run.storage_path)
+    return (
+        cfg.run.storage_path if storage.is_s3(cfg.run.storage_path) else os.path.abspath(cfg.run.storage_path)
+    )
+
+
+def tracking_journal(cfg: TrainConfig, result: Any) -> str:
+    """The journal of MLflow calls a finished ``fit`` could not send (tdn/tracking/journal.py; it exists only
+    then): ``<storage_path>/<run name>/mlflow-journal/journal.jsonl``."""
+    name = str(result.path).rstrip("/").rsplit("/", 1)[-1]  # Ray's run folder (an S3 one without its s3://)
+    return journal_uri(storage.join(storage_path(cfg), name))
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """Relative local paths resolved against the launching directory: Ray Train workers run elsewhere."""
 
-    def absolute(path: str | None) -> str | None:
+    def absolute(path: str) -> str:
         return os.path.abspath(path) if path and "://" not in path else path
+
+    def absolute_or_none(path: str | None) -> str | None:
+        return None if path is None else absolute(path)
 
     return dataclasses.replace(
         cfg,
-        init=dataclasses.replace(cfg.init, imagenet=absolute(cfg.init.imagenet),
-                                 checkpoint=absolute(cfg.init.checkpoint)),
+        init=dataclasses.replace(
+            cfg.init,
+            imagenet=absolute_or_none(cfg.init.imagenet),
+            checkpoint=absolute_or_none(cfg.init.checkpoint),
+        ),
         data=dataclasses.replace(cfg.data, shards=absolute(cfg.data.shards)),
         run=dataclasses.replace(
-            cfg.run, resume=absolute(cfg.run.resume), storage_path=storage_path(cfg),
+            cfg.run,
+            resume=absolute(cfg.run.resume),
+            storage_path=storage_path(cfg),
             crash_marker=absolute(cfg.run.crash_marker),
         ),
         tracking=dataclasses.replace(cfg.tracking, uri=cfg.tracking.resolved_uri()),
@@ -80,16 +105,26 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 
 def worker_env(cfg: TrainConfig) -> dict[str, str]:
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env = forwardable(FORWARDED_ENV)
     if cfg.tracking.uri:
         env["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
     return env
 
 
 def build_trainer(cfg: TrainConfig) -> Any:
-    """The TorchTrainer for ``cfg`` (not started)."""
+    """The TorchTrainer for ``cfg`` (not started).
+
+    Built on Ray Train V2 (the default in the pinned Ray 2.60): only its RunConfig takes
+    ``worker_runtime_env``. Trainer and configs come from the V2 modules by name, because ``ray.train`` and
+    ``ray.train.torch`` re-export the V1 ones when RAY_TRAIN_V2_ENABLED=0, and those are what a type checker
+    sees there. The workers' ``ray.train.report`` & co. follow that variable, hence the check.
+    """
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.v2.torch.torch_trainer import TorchTrainer
+
+    if ray.train.RunConfig is not RunConfig:
+        raise RuntimeError("Ray Train V2 is disabled (RAY_TRAIN_V2_ENABLED=0); training needs it: unset it")
 
     name = run_name(cfg)
     commit = git_commit()
@@ -98,21 +133,22 @@ def build_trainer(cfg: TrainConfig) -> Any:
         "run_key": name,
         "tags": {GIT_COMMIT_TAG: commit} if commit else {},
     }
-    resources = {"CPU": cfg.run.cpus_per_worker}
-    if cfg.run.use_gpu:
-        resources["GPU"] = 1
+    resources = resources_per_worker(cfg)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(
+        scaling_config=ScalingConfig(
             num_workers=cfg.run.workers, use_gpu=cfg.run.use_gpu, resources_per_worker=resources
         ),
-        run_config=ray.train.RunConfig(
+        run_config=RunConfig(
             name=name,
             storage_path=storage_path(cfg),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
             worker_runtime_env={"env_vars": worker_env(cfg)},
+            # a bad input ends the run at once (failures.py). RunConfig types callbacks as UserCallbacks, but
+            # passes the others to the controller as they are (DataParallelTrainer._create_default_callbacks)
+            callbacks=[StopOnInputError()],  # type: ignore[list-item]
         ),
     )
 
@@ -120,13 +156,21 @@ def build_trainer(cfg: TrainConfig) -> Any:
 def fit(cfg: TrainConfig, address: str | None = None) -> Any:
     """Train on the Ray cluster at ``address`` (else RAY_ADDRESS, else a local one); returns the Ray Result.
 
-    Raises ``ray.train.TrainingFailedError`` once ``run.max_failures`` restarts are used up.
+    Before any worker starts, the shards, the weights files and the cluster's resources are checked
+    (tdn/training/preflight.py). Raises an InputError (pipeline/errors.py; a ValueError) or FileNotFoundError
+    naming the file or key for a bad input, found there or by a worker (then without restarting the workers:
+    tdn/training/failures.py), and ``ray.train.TrainingFailedError`` once ``run.max_failures`` restarts after
+    lost workers are used up.
     """
     cfg = with_absolute_paths(cfg)
-    if cfg.run.resume and not storage.exists(cfg.run.resume):
-        raise FileNotFoundError(f"run.resume: {cfg.run.resume} does not exist")
-    if not cfg.data.shards:
-        raise ValueError("data.shards is empty: pass --data.shards DIR (the shard job's output folder)")
+    check_inputs(cfg)
     init_ray(address)
+    check_resources(cfg)
     trainer = build_trainer(cfg)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except Exception as exc:
+        bad_input = input_error_of(exc)
+        if bad_input is None:
+            raise
+        raise bad_input from None

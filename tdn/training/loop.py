@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from typing import Any
 
@@ -29,14 +28,15 @@ import yaml
 from torch import nn
 
 from pipeline import storage
-from pipeline.config import config_from_dict, config_to_dict, flatten
+from pipeline.config import ConfigError, config_from_dict, config_to_dict, flatten
 from pipeline.loading.device_batch import make_decoder
 from pipeline.loading.eval_loader import eval_batches
 from pipeline.loading.planning import train_steps_per_epoch
 from pipeline.loading.prefetch import DevicePrefetcher, batch_on_device
-from pipeline.loading.shard_reading import read_index, resolve_shards
+from pipeline.loading.shard_reading import indexed_shards, read_index
 from pipeline.loading.train_loader import train_loader
 from tdn.model.networks import build_model_from_config
+from tdn.tracking.journal import JOURNAL_FOLDER
 from tdn.tracking.mlflow_store import (
     KIND_TAG,
     KIND_TRAIN,
@@ -44,13 +44,12 @@ from tdn.tracking.mlflow_store import (
     TRAIN_INDEX_CHECKSUM_TAG,
     WORLD_SIZE_TAG,
 )
-from tdn.tracking.registry import register_checkpoint
 from tdn.tracking.tracker import Tracker
-from tdn.training.checkpointing import init_weights, report_checkpoint, resume_from
+from tdn.training.checkpointing import fresh_workdir, init_weights, report_checkpoint, resume_from
 from tdn.training.config import TrainConfig
 from tdn.training.console import console, format_metrics
 from tdn.training.optim import IterationSchedule, build_optimizer, clip_gradients
-from tdn.training.rng import seed_everything
+from tdn.training.rng import seed_everything, seed_model_init
 
 # ---------------------------------------------------------------------------------------------- the loop
 
@@ -70,21 +69,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     index = read_index(train_dir)
     classes = list(index.classes)
     if len(classes) != cfg.model.num_classes:
-        raise ValueError(f"{train_dir} has {len(classes)} classes, model.num_classes={cfg.model.num_classes}")
+        raise ConfigError(
+            f"{train_dir} has {len(classes)} classes, model.num_classes={cfg.model.num_classes}"
+        )
     steps_per_epoch = train_steps_per_epoch(index, cfg.loader, world)
 
+    seed_model_init(cfg.run.seed)  # before the model is built: its initial weights come from run.seed alone
     model = build_model_from_config(cfg.model)
     init_weights(model, cfg.init)
     model.to(device)
     if cuda and cfg.run.channels_last:
-        model.to(memory_format=torch.channels_last)
+        # Module.to(memory_format=...) exists at runtime (torch docs) but torch's overloads leave it out
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     global_batch = cfg.loader.batch_size * world
     optimizer, schedule = build_optimizer(model, cfg.optim, global_batch, steps_per_epoch)
 
     start_epoch, step, last_metrics, ckpt_path = 0, 0, {}, None
     ray_ckpt = ray.train.get_checkpoint()
+    workdir = fresh_workdir(config["run_key"], rank)  # emptied: what a killed attempt left goes here
     # Ray's checkpoint: restarted after a failure, or the same run name launched again
-    source = ray_ckpt.to_directory() if ray_ckpt is not None else cfg.run.resume
+    source = (
+        ray_ckpt.to_directory(os.path.join(workdir, "resumed")) if ray_ckpt is not None else cfg.run.resume
+    )
     if source:
         resumed = resume_from(source, model, optimizer, schedule)
         start_epoch, step, last_metrics = resumed.epoch, resumed.step, resumed.metrics
@@ -98,28 +104,55 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ddp = torch.compile(ddp)  # type: ignore[assignment]  # forward and backward; checkpoints save `model`
     # One loader for the whole run (its workers persist across epochs); batch k+1 is copied, or decoded
     # (loader.decode: device), on the device while step k runs.
-    loader = train_loader(train_dir, cfg.loader, rank=rank, world_size=world, epoch=start_epoch, seed=cfg.run.seed)
+    loader = train_loader(
+        train_dir, cfg.loader, rank=rank, world_size=world, epoch=start_epoch, seed=cfg.run.seed
+    )
     decoder = make_decoder(device) if cfg.loader.decode == "device" else None
     batches = DevicePrefetcher(loader, device, decoder)
 
     tracker = None
     if rank == 0 and cfg.tracking.enabled:
-        tracker = Tracker(cfg.tracking, run_key=config["run_key"], run_name=config["run_key"])
+        # calls still unsent when training ends go to a journal beside the checkpoints (replay_tracking.py)
+        journal_dir = storage.join(cfg.run.storage_path, config["run_key"], JOURNAL_FOLDER)
+        tracker = Tracker(
+            cfg.tracking, run_key=config["run_key"], run_name=config["run_key"], journal_dir=journal_dir
+        )
         tracker.log_params(flatten(config_to_dict(cfg)))
-        tracker.set_tags({**config.get("tags", {}), KIND_TAG: KIND_TRAIN,
-                          TRAIN_INDEX_CHECKSUM_TAG: index.checksum, WORLD_SIZE_TAG: world,
-                          **({RESUMED_FROM_TAG: ckpt_path} if ckpt_path else {})})
-    workdir = tempfile.mkdtemp(prefix="tdn-train-")
+        tracker.set_tags(
+            {
+                **config.get("tags", {}),
+                KIND_TAG: KIND_TRAIN,
+                TRAIN_INDEX_CHECKSUM_TAG: index.checksum,
+                WORLD_SIZE_TAG: world,
+                **({RESUMED_FROM_TAG: ckpt_path} if ckpt_path else {}),
+            }
+        )
     try:
         per_class = None
         for epoch in range(start_epoch, cfg.optim.epochs):
             seed_everything(cfg.run.seed, epoch, rank)
             loader.set_epoch(epoch)
             t0 = time.perf_counter()
-            stats, step = train_epoch(ddp, batches, optimizer, schedule, cfg, epoch, step, steps_per_epoch,
-                                      device, rank, world, tracker)
-            metrics: dict[str, float] = {"epoch": epoch + 1, "step": step, **stats,
-                                         "epoch_time_s": time.perf_counter() - t0}
+            stats, step = train_epoch(
+                ddp,
+                batches,
+                optimizer,
+                schedule,
+                cfg,
+                epoch,
+                step,
+                steps_per_epoch,
+                device,
+                rank,
+                world,
+                tracker,
+            )
+            metrics: dict[str, float] = {
+                "epoch": epoch + 1,
+                "step": step,
+                **stats,
+                "epoch_time_s": time.perf_counter() - t0,
+            }
             if val_dir and ((epoch + 1) % cfg.run.val_every_epochs == 0 or epoch + 1 == cfg.optim.epochs):
                 val, per_class = validate(model, val_dir, cfg, device, rank, world)
                 metrics.update(val)
@@ -128,8 +161,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if tracker:
                 tracker.log_metrics({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
             last_metrics = metrics
-            ckpt_path = report_checkpoint(model, optimizer, schedule, cfg, classes, epoch + 1, step, metrics,
-                                          rank, workdir)
+            ckpt_path = report_checkpoint(
+                model, optimizer, schedule, cfg, classes, epoch + 1, step, metrics, rank, workdir
+            )
         if rank == 0:
             finish(tracker, cfg, classes, per_class, last_metrics, ckpt_path, workdir)
             tracker = None
@@ -182,18 +216,23 @@ def train_epoch(
         maybe_crash(cfg, step, rank, world)
         n = y.shape[0]
         loss_value = float(loss.detach())
-        sums += torch.tensor([loss_value * n, float((logits.argmax(1) == y).sum()), n, wait], dtype=torch.float64)
+        sums += torch.tensor(
+            [loss_value * n, float((logits.argmax(1) == y).sum()), n, wait], dtype=torch.float64
+        )
         window["loss"] += loss_value
         window["n"] += 1
         window["wait"] += wait
         if rank == 0 and (window["n"] >= cfg.run.log_every_steps or i + 1 == steps_per_epoch):
             elapsed = time.perf_counter() - window["t0"]
             recent = waits[-int(window["n"]) :]
-            logged = {"loss": window["loss"] / window["n"], "lr": schedule.lr_at(step - 1),
-                      "samples_per_s": window["n"] * cfg.loader.batch_size * world / elapsed,
-                      "data_wait_frac": window["wait"] / elapsed,
-                      "next_batch_p50_s": float(np.percentile(recent, 50)),
-                      "next_batch_p95_s": float(np.percentile(recent, 95))}
+            logged = {
+                "loss": window["loss"] / window["n"],
+                "lr": schedule.lr_at(step - 1),
+                "samples_per_s": window["n"] * cfg.loader.batch_size * world / elapsed,
+                "data_wait_frac": window["wait"] / elapsed,
+                "next_batch_p50_s": float(np.percentile(recent, 50)),
+                "next_batch_p95_s": float(np.percentile(recent, 95)),
+            }
             console(format_metrics(f"epoch {epoch + 1} step {i + 1}/{steps_per_epoch} ({step})", logged))
             if tracker:
                 tracker.log_metrics({f"train/{k}": v for k, v in logged.items()}, step=step)
@@ -203,8 +242,8 @@ def train_epoch(
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
     return {
-        "train_loss": float(sums[0] / max(sums[2], 1)),
-        "train_top1": float(sums[1] / max(sums[2], 1)),
+        "train_loss": float(sums[0]) / max(float(sums[2]), 1.0),  # float64 either way: same numbers
+        "train_top1": float(sums[1]) / max(float(sums[2]), 1.0),
         "samples_per_s": float(sums[2]) / elapsed,
         "data_wait_frac": wait_total / elapsed,
         "next_batch_p50_s": float(np.percentile(waits, 50)) if waits else 0.0,
@@ -240,7 +279,7 @@ def validate(
     k = min(5, cfg.model.num_classes)
     counts = torch.zeros(cfg.model.num_classes, 3, dtype=torch.float64)
     loss_sum = torch.zeros(1, dtype=torch.float64)
-    shards = resolve_shards(val_dir)[rank::world]  # whole shards per rank; uneven shares are fine
+    shards = indexed_shards(val_dir)[rank::world]  # whole shards per rank; uneven shares are fine
     decoder = make_decoder(device) if cfg.loader.decode == "device" else None
     for batch in eval_batches(shards, cfg.loader, cfg.loader.batch_size) if shards else []:
         x, y = batch_on_device(batch.x, device, decoder), batch.labels.to(device)
@@ -258,8 +297,12 @@ def validate(
     n = float(counts[:, 0].sum())
     if n == 0:
         raise ValueError(f"{val_dir}: no validation samples were read")
-    metrics = {"val_top1": float(counts[:, 1].sum()) / n, "val_top5": float(counts[:, 2].sum()) / n,
-               "val_loss": float(loss_sum) / n, "val_samples": n}
+    metrics = {
+        "val_top1": float(counts[:, 1].sum()) / n,
+        "val_top5": float(counts[:, 2].sum()) / n,
+        "val_loss": float(loss_sum) / n,
+        "val_samples": n,
+    }
     return metrics, counts
 
 
@@ -292,12 +335,16 @@ def finish(
     if ckpt_path is not None:
         tracker.log_artifact(ckpt_path, "checkpoint")
         if cfg.tracking.registered_model:
-            score = {k: metrics[k] for k in ("val_top1", "val_top5", "train_loss") if k in metrics}
-            name, alias = cfg.tracking.registered_model, cfg.tracking.registered_alias
-            tracker.call(lambda client, run_id: console(
-                f"registered {name} version "
-                f"{register_checkpoint(client, run_id, tracker.experiment_id, ckpt_path, name, score, alias)}"
-            ))
+            score_keys = ("val_top1", "val_top5", "train_loss")
+            score: dict[str, float] = {k: metrics[k] for k in score_keys if k in metrics}
+            tracker.register_model(
+                ckpt_path, cfg.tracking.registered_model, score, cfg.tracking.registered_alias
+            )
     tracker.close()
+    if tracker.pending:
+        console(
+            f"warning: {tracker.pending} MLflow call(s) could not be sent to {tracker.uri}; "
+            f"kept in {tracker.journal}"
+        )
     if tracker.dropped:
         console(f"warning: {tracker.dropped} MLflow call(s) could not be sent to {tracker.uri}")

@@ -40,7 +40,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.reference_batch < 1:
-            raise ValueError(f"lr must be > 0 and reference_batch >= 1, got {self.lr}, {self.reference_batch}")
+            raise ValueError(
+                f"lr must be > 0 and reference_batch >= 1, got {self.lr}, {self.reference_batch}"
+            )
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -131,6 +133,6 @@ def clip_gradients(model: nn.Module, cfg: OptimConfig) -> float:
     """Clip the global grad norm to ``cfg.clip_grad_norm`` (released code: 20); returns the norm before."""
     params = [p for p in model.parameters() if p.grad is not None]
     if cfg.clip_grad_norm is None:
-        norms = [p.grad.detach().norm() for p in params]
+        norms = [p.grad.detach().norm() for p in params if p.grad is not None]  # all are: the if narrows
         return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
     return float(nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))

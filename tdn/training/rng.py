@@ -1,8 +1,9 @@
 """Randomness of a training worker: seeded per (seed, epoch, rank), saved in and restored from checkpoints.
 
-    seed_everything(seed, epoch, rank)   python, numpy and torch generators -> a replayed epoch draws the same
-    rng_state() -> dict of tensors/lists/ints (checkpoint["rng"], loadable with weights_only=True)
-    set_rng_state(checkpoint["rng"])
+seed_everything(seed, epoch, rank)   python, numpy and torch generators -> a replayed epoch draws the same
+seed_model_init(seed)                 the same generators before the model is built (identical init)
+rng_state() -> dict of tensors/lists/ints (checkpoint["rng"], loadable with weights_only=True)
+set_rng_state(checkpoint["rng"])
 """
 
 from __future__ import annotations
@@ -22,14 +23,30 @@ def seed_everything(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(s)
 
 
+def seed_model_init(seed: int) -> None:
+    """Seed the generators a model's initial weights draw from, the same on every rank; called before the model
+    is built, so what a worker process drew before (a reused Ray worker) cannot reach the weights."""
+    s = int(np.random.SeedSequence([seed, 0x1517]).generate_state(1)[0])  # a stream no (epoch, rank) uses
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
 def rng_state() -> dict[str, Any]:
     """RNG states as tensors/lists/ints only, so the checkpoint loads with weights_only=True."""
-    np_state = np.random.get_state()
+    # legacy=True: the global RandomState is MT19937, whose legacy state is the tuple
+    # ("MT19937", keys, pos, has_gauss, cached_gaussian); the dict form exists only for other bit generators.
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple), "the global numpy RandomState is always MT19937"
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": {"version": py_version, "internal": list(py_internal), "gauss_next": py_gauss},
     }
     if torch.cuda.is_available():
@@ -40,8 +57,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():

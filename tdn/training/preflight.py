@@ -1,0 +1,99 @@
+"""What the driver checks before any training worker starts, so that a bad input costs seconds, not restarts.
+
+    check_inputs(cfg)      data.shards: each split's index.json (contract reader: schema, checksum, shard names),
+                           its classes against model.num_classes, every listed shard present with its size;
+                           init.imagenet / init.checkpoint / run.resume: readable (weights_only) and of the
+                           shapes of the model cfg.model describes (checkpointing.check_weights, meta device)
+    check_resources(cfg)   run.workers x resources per worker against the cluster: its autoscaler's maximum
+                           when it has one, else the live nodes, waiting up to run.resources_timeout_s for
+                           nodes to join (a static cluster that is too small otherwise waits forever)
+
+Each failure is an InputError subclass (pipeline/errors.py) whose one-line message names the file or key.
+What only a worker can see (a flipped byte inside a shard, a JPEG that does not decode) ends the run from the
+worker instead (tdn/training/failures.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.loading.shard_reading import read_index
+from pipeline.shards.contract import CorruptShardError
+from tdn.training.checkpointing import check_weights
+from tdn.training.config import TrainConfig
+
+
+def check_split(split_dir: str, num_classes: int) -> None:
+    """A split's index is valid and names ``num_classes`` classes; each listed shard exists with its size."""
+    index = read_index(split_dir)
+    where = storage.join(split_dir, "index.json")
+    if len(index.classes) != num_classes:
+        raise ConfigError(f"{where} has {len(index.classes)} classes, model.num_classes is {num_classes}")
+    for entry in index.shards:
+        uri = storage.join(split_dir, entry.name)
+        if not storage.exists(uri):
+            raise CorruptShardError(f"{uri}: listed in {where} but missing")
+        size = storage.file_size(uri)
+        if size != entry.bytes:
+            raise CorruptShardError(
+                f"{uri}: {size} bytes, {where} lists {entry.bytes} (truncated or replaced)"
+            )
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """The shards and the weights files of ``cfg`` (absolute paths: launcher.with_absolute_paths)."""
+    if not cfg.data.shards:
+        raise ConfigError("data.shards is empty: pass --data.shards DIR (the shard job's output folder)")
+    if not storage.exists(cfg.data.shards):
+        raise FileNotFoundError(f"data.shards: {cfg.data.shards} does not exist")
+    for split in (cfg.data.train_split, cfg.data.val_split):
+        if split:
+            check_split(storage.join(cfg.data.shards, split), cfg.model.num_classes)
+    check_weights(cfg)
+
+
+def resources_per_worker(cfg: TrainConfig) -> dict[str, float]:
+    return {"CPU": cfg.run.cpus_per_worker, **({"GPU": 1.0} if cfg.run.use_gpu else {})}
+
+
+def workers_fitting(nodes: Sequence[Mapping[str, float]], per_worker: Mapping[str, float]) -> int:
+    """How many workers of ``per_worker`` resources the nodes hold in all (a worker lives on one node)."""
+    return sum(min(math.floor(node.get(k, 0.0) / v + 1e-9) for k, v in per_worker.items()) for node in nodes)
+
+
+def _describe(nodes: Sequence[Mapping[str, float]], per_worker: Mapping[str, float]) -> str:
+    return ", ".join(
+        "{" + ", ".join(f"{k}: {node.get(k, 0.0):g}" for k in per_worker) + "}" for node in nodes
+    )
+
+
+def check_resources(cfg: TrainConfig) -> None:
+    """Raise ConfigError unless the connected Ray cluster can hold ``run.workers`` workers (see module doc)."""
+    import ray
+    from ray._private.state import state as ray_state
+
+    per_worker, workers = resources_per_worker(cfg), cfg.run.workers
+    request = f"run.workers={workers} x {dict(per_worker)} per worker"
+    maximum = ray_state.get_max_resources_from_cluster_config()  # None without an autoscaler
+    if maximum:
+        short = {k: v * workers for k, v in per_worker.items() if v * workers > maximum.get(k, 0)}
+        if short:
+            raise ConfigError(f"{request}: the cluster's autoscaler allows at most "
+                              f"{ {k: maximum.get(k, 0) for k in short} } in all")  # fmt: skip
+        return  # the autoscaler adds nodes while Ray Train waits for them
+    deadline = time.monotonic() + cfg.run.resources_timeout_s
+    while True:
+        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        if workers_fitting(nodes, per_worker) >= workers:
+            return
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"{request}: the cluster's nodes ({_describe(nodes, per_worker)}) hold only "
+                f"{workers_fitting(nodes, per_worker)} such workers (waited {cfg.run.resources_timeout_s:g} s "
+                "for more nodes: run.resources_timeout_s); lower --workers or run.cpus_per_worker"
+            )
+        time.sleep(1.0)

@@ -1,0 +1,134 @@
+"""Evaluation at the model's own input size: a checkpoint trained on 48 px crops (eval short side 56) is
+evaluated at 48 / 56 unless sizes are given; sizes given that differ are used, warned about and recorded in
+the results, the MLflow run and the tables. Before, every model was evaluated at the protocol's 224 / 256."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import config_to_dict
+from pipeline.loading.config import LoaderConfig
+from tdn.checkpoints.project import save_checkpoint
+from tdn.evaluation.batch_inference import evaluate
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig, input_sizes
+from tdn.evaluation.replica_pool import loader_config
+from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.training.config import TrainConfig
+from tests.eval_shards import register_checkpoint_version, render_videos, write_split
+
+CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
+TINY = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    videos = render_videos(3, 1, frames=16)
+    return write_split(tmp_path_factory.mktemp("sizes"), videos, CLASSES, num_segments=4, num_shards=1)
+
+
+@pytest.fixture(scope="module")
+def trained_48(tmp_path_factory) -> tuple[str, torch.nn.Module]:
+    """A project checkpoint whose training config says: crops of 48, eval short side 56."""
+    torch.manual_seed(0)
+    model = build_model_from_config(TINY).eval()
+    train = TrainConfig(model=TINY, loader=LoaderConfig(input_size=48, eval_short_side=56))
+    path = str(tmp_path_factory.mktemp("ckpt") / "trained48.pt")
+    save_checkpoint(path, model, TINY, CLASSES, train_config=config_to_dict(train))
+    return path, model
+
+
+def _scores_at(model: torch.nn.Module, split: Path, size: int, short: int) -> dict[str, np.ndarray]:
+    from pipeline.loading.eval_loader import eval_batches
+
+    cfg = loader_config(EvalConfig(input_size=size, short_side=short), "cpu")
+    out = {}
+    with torch.inference_mode():
+        for b in eval_batches(str(split), cfg, 8):
+            assert b.x.shape[-1] == size
+            out.update(zip(b.video_ids, torch.softmax(model(b.x), 1).numpy()))
+    return out
+
+
+def _sizes(cfg: EvalConfig, *trained: int) -> tuple:
+    return dataclasses.astuple(input_sizes(cfg, *trained))[:5]
+
+
+def test_sizes_come_from_the_training_config_unless_given():
+    ssv1, k400 = EvalConfig(protocol="ssv1x1"), EvalConfig(protocol="k400_10x3")
+    assert _sizes(ssv1, 56, 64) == (56, 64, "checkpoint", 56, 64)
+    assert _sizes(k400, 56, 64) == (64, 64, "checkpoint", 56, 64)  # 3 crops cover the short side
+    assert _sizes(ssv1, 224, 256) == (224, 256, "checkpoint", 224, 256)
+    assert _sizes(k400, 224, 256) == (256, 256, "checkpoint", 224, 256)  # the paper's Kinetics protocol
+    assert _sizes(ssv1) == (224, 256, "protocol", 0, 0) and _sizes(k400) == (256, 256, "protocol", 0, 0)
+    assert not input_sizes(ssv1, 224, 256).mismatch and not input_sizes(ssv1).mismatch
+    given = input_sizes(EvalConfig(input_size=224, short_side=256), 56, 64)
+    assert _sizes(EvalConfig(input_size=224, short_side=256), 56, 64) == (224, 256, "user", 56, 64)
+    assert "trained at input size 56" in given.mismatch
+    assert not input_sizes(EvalConfig(input_size=56), 56, 64).mismatch  # given, and the model's own
+
+
+def test_evaluated_at_the_checkpoints_size(split, trained_48, tmp_path):
+    path, model = trained_48
+    out = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local"), tmp_path / "o",
+                   log_to_mlflow=False)  # fmt: skip
+    r = out.result
+    assert (r.input_size, r.short_side, r.sizes_from) == (48, 56, "checkpoint")
+    assert (r.trained_input_size, r.trained_short_side, r.size_mismatch) == (48, 56, "")
+    ref = _scores_at(model, split, 48, 56)
+    for vid, row in zip(out.video.video_ids, out.video.scores):
+        np.testing.assert_allclose(row, ref[vid], atol=1e-5)
+
+
+def test_a_size_mismatch_is_printed_and_recorded(split, trained_48, tmp_path, caplog):
+    """Given sizes win, and the mismatch is in the log, results.json, the MLflow run and the tables."""
+    from tdn.reporting.tables import build_tables, load_evaluations
+    from tdn.tracking.mlflow_store import tracking_client
+
+    path, _ = trained_48
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    own = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local"), tmp_path / "own", uri)
+    with caplog.at_level(logging.WARNING, logger="tdn.evaluation.batch_inference"):
+        other = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local", input_size=40),
+                         tmp_path / "other", uri)  # fmt: skip
+    r = other.result
+    assert (r.input_size, r.short_side, r.sizes_from, r.trained_input_size) == (40, 56, "user", 48)
+    assert "trained at input size 48" in r.size_mismatch
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert any(r.size_mismatch in w for w in warnings), warnings
+    assert json.loads((tmp_path / "other" / "results.json").read_text())["size_mismatch"] == r.size_mismatch
+    params = tracking_client(uri).get_run(other.run_id).data.params
+    assert params["size_mismatch"] == r.size_mismatch and params["trained_input_size"] == "48"
+    assert params["input_size"] == "40" and params["sizes_from"] == "user"
+    assert tracking_client(uri).get_run(own.run_id).data.params["sizes_from"] == "checkpoint"
+
+    table = next(t for t in build_tables(load_evaluations(uri)) if t.name.endswith("_synthetic"))
+    column = table.columns.index("Input")
+    assert sorted(row[column] for row in table.rows) == ["40 (trained 48)", "48"]
+    timing = next(t for t in build_tables(load_evaluations(uri)) if t.name == "table5_timing")
+    assert sorted(row[timing.columns.index("Input")] for row in timing.rows) == ["40 (trained 48)", "48"]
+
+
+def test_reevaluation_uses_each_versions_own_size(split, trained_48, tmp_path):
+    """A registered version trained at 48 px is re-evaluated at 48 px, once."""
+    from tdn.evaluation.reevaluate import ReevaluateConfig, reevaluate_once
+    from tdn.tracking.mlflow_store import tracking_client
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version, _ = register_checkpoint_version(uri, trained_48[0], "sized")
+    cfg = ReevaluateConfig(shards=str(split), models=["sized"], tracking_uri=uri, out=str(tmp_path / "out"),
+                           tables_out=str(tmp_path / "tables"), with_paper=False,
+                           eval=EvalConfig(engine="local"))  # fmt: skip
+    first = reevaluate_once(cfg)
+    assert list(first.evaluated) == [f"models:/sized/{version}"], first
+    params = tracking_client(uri).get_run(first.evaluated[f"models:/sized/{version}"]).data.params
+    assert (params["input_size"], params["short_side"], params["sizes_from"]) == ("48", "56", "checkpoint")
+    again = reevaluate_once(cfg)
+    assert again.evaluated == {} and again.skipped == [f"models:/sized/{version}"]
