@@ -58,7 +58,9 @@ def test_cli_short_forms_keep_the_recipe():
 
 
 @pytest.mark.slow
-def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_path):
+def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_path, monkeypatch):
+    # The one-worker test server answers slowly while six splits train on 2 cores (10 s read timeouts seen)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     small = dict(classes=2, min_frames=16, max_frames=24, sizes=((64, 48),), fps=(25,))
     generate(SyntheticConfig(layout="ucf101", videos_per_class=6, **small), tmp_path / "ucf")
     generate(SyntheticConfig(layout="hmdb51", videos_per_class=5, **small), tmp_path / "hmdb")
