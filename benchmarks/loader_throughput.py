@@ -26,6 +26,9 @@ the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like
    ResNet-18) fed by the loader with one DataLoader worker process.
 
 Timings on a shared machine are noisy; the ratios come from interleaved runs in the same process.
+
+``--write-unit-costs [PATH]`` records the CPU decode path's clips per core-second (row shards_ours_uint8_out,
+the GPU trainers' setting) as a LoaderCost in benchmarks/unit_costs.json, for jobs/capacity.py.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import storage  # noqa: E402
+from pipeline.capacity.unit_costs import DEFAULT_PATH, LoaderCost, here, update_unit_costs  # noqa: E402
 from pipeline.loading.config import LoaderConfig  # noqa: E402
 from pipeline.loading.shard_reading import read_index, shard_uris  # noqa: E402
 from pipeline.loading.train_loader import train_loader  # noqa: E402
@@ -308,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=32, help="samples per timed run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=6, help="0 skips the training-step measurement")
+    p.add_argument(
+        "--write-unit-costs",
+        nargs="?",
+        const=str(DEFAULT_PATH),
+        default=None,
+        metavar="PATH",
+        help="record the CPU path's clips per core-second in PATH (benchmarks/unit_costs.json)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     work = Path(args.work or tempfile.mkdtemp(prefix="loader-bench-"))
@@ -354,6 +366,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  read-time verification (frame CRC32 + shard sha256): {cost:.1f}% of loader CPU (median of the "
           f"per-repeat ratios shards_ours / shards_ours_unverified {[round(100 * c, 1) for c in paired]}; "
           "goal <= 3%)")  # fmt: skip
+    if args.write_unit_costs:
+        command = "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        note = (f"row shards_ours_uint8_out, median of {args.repeats} interleaved runs of {n} samples, one "
+                f"process, one thread, {len(videos)} synthetic {w}x{h} videos; shared machine (load "
+                f"{os.getloadavg()[0]:.0f})")  # fmt: skip
+        cost = LoaderCost(decode="cpu", input_size=S, clips_per_core_s=med["shards_ours_uint8_out"],
+                          source=here(command, note))  # fmt: skip
+        update_unit_costs(Path(args.write_unit_costs), loader=cost)
+        print(f"  unit costs -> {args.write_unit_costs}: cpu decode path {cost.clips_per_core_s:.2f} clips "
+              f"per core-second at {S} px")  # fmt: skip
     two = LoaderConfig(num_workers=0, decode_threads=2, input_size=S, batch_size=8)
     cpu_rate, wall_rate = timed(lambda: loader_samples(full_dir, two, n, 0))
     print(f"  shards_ours with 2 decode threads: {wall_rate:.2f} samples/s wall on this shared 2-core machine "

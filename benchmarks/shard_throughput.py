@@ -20,12 +20,18 @@ the same sampled indices for every route:
 
 Printed: seconds per video for each route, videos/s per CPU core, ratio to the floor, bytes per sample and
 stored bytes per video (ours vs every-frame JPEGs).
+
+``--write-unit-costs [PATH]`` records the first (default) train preset's unit costs in
+benchmarks/unit_costs.json (pipeline/capacity/unit_costs.py ShardCost, keyed by size, codec and short side):
+CPU-seconds per decoded frame (floor / frames decoded), per stored JPEG ((ours - floor) / stored JPEGs) and
+bytes per stored JPEG, for the capacity plan (jobs/capacity.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import tempfile
@@ -39,6 +45,7 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.capacity.unit_costs import DEFAULT_PATH, ShardCost, here, update_unit_costs
 from pipeline.shards.decode_types import FrameRequest
 from pipeline.shards.frame_convert import output_size
 from pipeline.shards.sampling import CentreSampler, Sampler, TrainSampler, rng_for
@@ -277,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also run the whole shard job (train + val) on a local Ray with this many CPUs",
     )
+    parser.add_argument(
+        "--write-unit-costs",
+        nargs="?",
+        const=str(DEFAULT_PATH),
+        default=None,
+        metavar="PATH",
+        help="record the default train preset's unit costs in PATH",
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     lo, hi = (int(v) for v in args.frames.split(","))
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             split = "train" if isinstance(sampler, TrainSampler) else "val"
             floor_t = ours_t = official_t = jpeg_t = 0.0
             sample_bytes, samples, official_all, official_picked, not_decoded, decoded = 0, 0, 0, 0, 0, 0
+            floor_frames, stored_jpegs = 0, 0  # frames the floor pass decodes; JPEGs in the samples' blobs
             skippable: list[float] = []
             for k, path in enumerate(paths):
                 item = VideoItem(f"video {k:03d}", str(path), 0, split)
@@ -330,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                 needed = sorted({r.index for r in requests})
                 skippable.append(needed[0] / (needed[-1] + 1))
                 floor_t += timed(lambda p=path, n=needed: floor_pass(p, n[-1]), args.repeat)
+                floor_frames += needed[-1] + 1
                 out = None
 
                 def ours(item=item, sampler=sampler, settings=settings):
@@ -339,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 ours_t += timed(ours, args.repeat)
                 assert out is not None
                 samples += len(out.samples)
+                stored_jpegs += sum(len(json.loads(s["json"])["jpeg_sizes"]) for s in out.samples)
                 not_decoded += out.frames_not_decoded
                 sample_bytes += sum(len(s["frames"]) + len(s["json"]) + len(s["cls"]) for s in out.samples)
                 decoded += out.frames_decoded
@@ -386,6 +404,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"keyframes permitting): {100 * sum(skippable) / n:.1f}%"
             )
             print()
+            if args.write_unit_costs and name == next(iter(presets)):
+                given = sys.argv[1:] if argv is None else argv
+                command = "python benchmarks/shard_throughput.py " + " ".join(given)
+                cost = ShardCost(
+                    source_width=width, source_height=height, codec=args.codec, stored_short_side=320,
+                    jpeg_quality=args.quality, cpu_s_per_decoded_frame=floor_t / floor_frames,
+                    cpu_s_per_stored_jpeg=(ours_t - floor_t) / stored_jpegs,
+                    bytes_per_stored_jpeg=sample_bytes / stored_jpegs,
+                    source=here(command, f"{n} synthetic videos, {lo}-{hi} frames, best of {args.repeat}, "
+                                f"CPU time of one process; preset '{name}'; shared machine (load "
+                                f"{os.getloadavg()[0]:.0f})"),
+                )  # fmt: skip
+                update_unit_costs(Path(args.write_unit_costs), shard=cost)
+                print(f"unit costs -> {args.write_unit_costs}: {cost.cpu_s_per_decoded_frame * 1e3:.3f} ms "
+                      f"per decoded frame, {cost.cpu_s_per_stored_jpeg * 1e3:.3f} ms and "
+                      f"{cost.bytes_per_stored_jpeg / 1024:.1f} KiB per stored JPEG\n")  # fmt: skip
         compare_jpeg_encoders(paths[0], args.quality)
         if args.ray_cpus > 0:
             run_ray_job(paths, Path(tmp), args)

@@ -12,6 +12,12 @@ Command line -> config (pipeline/config.py does the typing and names unknown key
     --optim.lr 0.01        one flag per leaf field of the dataclass, read as YAML     -> overrides, in order
     --workers 4            a shortcut: = --run.workers 4 (--gpus: a switch = --run.use_gpu true)
     --address auto         the job's own options, not config                         -> args.address
+    --print-config         print the resolved config (preset + flags) as YAML, exit 0, run nothing
+    --verbose              (jobs that start Ray) Ray's known-harmless lines too (pipeline/ray_connect.py)
+
+``--help`` lists the fields by section (model, optim, run, ...), each with its default and the description
+written beside it in the dataclass (pipeline/config_docs.py); fields in a dataclass's TEST_ONLY are accepted
+but not listed.
 
 Exit codes: 0 done; 1 the job failed (it returned 1 or raised JobFailed: one line "<job>: failed: ...");
 2 bad input: a bad flag, an unknown key or value, a YAML syntax error, an unknown preset, a missing input file
@@ -36,8 +42,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar, get_
 
 import yaml
 
-from pipeline.config import leaf_fields, load_config
+from pipeline.config import config_to_dict, load_config
+from pipeline.config_docs import FieldDoc, describe_fields
 from pipeline.errors import InputError  # ConfigError, AnnotationError, ContractError, ...: user input, exit 2
+from pipeline.ray_connect import set_verbose
 from pipeline.storage import StorageUnreachable
 
 if TYPE_CHECKING:
@@ -95,6 +103,7 @@ class Job(Generic[C]):
     # Exceptions of the job body that mean bad input (exit 2) besides BadInput, ConfigError, YAML errors and
     # FileNotFoundError, e.g. AnnotationError: a dataset's list files missing or malformed.
     input_errors: tuple[type[Exception], ...] = ()
+    ray: bool = False  # the job starts or joins Ray: it gets --verbose (Ray's known-harmless lines too)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,12 +114,27 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=f"python jobs/{job.name}.py",
+        usage=f"%(prog)s {_usage(job)}",  # argparse's own lists every field: 80 lines for train
         description=job.doc.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    preset_help = f"a preset ({_rel(PRESETS)}/NAME.yaml) or a YAML file"
+    names = preset_names(job.config)
+    preset_help = f"a preset ({_rel(PRESETS)}/NAME.yaml) or a YAML file" + (
+        f"; presets: {', '.join(names)}" if names else ""
+    )
     parser.add_argument("--config", metavar="NAME|PATH", help=preset_help)
     parser.add_argument("--traceback", action="store_true", help="print the traceback of an error too")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (preset + flags) as YAML and exit without running",
+    )
+    if job.ray:
+        parser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="also print Ray's known-harmless lines (per-report echoes, notes)",
+        )
     for option in job.options:
         if not option.flag.startswith("-"):
             parser.add_argument(option.flag, help=option.help)
@@ -118,22 +142,54 @@ def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
             parser.add_argument(option.flag, action="store_true", help=option.help)
         else:
             parser.add_argument(option.flag, default=option.default, metavar="VALUE", help=option.help)
+    docs = {d.name: d for d in describe_fields(job.config)}
     shortcuts = parser.add_argument_group("shortcuts")
     for s in job.shortcuts:
         dest = _FIELD + s.key
+        doc = docs.get(s.key)
         if s.const is not None:
             shortcuts.add_argument(s.flag, dest=dest, action="store_const", const=s.const,
                                    help=s.help or f"= --{s.key} {s.const}")  # fmt: skip
         else:
             shortcuts.add_argument(s.flag, dest=dest, type=s.parse or str, metavar="VALUE",
-                                   help=s.help or f"= --{s.key}")  # fmt: skip
+                                   help=_help(doc, s.help or f"= --{s.key}"))  # fmt: skip
     taken = {s.flag for s in job.shortcuts}
-    fields = parser.add_argument_group(f"{job.config.__name__} fields (override the preset)")
-    for name, tp in leaf_fields(job.config):
-        if f"--{name}" not in taken:
-            fields.add_argument(f"--{name}", dest=_FIELD + name, metavar=_metavar(tp),
-                                help=argparse.SUPPRESS if name.count(".") > 2 else None)  # fmt: skip
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for doc in docs.values():
+        if f"--{doc.name}" in taken:
+            continue
+        section = doc.name.rpartition(".")[0]
+        if section not in groups:
+            title = (
+                f"{section} (--{section}.*)" if section else f"{job.config.__name__} (override the preset)"
+            )
+            groups[section] = parser.add_argument_group(title)
+        groups[section].add_argument(f"--{doc.name}", dest=_FIELD + doc.name, metavar=_metavar(doc.type),
+                                     help=argparse.SUPPRESS if doc.test_only else _help(doc))  # fmt: skip
     return parser
+
+
+def _usage(job: Job[Any]) -> str:
+    positional = " ".join(o.flag.upper() for o in job.options if not o.flag.startswith("-"))
+    return " ".join(
+        p for p in (positional, "[--config NAME|PATH] [--SECTION.FIELD VALUE ...] [options]") if p
+    )
+
+
+def _help(doc: FieldDoc | None, prefix: str = "") -> str:
+    """``description (default: value)`` for --help, ``%`` escaped for argparse."""
+    if doc is None:
+        return prefix.replace("%", "%%")
+    text = prefix if prefix and not prefix.startswith("= ") else "; ".join(t for t in (prefix, doc.help) if t)
+    return f"{text} (default: {show_value(doc.default)})".lstrip().replace("%", "%%")
+
+
+def show_value(value: Any) -> str:
+    """A value as it would be typed after its flag: YAML flow style (``""``, ``null``, ``[30, 45]``)."""
+    if value == "":
+        return '""'
+    text = yaml.safe_dump(config_to_dict(value), default_flow_style=True, width=1000)
+    return text.removesuffix("\n...\n").strip()
 
 
 def parse(job: Job[C], argv: Sequence[str] | None = None) -> tuple[C, argparse.Namespace]:
@@ -154,7 +210,7 @@ def parse(job: Job[C], argv: Sequence[str] | None = None) -> tuple[C, argparse.N
         except yaml.YAMLError as exc:
             raise BadInput(f"--{key} {text}: not a YAML value ({getattr(exc, 'problem', exc)})") from exc
     cfg = load_config(job.config, resolve_config(args.config, job.config) if args.config else None, overrides)
-    if job.check is not None:
+    if job.check is not None and not args.print_config:  # --print-config shows a config still incomplete
         job.check(cfg)
     return cfg, args
 
@@ -167,6 +223,11 @@ def run(job: Job[C], argv: Sequence[str] | None, body: Callable[[C, argparse.Nam
         cfg, args = parse(job, raw)
     except (BadInput, ValueError, yaml.YAMLError, FileNotFoundError) as exc:  # ConfigError is a ValueError
         return _report(job, "error", exc, show, 2)
+    if args.print_config:
+        print(config_yaml(cfg), end="", flush=True)
+        return 0
+    if job.ray:
+        set_verbose(args.verbose)
     try:
         return body(cfg, args)
     except JobFailed as exc:
@@ -180,6 +241,13 @@ def run(job: Job[C], argv: Sequence[str] | None, body: Callable[[C, argparse.Nam
         *job.input_errors,
     ) as exc:
         return _report(job, "error", exc, show, 2)
+
+
+def config_yaml(cfg: Any) -> str:
+    """The config as a preset file: the ``# config: module:Class`` line presets start with, then its YAML."""
+    cls = type(cfg)
+    header = f"# config: {cls.__module__}:{cls.__name__}\n"
+    return header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
 def resolve_config(value: str, cls: type) -> Path:

@@ -30,10 +30,10 @@ from tdn.checkpoints.project import CheckpointError, save_checkpoint
 @dataclass
 class ConvertJob:
     # The released file does not record its shape: these three are required.
-    arch: Literal["resnet50", "resnet101"] | None = None
-    segments: int = 0
-    num_classes: int = 0
-    dropout: float = 0.5
+    arch: Literal["resnet50", "resnet101"] | None = None  # backbone of the released checkpoint (required)
+    segments: int = 0  # segments T it was trained with (required)
+    num_classes: int = 0  # classes of its classifier (required)
+    dropout: float = 0.5  # dropout before the classifier, recorded in the converted checkpoint
     class_names: str = ""  # text file, one class name per line (optional)
 
 

@@ -29,9 +29,9 @@ from tdn.evaluation.results import DEFAULT_EXPERIMENT
 class EnsembleJob:
     runs: list[str] = field(default_factory=list)  # evaluation run ids (--runs A,B)
     weights: list[float] = field(default_factory=list)  # one per run; empty: equal
-    out: str = "results/ensemble"
+    out: str = "results/ensemble"  # folder for the ensemble's results files
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI
-    experiment: str = DEFAULT_EXPERIMENT
+    experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment of the ensemble's evaluation run
 
 
 def check(job: EnsembleJob) -> None:

@@ -37,9 +37,9 @@ from tdn.tracking.mlflow_store import resolve_tracking_uri
 @dataclass
 class EvaluateJob:
     shards: str = ""  # split folder with index.json (local or s3://)
-    out: str = "results/eval"
+    out: str = "results/eval"  # folder for results.json / .csv and the per-video scores
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else no MLflow run
-    experiment: str = DEFAULT_EXPERIMENT
+    experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment of the evaluation run
     address: str = ""  # Ray cluster; empty: RAY_ADDRESS or a local cluster
     model: ModelSource = field(default_factory=ModelSource)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -61,7 +61,7 @@ JOB = Job("evaluate", EvaluateJob, __doc__, check=check, shortcuts=(
     Shortcut("--replicas", "eval.replicas"),
     Shortcut("--batch-size", "eval.batch_size"),
     Shortcut("--tracking-uri", "tracking_uri"),
-))  # fmt: skip
+), ray=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,12 +26,12 @@ from tdn.model.resnet import Arch
 
 @dataclass
 class FlopsJob:
-    arch: Arch = "resnet50"
-    segments: int = 8
+    arch: Arch = "resnet50"  # backbone
+    segments: int = 8  # segments T per clip
     size: int = 224  # input side, pixels
-    variant: Variant = "tdn"
-    num_classes: int = 400
-    width: float = 1.0
+    variant: Variant = "tdn"  # tdn, or an ablation / baseline variant (tsn, ...)
+    num_classes: int = 400  # classifier outputs
+    width: float = 1.0  # channel width multiplier of the backbone
     table: bool = False  # print our variants beside the paper's FLOPs (Tables 1-3) instead
 
 

@@ -40,14 +40,14 @@ TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    workdir: str = "quickstart"
-    tracking_uri: str = DEFAULT_TRACKING_URI
+    workdir: str = "quickstart"  # every output but MLflow's goes under this folder
+    tracking_uri: str = DEFAULT_TRACKING_URI  # MLflow tracking URI (a local sqlite store by default)
     # Whole-frame pans and zooms: single frames look alike in every class, and a tiny TDN learns them on a CPU.
     motions: tuple[str, ...] = ("pan_left", "pan_right", "zoom_in", "zoom_out")
-    videos_per_class: int = 40
+    videos_per_class: int = 40  # synthetic videos per motion class
     epochs: int = 0  # 0 = the preset's
-    workers: int = 2
-    seed: int = 0
+    workers: int = 2  # DDP workers of each training
+    seed: int = 0  # seed of the videos, the shards and the training
 
 
 def stage(n: int, title: str) -> float:
@@ -125,7 +125,8 @@ def eval_short_side(input_size: int) -> int:
 def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
     """Train one variant; returns its final checkpoint path (reused when the run finished before)."""
     from tdn.training.config import TrainConfig
-    from tdn.training.launcher import fit
+    from tdn.training.launcher import best_checkpoint, fit
+    from tdn.training.metric_names import VAL_TOP1_PCT, best_key
 
     marker = Path(cfg.workdir) / f"train-{variant}.json"
     start = stage(n, f"train {variant.upper()} (ResNet-18 x0.25, Ray Train DDP with {cfg.workers} workers)")
@@ -148,10 +149,11 @@ def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
     result = fit(tc)
     if result.error is not None:
         raise RuntimeError(f"training {variant} failed: {result.error}")
-    checkpoint = str(Path(result.checkpoint.path) / "checkpoint.pt")
+    best = best_checkpoint(tc, result)  # by checkpoint.monitor (val/top1_pct): the one registered too
+    checkpoint = str(Path(best.path) / "checkpoint.pt")
     marker.write_text(json.dumps({"checkpoint": checkpoint, "metrics": result.metrics}, default=str))
-    top1 = result.metrics.get("val/top1", result.metrics.get("val_top1"))
-    done(start, f"val top-1 {top1} -> {checkpoint}")
+    top1 = result.metrics.get(best_key(VAL_TOP1_PCT), float("nan"))
+    done(start, f"best val top-1 {top1:.1f}% -> {checkpoint}")
     return checkpoint
 
 
@@ -159,12 +161,14 @@ def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int)
     from tdn.evaluation.batch_inference import evaluate as run_evaluation
     from tdn.evaluation.model_source import ModelSource
     from tdn.evaluation.protocol import EvalConfig
+    from tdn.evaluation.results import OLD_FIELDS
 
     out = Path(cfg.workdir) / "eval" / variant
     results = out / "results.json"
     if results.is_file():
         print(f"      {variant}: reused {results}")
-        return json.loads(results.read_text())
+        # a results.json of an earlier version names the percentages top1 / top5 / mean_class_acc
+        return {OLD_FIELDS.get(k, k): v for k, v in json.loads(results.read_text()).items()}
     start_ray(cfg)
     eval_cfg = EvalConfig(
         protocol="ssv1x1",
@@ -206,7 +210,7 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
     checkpoints = {v: train(cfg, v, shards, n) for v, n in variants}
     start = stage(5, "evaluate both on the test split (Ray Data batch inference, 1 clip x centre crop)")
     results = {v: evaluate(cfg, v, shards, preset.loader.input_size) for v in checkpoints}
-    done(start, ", ".join(f"{v} top-1 {r['top1']:.1f}%" for v, r in results.items()))
+    done(start, ", ".join(f"{v} top-1 {r['top1_pct']:.1f}%" for v, r in results.items()))
     start = stage(6, "benchmark table (built from the evaluation runs in MLflow)")
     print(table(cfg))
     done(start, f"tables in {Path(cfg.workdir) / 'tables'}")
@@ -236,7 +240,7 @@ JOB = cli.Job("quickstart", QuickstartConfig, __doc__, shortcuts=(
     cli.Shortcut("--epochs", "epochs", help="0 = the preset's"),
 ), options=(
     cli.Option("--fresh", "delete --workdir first and start over", switch=True),
-))  # fmt: skip
+), ray=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,7 @@ JOB = Job("reevaluate", ReevaluateConfig, __doc__, check=check, shortcuts=(
     Shortcut("--tables-out", "tables_out"),
 ), options=(
     Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
-))  # fmt: skip
+), ray=True)  # fmt: skip
 
 
 def _print(report: ReevaluateReport) -> None:

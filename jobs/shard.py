@@ -28,7 +28,7 @@ from pipeline.shards.job import ShardConfig, dry_run, print_summary, run_shard_j
 JOB = Job("shard", ShardConfig, __doc__, options=(
     Option("--dry-run", "count listed/found/missing videos, write nothing", switch=True),
     Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
-), input_errors=(AnnotationError,))  # fmt: skip
+), input_errors=(AnnotationError,), ray=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,10 @@
 Every field of TrainConfig is a dotted flag. ``--workers``/``--gpus``/``--resume``/``--name``/``--tracking-uri``
 are shortcuts for ``--run.workers``, ``--run.use_gpu true``, ``--run.resume``, ``--run.name``,
 ``--tracking.uri``. The learning rate in a recipe is for ``optim.reference_batch`` samples per step and is
-scaled linearly to ``loader.batch_size * workers``. Prints one line per N steps and per epoch, then the final
-metrics and checkpoint location as JSON. Exit status 2 for a bad configuration, 1 if training failed or if
-MLflow calls could not be sent (they are kept in a journal beside the checkpoints; jobs/replay_tracking.py).
+scaled linearly to ``loader.batch_size * workers``. Prints a progress line with ETAs every N steps and a
+summary per epoch, then the final metrics and the last and best checkpoints' locations as JSON. Exit
+status 2 for a bad configuration, 1 if training failed or if MLflow calls could not be sent (they are kept
+in a journal beside the checkpoints; jobs/replay_tracking.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import ray.train
 from jobs.cli import Job, JobFailed, Option, Shortcut, run
 from tdn.tracking.journal import pending_operations
 from tdn.training.config import TrainConfig
-from tdn.training.launcher import fit, tracking_journal
+from tdn.training.launcher import best_checkpoint, fit, tracking_journal
 
 JOB = Job("train", TrainConfig, __doc__, shortcuts=(
     Shortcut("--workers", "run.workers", help="number of DDP workers (= --run.workers)"),
@@ -39,7 +40,7 @@ JOB = Job("train", TrainConfig, __doc__, shortcuts=(
     Shortcut("--tracking-uri", "tracking.uri", help="MLflow tracking URI (= --tracking.uri)"),
 ), options=(
     Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
-), input_errors=(ValueError,))  # fmt: skip
+), input_errors=(ValueError,), ray=True)  # fmt: skip
 # input_errors: fit() checks the data and the initial weights before starting workers (missing shards, a
 # weights file that does not fit the model) and raises ValueError / FileNotFoundError for them.
 
@@ -56,8 +57,11 @@ def train(cfg: TrainConfig, args: argparse.Namespace) -> int:
         raise JobFailed(str(exc)) from exc
     if result.error is not None:
         raise JobFailed(str(result.error))
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    print(json.dumps({"metrics": result.metrics, "checkpoint": checkpoint, "path": result.path}, default=str))
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None  # the last: resume from it
+    best = best_checkpoint(cfg, result)  # by checkpoint.monitor: the registered one
+    print(json.dumps({"metrics": result.metrics, "checkpoint": checkpoint,
+                      "best_checkpoint": best.path if best is not None else None, "path": result.path},
+                     default=str))  # fmt: skip
     journal = tracking_journal(cfg, result)
     pending = pending_operations(journal)
     if pending:  # the tracking server was down when training ended: nothing is lost, but it is not in MLflow

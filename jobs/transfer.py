@@ -37,7 +37,7 @@ JOB = Job("transfer", TransferConfig, __doc__, check=lambda cfg: cfg.pretrained.
     Shortcut("--tracking-uri", "tracking_uri"),
 ), options=(
     Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
-))  # fmt: skip
+), ray=True)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

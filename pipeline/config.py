@@ -234,5 +234,11 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def section_class(cls: type, name: str) -> type | None:
+    """The dataclass of field ``name`` of ``cls`` when it is a section (``Optional`` unwrapped), else None."""
+    _, inner = _is_optional(_hints(cls)[name])
+    return inner if isinstance(inner, type) and dataclasses.is_dataclass(inner) else None
+
+
 def save_config(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False), encoding="utf-8")

@@ -98,6 +98,15 @@ def file_size(uri: str | os.PathLike) -> int:
     return int(info.size or 0)
 
 
+def file_stamp(uri: str | os.PathLike) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file, None when absent: one stat / HEAD request, enough to tell
+    whether a file read earlier was replaced since."""
+    info = _info(uri)
+    if info.type == pafs.FileType.NotFound:
+        return None
+    return int(info.size or 0), int(info.mtime_ns or 0)
+
+
 def read_bytes(uri: str | os.PathLike) -> bytes:
     if not is_s3(uri):
         return Path(uri).read_bytes()

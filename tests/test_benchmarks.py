@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.capacity.unit_costs import load_unit_costs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,10 +28,17 @@ def _ratio(line: str) -> float:
     return float(re.split(r"\s{2,}", line.strip())[3])
 
 
-def test_shard_throughput_prints_every_route():
-    out = _run(
-        "shard_throughput.py", "--videos", "1", "--size", "128x96", "--frames", "40,40", "--repeat", "1"
-    )
+def _unit_costs_copy(tmp_path: Path) -> Path:
+    """A copy of the checked-in benchmarks/unit_costs.json for a benchmark's --write-unit-costs to update."""
+    path = tmp_path / "unit_costs.json"
+    path.write_text((ROOT / "benchmarks" / "unit_costs.json").read_text())
+    return path
+
+
+def test_shard_throughput_prints_every_route(tmp_path: Path):
+    costs = _unit_costs_copy(tmp_path)
+    out = _run("shard_throughput.py", "--videos", "1", "--size", "128x96", "--frames", "40,40",
+               "--repeat", "1", "--write-unit-costs", str(costs))  # fmt: skip
     presets = out.split("== ")[1:]
     # 96 lines < 320: the source-size preset (UCF101/HMDB51's upscale: false) is measured too.
     assert len(presets) == 7 and presets[-1].startswith("train 2 views, source size")
@@ -44,6 +53,12 @@ def test_shard_throughput_prints_every_route():
         if "bound" in routes:
             assert _ratio(routes["bound"]) > 1.0
     assert "JPEG encoders at" in out
+    # its own unit costs are recorded beside the others (the capacity plan's input), with their source
+    written = load_unit_costs(costs)
+    mine = [s for s in written.shard if (s.source_width, s.source_height) == (128, 96)]
+    assert len(mine) == 1 and mine[0].cpu_s_per_decoded_frame > 0 and mine[0].bytes_per_stored_jpeg > 0
+    assert "shard_throughput.py" in mine[0].source.command and mine[0].source.measured
+    assert len(written.shard) == len(load_unit_costs().shard) + 1 and written.gpu == load_unit_costs().gpu
 
 
 def test_model_step_prints_tdn_and_tsn():
@@ -53,9 +68,13 @@ def test_model_step_prints_tdn_and_tsn():
     assert "step peak MiB" in out
 
 
-def test_loader_throughput_compares_with_on_the_fly_decoding():
+def test_loader_throughput_compares_with_on_the_fly_decoding(tmp_path: Path):
+    costs = _unit_costs_copy(tmp_path)
     out = _run("loader_throughput.py", "--videos-per-class", "1", "--size", "64x48", "--input-size", "32",
-               "--samples", "4", "--repeats", "1", "--train-steps", "0")  # fmt: skip
+               "--samples", "4", "--repeats", "1", "--train-steps", "0",
+               "--write-unit-costs", str(costs))  # fmt: skip
+    cpu = [c for c in load_unit_costs(costs).loader if (c.decode, c.input_size) == ("cpu", 32)]
+    assert len(cpu) == 1 and cpu[0].clips_per_core_s > 0 and "loader_throughput.py" in cpu[0].source.command
     assert re.search(r"shards_ours\s+[\d.]+\s+x [\d.]+ vs on-the-fly", out), out
     assert re.search(r"shards_ours_unverified\s+[\d.]+", out), out
     assert re.search(
@@ -113,3 +132,11 @@ def test_gpu_step_runs_on_cpu_without_the_packages_the_gpu_machine_lacks(tmp_pat
         assert 0 <= r["next_batch_p50_s"] <= r["next_batch_p95_s"]
     # Loader workers of the device path only split blobs and draw boxes: far less CPU than decoding.
     assert result["workers"]["device_over_cpu"] < 1.0
+    # Its figures replace the GPU ASSUMPTION of the unit costs (the capacity plan's input), as measured.
+    costs = _unit_costs_copy(tmp_path)
+    _run("record_gpu_step.py", str(out), "--gpu-type", "CPU-TEST", "--unit-costs", str(costs))
+    recorded = load_unit_costs(costs)
+    gpu = {g.gpu_type: g for g in recorded.gpu}
+    assert gpu["CPU-TEST"].train_clips_per_s == result["model"]["tdn"]["train_clips_per_s"]
+    assert gpu["CPU-TEST"].source.measured and gpu["H100"] == load_unit_costs().gpu[0]  # the rest kept
+    assert {(c.decode, c.input_size) for c in recorded.loader} >= {("device", 64), ("cpu", 224)}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -29,6 +29,7 @@ from jobs.cli import (
     parse,
     resolve_config,
     run,
+    show_value,
 )
 from pipeline.config import ConfigError
 from pipeline.shards.job import ShardConfig
@@ -243,3 +244,125 @@ def test_shard_job_from_the_command_line(tmp_path):
     assert preset.returncode == 2 and "Traceback (most recent call last)" in preset.stderr
     assert _lines(preset.stderr)[-1].startswith("shard: error: --config shard_ucf: no such file or preset")
     assert "did you mean shard_ucf101" in preset.stderr
+
+
+# ------------------------------------------------------------------------------- --help and --print-config
+
+
+def _help_entries(text: str) -> dict[str, str]:
+    """--help text -> {flag: its metavar and help, words joined}: an entry starts on a line "  --flag"."""
+    entries: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("  -") and not line.startswith("   "):
+            flag, _, rest = line.strip().partition(" ")
+            current = entries.setdefault(flag.rstrip(","), [])
+            current.append(rest)
+        elif line.startswith("   ") and current is not None:
+            current.append(line)
+        else:
+            current = []
+    return {flag: " ".join(" ".join(parts).split()) for flag, parts in entries.items()}
+
+
+def _job_modules() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "jobs").glob("*.py") if p.stem not in ("__init__", "cli"))
+
+
+def test_every_config_field_is_described_and_help_shows_its_default(monkeypatch):
+    """Every leaf field of every job's config has a description in its dataclass (a new field needs one);
+    --help lists it in its section with that description and its default; test-only fields stay hidden."""
+    from pipeline.config_docs import describe_fields
+
+    monkeypatch.setenv("COLUMNS", "2000")  # argparse wraps at hyphens too ("tdn- evaluation"): one line each
+
+    undescribed, hidden = [], []
+    for name in _job_modules():
+        job = importlib.import_module(f"jobs.{name}").JOB
+        raw = build_parser(job).format_help()
+        entries = _help_entries(raw)
+        text = " ".join(raw.split())  # argparse wraps lines: compare word runs
+        shortcut_flags = {s.flag for s in job.shortcuts}  # a shortcut named like a field replaces its flag
+        for doc in describe_fields(job.config):
+            if not doc.help:
+                undescribed.append(f"{job.config.__name__}.{doc.name} ({name})")
+            flag = f"--{doc.name}"
+            if doc.test_only:
+                hidden.append(doc.name)
+                assert flag not in entries, f"{name}: test-only {flag} is listed"
+            elif flag not in shortcut_flags:
+                assert flag in entries, f"{name}: {flag} missing from --help"
+                entry = entries[flag]
+                assert " ".join(doc.help.split()) in entry, (name, flag, entry)
+                assert entry.endswith(f"(default: {show_value(doc.default)})"), (name, flag, entry)
+        if "." in text and any("." in d.name for d in describe_fields(job.config)):
+            sections = {d.name.split(".")[0] for d in describe_fields(job.config) if "." in d.name}
+            for section in sections:
+                assert f"{section} (--{section}.*):" in text, f"{name}: no group for {section}"
+    assert not undescribed, f"fields without a # comment or docstring line: {undescribed}"
+    assert {"run.crash_once_at_step", "run.crash_marker"} <= set(hidden)
+    text = " ".join(build_parser(importlib.import_module("jobs.train").JOB).format_help().split())
+    assert "--optim.lr FLOAT learning rate for reference_batch samples per step (scaled linearly) " \
+           "(default: 0.01)" in text  # fmt: skip
+    assert "--optim.steps LIST epochs at which lr *= gamma (default: [30, 45, 55])" in text
+    assert "--data.shards STR folder or s3:// prefix" in text and '(default: "")' in text
+    assert "--verbose" in text and "--print-config" in text
+    assert "--verbose" not in build_parser(importlib.import_module("jobs.tables").JOB).format_help()
+    shard_help = " ".join(build_parser(importlib.import_module("jobs.shard").JOB).format_help().split())
+    assert (
+        "--config NAME|PATH a preset (jobs/configs/NAME.yaml) or a YAML file; presets: shard_hmdb51,"
+        in shard_help
+    )
+
+
+@dataclass
+class Inner:
+    TEST_ONLY: ClassVar[frozenset[str]] = frozenset({"hook"})
+    # a comment above
+    # on two lines
+    size: int = 3
+    hook: str = ""  # noqa: E501
+    ratio: float = 0.5  # 50% of it  # fmt: skip
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=lambda: Inner(size=4))
+    names: list[str] = field(default_factory=lambda: ["a"])  # the names
+
+
+def test_field_descriptions_come_from_the_source():
+    """The trailing comment of a field's line, else the comment lines right above; pragmas are dropped."""
+    from pipeline.config_docs import describe_fields
+
+    docs = {d.name: d for d in describe_fields(Outer)}
+    assert (docs["inner.size"].help, docs["inner.size"].default) == ("a comment above on two lines", 4)
+    assert (docs["inner.hook"].help, docs["inner.hook"].test_only) == ("", True)
+    assert docs["inner.ratio"].help == "50% of it" and not docs["inner.ratio"].test_only
+    assert (docs["names"].help, docs["names"].default) == ("the names", ["a"])
+    text = build_parser(Job("outer", Outer, "")).format_help()  # a % in a description does not break argparse
+    assert "50% of it" in text and "--inner.hook" not in text
+
+
+def test_print_config_prints_the_resolved_yaml_and_runs_nothing(tmp_path, capsys):
+    preset = tmp_path / "toy.yaml"
+    preset.write_text("name: from-yaml\noptim:\n  lr: 0.5\n")
+    ran = []
+    argv = ["o", "--config", str(preset), "--optim.steps", "5,7", "--n", "0", "--print-config"]
+    assert run(TOY, argv, lambda cfg, args: ran.append(cfg) or 0) == 0  # no --workers check: nothing runs
+    out = capsys.readouterr().out
+    assert not ran and out.startswith(f"# config: {Toy.__module__}:Toy\n")
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(out)
+    cfg, _ = parse(TOY, ["o", "--config", str(printed), "--n", "1"])
+    assert cfg == Toy(name="from-yaml", workers=1, optim=Optim(lr=0.5, steps=[5, 7]))
+
+    from jobs.train import main
+    from pipeline.config import load_config
+    from tdn.training.config import TrainConfig
+
+    assert main(["--config", "synthetic_tiny", "--optim.lr", "0.5", "--print-config"]) == 0  # a preset name
+    yaml_text = capsys.readouterr().out
+    (tmp_path / "train.yaml").write_text(yaml_text)
+    expected = load_config(TrainConfig, PRESETS / "synthetic_tiny.yaml", ["optim.lr=0.5"])
+    assert load_config(TrainConfig, tmp_path / "train.yaml") == expected

@@ -91,15 +91,18 @@ def test_10x3_views_split_across_shards_and_replicas(
     for vid, row in zip(stored.video_ids, stored.scores):
         np.testing.assert_allclose(row, ref[vid], atol=1e-5)
     top1 = 100.0 * np.mean(stored.scores.argmax(1) == stored.labels)
-    assert r.top1 == pytest.approx(top1)
+    assert r.top1_pct == pytest.approx(top1)
 
     # files and the MLflow run carry the same numbers and the protocol
     row = json.loads((out / "results.json").read_text())
-    assert row["top1"] == pytest.approx(r.top1) and row["index_checksum"] == index.checksum
+    assert row["top1_pct"] == pytest.approx(r.top1_pct) and row["index_checksum"] == index.checksum
+    assert "top1" not in row and row["shards"] == str(split) and row["logged_model_id"] == ""
     assert set(row["per_class_accuracy"]) == set(CLASSES)
     per_class = (out / "per_class.csv").read_text().splitlines()
     assert per_class[0].startswith("class_index") and len(per_class) == 1 + len(CLASSES)
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert index.checksum in report and "data:image/png;base64," in report and "2 &times; 3" in report
 
     from tdn.tracking.mlflow_store import tracking_client
 
@@ -108,9 +111,27 @@ def test_10x3_views_split_across_shards_and_replicas(
     assert run.data.tags["tdn.kind"] == "evaluation"
     assert run.data.tags["tdn.index_checksum"] == index.checksum
     assert run.data.params["clips"] == "2" and run.data.params["crops"] == "3"
-    assert run.data.metrics["top1"] == pytest.approx(r.top1)
+    # one namespace, accuracies in percent; the count of videos is a param and a tag, not a metric
+    assert set(run.data.metrics) == {
+        "eval/top1_pct",
+        "eval/top5_pct",
+        "eval/mean_class_top1_pct",
+        "eval/ms_per_video",
+        "eval/videos_per_s",
+        "eval/gflops_per_view",
+    }
+    assert run.data.metrics["eval/top1_pct"] == pytest.approx(r.top1_pct)
+    assert run.data.params["num_videos"] == run.data.tags["tdn.num_videos"] == str(len(videos))
+    # the split is the run's dataset input; a checkpoint file has no logged model to link
+    (given,) = run.inputs.dataset_inputs
+    assert (given.dataset.name, given.dataset.digest) == ("synthetic/val", index.checksum[:36])
+    assert json.loads(given.dataset.source) == {"uri": str(split)} and given.dataset.source_type == "local"
+    assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "evaluation")]
+    assert json.loads(given.dataset.profile)["num_videos"] == len(videos)
+    assert not run.inputs.model_inputs
     names = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"results.json", "results.csv", "per_class.csv", "per_video_scores.npz", "confusion.png"} <= names
+    assert {"report.html", "per_class.png", "most_confused.csv"} <= names
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +87,7 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
         for b in eval_batches(str(synthetic_shards / "test"), loader_config(ecfg, "cpu"), 16):
             correct += int((model(b.x).argmax(1) == b.labels).sum())
             seen += len(b.labels)
-    assert seen == index.num_videos and r.top1 == pytest.approx(100.0 * correct / seen)
+    assert seen == index.num_videos and r.top1_pct == pytest.approx(100.0 * correct / seen)
 
     from tdn.tracking.mlflow_store import tracking_client
 
@@ -95,6 +97,29 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     assert tags["tdn.model_run_id"] == train_run and tags["tdn.kind"] == "evaluation"
     mv = client.get_model_version("tiny-eval", version)
     assert mv.tags[f"tdn.eval.{index.dataset}.test.ssv1x1.run_id"] == out.run_id
+    assert mv.tags[f"tdn.eval.{index.dataset}.test.ssv1x1.top1_pct"] == f"{r.top1_pct:.2f}"
+
+    # lineage (issue 15): the split as the run's dataset input, the version's logged model as its model input
+    run = client.get_run(out.run_id)
+    split_name, digest = f"{index.dataset}/test", index.checksum[:36]
+    (given,) = run.inputs.dataset_inputs
+    assert (given.dataset.name, given.dataset.digest) == (split_name, digest)
+    assert json.loads(given.dataset.source) == {"uri": str(synthetic_shards / "test")}
+    assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "evaluation")]
+    model_id = mv.source.removeprefix("models:/")  # the version points at its logged model
+    assert model_id.startswith("m-") and r.logged_model_id == model_id
+    assert [m.model_id for m in run.inputs.model_inputs] == [model_id]
+    # ... and every eval/ metric is on the logged model's page, with this run and the split
+    listed = {m.key: m for m in client.get_logged_model(model_id).metrics if m.run_id == out.run_id}
+    assert set(listed) == set(run.data.metrics) and listed["eval/top1_pct"].value == pytest.approx(r.top1_pct)
+    assert {(m.dataset_name, m.dataset_digest) for m in listed.values()} == {(split_name, digest)}
+    # source, user and commit, taken in the launching process
+    assert run.data.tags["mlflow.user"] == getpass.getuser()
+    assert run.data.tags["mlflow.source.type"] == "LOCAL"
+    assert run.data.tags["mlflow.source.name"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parents[1])  # fmt: skip
+    assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
 
 
 @pytest.mark.slow

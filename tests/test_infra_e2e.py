@@ -113,12 +113,13 @@ def test_shard_train_evaluate_through_ray_job_submit(
         "--data.shards", shards, "--data.val_split", "test",
         "--run.storage_path", f"s3://{BUCKET}/ray-results", "--name", "e2e",
         "--workers", "2", "--optim.epochs", "1", "--tracking.registered_model", "e2e-tdn",
+        "--tracking.export_model", "false",  # evaluation reads checkpoint.pt; the pt2 export: test_model_export
     )  # fmt: skip
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     (version,) = client.search_model_versions("name='e2e-tdn'")
     train_run = client.get_run(version.run_id)
     assert train_run.info.status == "FINISHED"
-    assert "epoch/val_top1" in train_run.data.metrics, train_run.data.metrics  # validated on the test split
+    assert "val/top1_pct" in train_run.data.metrics, train_run.data.metrics  # validated on the test split
     assert train_run.data.tags["tdn.train_index_checksum"] == train_index.checksum
     assert keys(env, "ray-results/"), "no Ray Train checkpoint in S3"
 
@@ -132,12 +133,12 @@ def test_shard_train_evaluate_through_ray_job_submit(
     )
     assert len(runs) == 1
     evaluation = runs[0]
-    assert 0.0 <= evaluation.data.metrics["top1"] <= 100.0
-    assert evaluation.data.metrics["num_videos"] == index.num_videos
+    assert 0.0 <= evaluation.data.metrics["eval/top1_pct"] <= 100.0
+    assert evaluation.data.tags["tdn.num_videos"] == str(index.num_videos)  # a counter: a tag, not a metric
     assert evaluation.data.tags["tdn.index_checksum"] == index.checksum
     assert (
-        json.loads((tmp_path / "results" / "results.json").read_text())["top1"]
-        == evaluation.data.metrics["top1"]
+        json.loads((tmp_path / "results" / "results.json").read_text())["top1_pct"]
+        == evaluation.data.metrics["eval/top1_pct"]
     )
     # Artifacts of both runs went through the server into the bucket.
     artifacts = keys(env, "mlflow-artifacts/")

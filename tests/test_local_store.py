@@ -60,7 +60,7 @@ def test_training_artifacts_and_registered_model_live_beside_the_store(ray_clust
         f"data.shards={synthetic_shards}", f"run.storage_path={tmp_path / 'ray'}", "run.name=artifact-home",
         "model.variant=tsn", "loader.input_size=32", "loader.batch_size=16", "optim.epochs=1",
         "data.val_split=", "run.workers=1", "tracking.enabled=true", f"tracking.uri={uri}",
-        "tracking.registered_model=home", "tracking.registered_alias=here",
+        "tracking.registered_model=home", "tracking.registered_alias=here", "tracking.export_model=false",
     ])  # fmt: skip
     result = fit(cfg)
     assert result.error is None

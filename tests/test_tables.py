@@ -14,8 +14,9 @@ from tdn.evaluation.ensemble import combine_scores, ensemble_runs
 from tdn.evaluation.metrics import VideoScores
 from tdn.evaluation.model_source import ModelSource
 from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.results import EvalResult
 from tdn.reporting.tables import Table
-from tdn.tracking.mlflow_store import TRANSFER_TAG, tracking_client
+from tdn.tracking.mlflow_store import TRANSFER_TAG, create_run, get_or_create_experiment, tracking_client
 from tests.eval_shards import render_videos, save_tiny_checkpoint, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
@@ -48,7 +49,7 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
     ens, ens_run = ensemble_runs([a.run_id, b.run_id], tmp_path / "ens", uri)
     assert ens.frames == "4+4" and ens.gflops == pytest.approx(a.result.gflops + b.result.gflops)
     mean = (a.video.scores + b.video.scores) / 2
-    assert ens.top1 == pytest.approx(100 * np.mean(mean.argmax(1) == a.video.labels))
+    assert ens.top1_pct == pytest.approx(100 * np.mean(mean.argmax(1) == a.video.labels))
 
     # Table 4 material: a "transfer" with three UCF101 splits and two HMDB51 splits
     top1 = {}
@@ -61,7 +62,18 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
             )
             o = evaluate(ModelSource(uri=tdn_ckpt), str(split), cfg, tmp_path / f"o{ds}{k}", uri,
                          extra_tags={TRANSFER_TAG: "transfer-xyz"})  # fmt: skip
-            top1[(ds, k)] = o.result.top1
+            top1[(ds, k)] = o.result.top1_pct
+
+    # a run logged before issue 15 (metrics top1 / top5 / mean_class_acc / gflops / num_videos) still reads
+    client = tracking_client(uri)
+    new_only = ("top1_pct", "top5_pct", "mean_class_top1_pct", "ms_per_video", "videos_per_s", "gflops",
+                "num_videos", "logged_model_id", "shards", "ensemble_of")  # fmt: skip
+    old_params = {k: v for k, v in a.result.to_dict().items() if k not in new_only}
+    old = create_run(client, get_or_create_experiment(client, "pre-15"), "old", {"tdn.kind": "evaluation"})
+    old_metrics = {"top1": 12.5, "top5": 50.0, "mean_class_acc": 10.0, "ms_per_video": 3.0,
+                   "videos_per_s": 333.3, "gflops": 1.5, "num_videos": 6}  # fmt: skip
+    old.log(params={**old_params, "dataset": "ssv2"}, metrics=old_metrics)
+    old.finish()
 
     from jobs.tables import main
 
@@ -71,9 +83,11 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
 
     md = (out / "table2_ssv1.md").read_text()
     ours = {r[2]: r for r in _cells(md, "TDN")}  # by Frames
-    assert ours["4"][5] == f"{a.result.top1:.1f}" and ours["4"][1] == "ResNet18" and ours["4"][3] == "64"
-    assert _cells(md, "TDN+TSN")[0][2:6] == ["4+4", "64", _gflops(ens.gflops), f"{ens.top1:.1f}"]
-    assert _cells(md, "TSN")[0][5] == f"{b.result.top1:.1f}"
+    assert ours["4"][5] == f"{a.result.top1_pct:.1f}" and ours["4"][1] == "ResNet18" and ours["4"][3] == "64"
+    assert _cells(md, "TDN+TSN")[0][2:6] == ["4+4", "64", _gflops(ens.gflops), f"{ens.top1_pct:.1f}"]
+    assert _cells(md, "TSN")[0][5] == f"{b.result.top1_pct:.1f}"
+    (old_row,) = _cells((out / "table2_ssv2.md").read_text(), "TDN")
+    assert (old_row[4], old_row[5], old_row[6], old_row[9]) == ("1.5", "12.5", "50.0", "6")
     paper = _cells(md, "TDN (paper)")
     assert ["TDN (paper)", "ResNet50", "8", "224", "36", "52.3", "80.6", "-", "-", "-"] in paper
     assert "(paper)" in (out / "table3_kinetics.md").read_text()  # paper rows without runs of ours
@@ -91,12 +105,26 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
     assert f"{a.result.ms_per_video:.1f}" in t5 and "22.1" in t5 and "<table>" in t5
     assert "ensemble" not in (out / "table5_timing.md").read_text()
 
-    client = tracking_client(uri)
     run = client.get_run(printed["run_id"])
     assert run.data.tags["tdn.kind"] == "tables"
     logged = {f.path for f in client.list_artifacts(printed["run_id"], "tables")}
     assert {"tables/table2_ssv1.md", "tables/table4_transfer.csv", "tables/tables.html"} <= logged
-    assert client.get_run(ens_run).data.tags["tdn.ensemble_of"] == f"{a.run_id},{b.run_id}"
+    ens_logged = client.get_run(ens_run)
+    assert ens_logged.data.tags["tdn.ensemble_of"] == f"{a.run_id},{b.run_id}"
+    (ens_input,) = ens_logged.inputs.dataset_inputs  # the members' split
+    assert (ens_input.dataset.name, ens_input.dataset.digest) == ("ssv1/val", a.result.index_checksum[:36])
+    assert json.loads(ens_input.dataset.source) == {"uri": str(ssv1)}
+
+
+def test_results_rows_written_before_issue_15_still_read():
+    """results.json rows of old evaluations named the percentages top1 / top5 / mean_class_acc."""
+    row = {"model_id": "m.pt", "arch": "resnet18", "variant": "tdn", "frames": "8", "clips": 1, "crops": 1,
+           "input_size": 224, "short_side": 256, "dataset": "ssv1", "split": "val", "index_checksum": "c",
+           "num_videos": 3, "top1": 33.3, "top5": 100.0, "mean_class_acc": 30.0, "ms_per_video": 1.0,
+           "videos_per_s": 1000.0, "gflops": 36.0}  # fmt: skip
+    r = EvalResult.from_dict(row)
+    assert (r.top1_pct, r.top5_pct, r.mean_class_top1_pct) == (33.3, 100.0, 30.0)
+    assert "top1" not in r.to_dict() and r.to_dict()["top1_pct"] == 33.3
 
 
 def test_ensemble_needs_the_same_videos():

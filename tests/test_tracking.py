@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from mlflow import MlflowClient
 
 from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.tracking.lineage import ShardDataset
 from tdn.tracking.mlflow_store import TRAIN_RUN_TAG, set_global_tracking_uri, tracking_client
 from tdn.tracking.tracker import Tracker, TrackingConfig
 from tests.services import free_port
@@ -35,6 +37,10 @@ def test_params_metrics_tags_artifacts_arrive(mlflow_server, tmp_path):
     for step in range(1, 6):
         tracker.log_metrics({"train/loss": 1.0 / step}, step=step)
     tracker.log_artifact(str(artifact))
+    train = ShardDataset("synthetic/train", "c" * 36, str(tmp_path / "train"), "training", num_videos=120)
+    val = ShardDataset("synthetic/test", "d" * 36, "s3://bucket/shards/test", "validation")
+    tracker.log_inputs([train, val])
+    tracker.log_metrics({"val/top1_pct": 50.0}, step=5, dataset=val.ref())
     tracker.close()
     assert tracker.dropped == 0
     client = tracking_client(mlflow_server.uri)
@@ -44,12 +50,26 @@ def test_params_metrics_tags_artifacts_arrive(mlflow_server, tmp_path):
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(s, 1.0 / s) for s in range(1, 6)]
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["synthetic/test", "synthetic/train"]
+    got = inputs["synthetic/train"]
+    assert (got.dataset.digest, got.dataset.source_type, json.loads(got.dataset.source)) == (
+        "c" * 36, "local", {"uri": str(tmp_path / "train")})  # fmt: skip
+    assert json.loads(got.dataset.profile) == {"num_videos": 120}
+    assert [(t.key, t.value) for t in got.tags] == [("mlflow.data.context", "training")]
+    assert inputs["synthetic/test"].dataset.source_type == "s3"
+    assert [(t.key, t.value) for t in inputs["synthetic/test"].tags] == [
+        ("mlflow.data.context", "validation")
+    ]
+    assert run.data.metrics["val/top1_pct"] == 50.0
     # a restarted worker with the same run key continues the same MLflow run (re-logging params is fine)
     again = Tracker(_cfg(mlflow_server.uri), run_key="arrive-1")
     again.log_params({"optim.lr": 0.01})
     again.log_metrics({"train/loss": 0.1}, step=6)
+    again.log_inputs([train])  # logged again: still one input per split
     again.close()
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 6
+    assert len(client.get_run(run.info.run_id).inputs.dataset_inputs) == 2
 
 
 def test_server_down_mid_run_loses_nothing(mlflow_server):
@@ -115,5 +135,14 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
         assert meta["class_names"] == ["a", "b", "c"] and meta["epoch"] == 2
         for key, value in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), key
+    # exported from the tracker's background thread too (tests/test_model_export.py loads and runs it)
+    from mlflow.models import get_model_info
+
+    info = get_model_info("models:/tdn-test@champion")
+    assert {"pytorch", "python_function"} <= set(info.flavors) and info.metadata["class_names"] == [
+        "a",
+        "b",
+        "c",
+    ]
     set_global_tracking_uri(None)
     assert (Path(tmp_path) / "mlruns" / "mlflow.db").exists()

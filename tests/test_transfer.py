@@ -85,8 +85,8 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
         ("hmdb51", 2),
         ("hmdb51", 3),
     ]
-    ucf = [r.top1 for r in report.splits if r.dataset == "ucf101"]
-    assert report.mean_top1["ucf101"] == pytest.approx(sum(ucf) / 3)
+    ucf = [r.top1_pct for r in report.splits if r.dataset == "ucf101"]
+    assert report.mean_top1_pct["ucf101"] == pytest.approx(sum(ucf) / 3)
     assert {r.num_videos for r in report.splits if r.dataset == "ucf101"} == {4}  # 2 test videos per class
     assert {r.num_videos for r in report.splits if r.dataset == "hmdb51"} == {4}  # 30% of 5 per class
 
@@ -95,7 +95,11 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     client = tracking_client(mlflow_server.uri)
     parent = client.get_run(report.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["tdn.kind"] == "transfer"
-    assert parent.data.metrics["hmdb51_mean_top1"] == pytest.approx(report.mean_top1["hmdb51"])
+    mean_hmdb = parent.data.metrics["transfer/hmdb51_mean_top1_pct"]
+    assert mean_hmdb == pytest.approx(report.mean_top1_pct["hmdb51"])
+    assert parent.data.metrics["transfer/ucf101_split2_top1_pct"] == report.splits[1].top1_pct
+    assert all(key.startswith("transfer/") for key in parent.data.metrics)
+    assert parent.data.tags["mlflow.source.type"] == "LOCAL" and parent.data.tags["mlflow.user"]
     assert parent.data.params["optim.steps"] == "[10, 20]" and parent.data.params["dropout"] == "0.8"
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'")  # fmt: skip
@@ -106,17 +110,24 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
             "ucf101",
             "hmdb51",
         )
-        assert "test_top1" in child.data.metrics and "epoch/train_loss" in child.data.metrics
+        assert "transfer/test_top1_pct" in child.data.metrics
+        assert not any(key.startswith("final/") for key in child.data.metrics)
+        assert child.data.tags["mlflow.user"]  # the trainer's source tags, taken on the driver
+        (train_input,) = [i for i in child.inputs.dataset_inputs if i.tags[0].value == "training"]
+        assert train_input.dataset.name == f"{child.data.tags['tdn.dataset']}/train"
         ev = client.get_run(child.data.tags["tdn.eval_run_id"])
         assert (
             ev.data.tags["tdn.kind"] == "evaluation"
             and ev.data.tags["mlflow.parentRunId"] == child.info.run_id
         )
+        (tested,) = ev.inputs.dataset_inputs
+        assert tested.dataset.name == f"{child.data.tags['tdn.dataset']}/test"
+        assert tested.tags[0].value == "evaluation"
     saved = json.loads((tmp_path / "work" / "transfer_results.json").read_text())
-    assert saved["mean_top1"] == report.mean_top1
+    assert saved["mean_top1_pct"] == report.mean_top1_pct
 
     from tdn.reporting.tables import build_tables, load_evaluations
 
     table4 = [t for t in build_tables(load_evaluations(mlflow_server.uri)) if t.name == "table4_transfer"][0]
     row = [r for r in table4.rows if r[1] == "Kinetics"]
-    assert len(row) == 1 and row[0][4] == f"{report.mean_top1['ucf101']:.1f}%"
+    assert len(row) == 1 and row[0][4] == f"{report.mean_top1_pct['ucf101']:.1f}%"

@@ -35,7 +35,7 @@ class DatasetIndex:
 
 @dataclass
 class DatasetConfig:
-    format: DatasetFormat = "ucf101"
+    format: DatasetFormat = "ucf101"  # which dataset layout the annotations follow
     root: str = "data/ucf101"  # folder (local or s3://) holding the videos / frame folders
     # annotation folder or file; "" = the format's usual place: <root>/ucfTrainTestlist (UCF101),
     # <root>/testTrainMulti_7030_splits (HMDB51), <root> (Kinetics CSVs, Something-Something files)

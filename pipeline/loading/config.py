@@ -15,12 +15,17 @@ class LoaderConfig:
     num_workers: int = 2  # torch DataLoader worker processes per rank (0: decode in the calling process)
     input_size: int = 224  # side of the training crop / eval centre crop
     scales: tuple[float, ...] = DEFAULT_SCALES  # multi-scale crop sides, fractions of the shorter side
+    # horizontal flip: random; swap_labels: flip and swap flip_label_pairs
     flip: Literal["none", "random", "swap_labels"] = "random"
     flip_label_pairs: list[tuple[int, int]] = field(default_factory=list)  # SSv1: (86,87),(93,94),(166,167)
+    # Why 256 (jobs/capacity.py): shards already hold a seeded random mix of classes, so the buffer only
+    # breaks the order inside a shard: 256 spans 4 shards of 64 videos; at 0.5-2.5 MB per sample (one view;
+    # 2.5 from the grain-heavy 720p benchmark frames) that is up to 4 GB per GPU at 6 workers. Larger buys
+    # no mixing the shards lack.
     shuffle_buffer: int = (
         256  # raw samples per loader worker, before decoding (~0.5 MB each at short side 320)
     )
-    eval_short_side: int = 256
+    eval_short_side: int = 256  # validation frames resized to this shorter side before the crop
     eval_crops: Literal[1, 3] = 1  # 1: centre input_size crop; 3: three eval_short_side crops (Kinetics)
     decode_threads: int = 4  # JPEG decoding threads per loader worker
     output_dtype: Literal["float32", "uint8"] = (

@@ -106,19 +106,37 @@ def iter_shard(uri: str, expected: ShardEntry | None) -> Iterator[tuple[str, dic
         yield key, sample
 
 
+# Each folder's index entries by name, per process, with the (size, mtime) of the index.json they came from.
+# Evaluation replicas score one shard per call: re-reading the whole index.json for every shard made an
+# evaluation O(shards^2) (benchmarks/scale.py: 0.065 s per call at 4,000 shards, 0.15 s at 16,000).
+_ENTRIES: dict[str, tuple[tuple[int, int], dict[str, ShardEntry]]] = {}
+
+
+def _folder_entries(folder: str) -> dict[str, ShardEntry]:
+    """name -> entry of the folder's index.json ({} without one), read again only when the file changed."""
+    uri = storage.join(folder, "index.json")
+    stamp = storage.file_stamp(uri)
+    if stamp is None:
+        return {}
+    cached = _ENTRIES.get(folder)
+    if cached is None or cached[0] != stamp:
+        # a name -> entry table: a scan of the shard list per shard was O(shards^2) too
+        cached = _ENTRIES[folder] = (stamp, {s.name: s for s in read_index(folder).shards})
+    return cached[1]
+
+
 def listed_entries(uris: Sequence[str]) -> list[ShardEntry | None]:
-    """Each shard's entry in the ``index.json`` of its folder (each folder's index read once per call), or
-    None for a shard no index lists (a bare folder of tars: read unverified, but for the frames' CRCs)."""
-    indexes: dict[str, ShardIndex | None] = {}
+    """Each shard's entry in the ``index.json`` of its folder, or None for a shard no index lists (a bare
+    folder of tars: read unverified, but for the frames' CRCs). Each folder's index is read once per process
+    and again only when it changed."""
+    entries: dict[str, dict[str, ShardEntry]] = {}
     out = []
     for uri in uris:
         folder, _, name = str(uri).rpartition("/")
         folder = folder or "."
-        if folder not in indexes:
-            has_index = storage.exists(storage.join(folder, "index.json"))
-            indexes[folder] = read_index(folder) if has_index else None
-        index = indexes[folder]
-        out.append(next((s for s in index.shards if s.name == name), None) if index is not None else None)
+        if folder not in entries:
+            entries[folder] = _folder_entries(folder)
+        out.append(entries[folder].get(name))
     return out
 
 

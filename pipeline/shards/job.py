@@ -63,6 +63,7 @@ DEFAULT_FORWARD_ENV = [
 class SplitShardConfig:
     """How one split is sampled and stored."""
 
+    # train: random views; centre: 1 centre clip; multiclip: views clips
     sampler: Literal["train", "centre", "multiclip"] = "centre"
     views: int = 1  # train: pre-sampled views per video; multiclip: clips per video; centre: 1
     short_side: int = 256  # shorter side of stored frames (0 keeps the source size)
@@ -86,23 +87,28 @@ class ShardConfig:
     output: str = "data/shards"  # local folder or s3://bucket/prefix; splits go to <output>/<split>/
     # empty: every split the dataset has; a split named here that the dataset lacks is an error
     splits: list[str] = field(default_factory=list)
-    num_segments: int = 8
+    num_segments: int = 8  # segments T per clip (the model's num_segments)
     train: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("train", 2, 320))
     val: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("centre", 1, 256))
     test: SplitShardConfig = field(default_factory=lambda: SplitShardConfig("centre", 1, 256))
-    jpeg_quality: int = 90
+    jpeg_quality: int = 90  # JPEG quality of stored frames
     context_scale: Literal[1, 2] = 1  # 2: frames used only for differences stored at half resolution
     # "simplejpeg" encodes the resized YUV planes directly (no RGB conversion): ~2.5x less CPU per stored frame
     # than "pil" (RGB + PIL). Both are deterministic (odd-sized planes are edge-padded for libjpeg-turbo's MCU
     # reads), so a resumed job writes the same bytes.
     jpeg_encoder: Literal["pil", "simplejpeg"] = "simplejpeg"
-    videos_per_shard: int = 64
-    seed: int = 0
+    # Why 64 (jobs/capacity.py, docs/cluster.md "Defaults and why"): K400 tars of 180-320 MB (2.8-5 MB of
+    # JPEGs per video with 2 views), inside WebDataset's 100 MB-1 GB; 3,757 train shards = 20 % of one S3
+    # prefix's 5,500 GET/s at 64 GPUs and ~10 shards per loader worker per epoch to shuffle across; tasks of
+    # 18-66 CPU-s.
+    videos_per_shard: int = 64  # videos per tar file (one Ray task each)
+    seed: int = 0  # seed of the pre-sampled views (per video, so reruns write the same shards)
     max_failed_fraction: float = 0.05  # exit non-zero above this fraction of quarantined + missing videos
     min_decoded_fraction: float = 0.5  # a file decoding to fewer frames than this share of packets is bad
     decode_threads: int = 1  # per task; tasks already fill the CPUs
-    progress_interval_s: float = 10.0
+    progress_interval_s: float = 10.0  # seconds between progress lines
     max_videos_per_split: int = 0  # 0 = all; a prefix of the shard order, for trial runs
+    # environment variables passed to the Ray tasks (never secrets)
     forward_env: list[str] = field(default_factory=lambda: list(DEFAULT_FORWARD_ENV))
 
     def __post_init__(self) -> None:

@@ -49,15 +49,15 @@ _CODECS: dict[str, tuple[str, str, dict[str, str]]] = {  # codec -> (extension, 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    classes: int = 4
-    videos_per_class: int = 8
-    seed: int = 0
-    codec: Codec = "h264"
-    layout: Layout = "ucf101"
-    min_frames: int = 24
-    max_frames: int = 72
+    classes: int = 4  # motion classes
+    videos_per_class: int = 8  # videos per class
+    seed: int = 0  # seed of every random choice (same seed, same videos)
+    codec: Codec = "h264"  # video codec of the files (ssv1 layout: JPEG frame folders)
+    layout: Layout = "ucf101"  # the dataset layout written (folders and annotation lists)
+    min_frames: int = 24  # shortest video, in frames
+    max_frames: int = 72  # longest video, in frames
     sizes: tuple[tuple[int, int], ...] = ((96, 72), (112, 84), (128, 96), (80, 60))  # (width, height)
-    fps: tuple[int, ...] = (15, 24, 25, 30)
+    fps: tuple[int, ...] = (15, 24, 25, 30)  # frame rates drawn from
     jpeg_quality: int = 90  # ssv1 frames
     # Which motions, by name (MotionClass.motion, e.g. "pan_left"); empty = the first `classes` of MOTION_CLASSES.
     motions: tuple[str, ...] = ()

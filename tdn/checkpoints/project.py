@@ -116,10 +116,14 @@ def save_checkpoint(
     rng: Mapping[str, Any] | None = None,
     train_config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, float] | None = None,
+    best: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     """Write a project checkpoint atomically (temp + rename locally, one PUT on S3).
 
-    ``optimizer``/``scheduler`` may be objects with ``state_dict()`` or plain state dicts.
+    ``optimizer``/``scheduler`` may be objects with ``state_dict()`` or plain state dicts. ``best``: the run's
+    best checkpoint so far (tdn/training/selection.py); ``history``: one dict of numbers per epoch done
+    (tdn/reporting/training_curves.py EpochRecord), so a resumed run keeps both.
     """
     ckpt: dict[str, Any] = {
         "format": FORMAT,
@@ -138,6 +142,10 @@ def save_checkpoint(
         ckpt["train_config"] = dict(train_config)
     if metrics is not None:
         ckpt["metrics"] = {k: float(v) for k, v in metrics.items()}
+    if best is not None:
+        ckpt["best"] = dict(best)
+    if history is not None:
+        ckpt["history"] = [dict(row) for row in history]
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     storage.write_bytes_atomic(uri, buf.getvalue())

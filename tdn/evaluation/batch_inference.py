@@ -7,7 +7,8 @@
       │ run_inference (replica_pool.py)       pool of model replicas (Ray Data) or this process
       │                                       -> VideoScores (V, C)
       ▼ summary (metrics.py) -> EvalResult -> result files + an MLflow evaluation run (results.py)
-        a registered version is tagged with its latest evaluation (tdn.eval.<dataset>.<split>.<protocol>.*)
+        a registered version is tagged with its latest evaluation (tdn.eval.<dataset>.<split>.<protocol>.*);
+        the run's metrics carry the version's logged model_id and the split (tdn/tracking/lineage.py)
 
 Protocols and EvalConfig: tdn/evaluation/protocol.py.
 """
@@ -31,6 +32,7 @@ from tdn.evaluation.model_source import LoadedModel, ModelSource, load_model
 from tdn.evaluation.protocol import EvalConfig, input_sizes
 from tdn.evaluation.replica_pool import run_inference
 from tdn.evaluation.results import DEFAULT_EXPERIMENT, EvalResult, log_evaluation_run, write_outputs
+from tdn.tracking.lineage import ShardDataset
 from tdn.tracking.mlflow_store import eval_version_tag
 from tdn.tracking.registry import tag_model_version
 
@@ -145,9 +147,9 @@ def evaluate(
         split=index.split,
         index_checksum=index.checksum,
         num_videos=len(video),
-        top1=100.0 * stats["top1"],
-        top5=100.0 * stats["top5"],
-        mean_class_acc=100.0 * stats["mean_class_acc"],
+        top1_pct=100.0 * stats["top1"],
+        top5_pct=100.0 * stats["top5"],
+        mean_class_top1_pct=100.0 * stats["mean_class_acc"],
         ms_per_video=1000.0 * wall / len(video),
         videos_per_s=len(video) / wall,
         gflops=view_gflops(json.dumps(loaded.model_config, sort_keys=True), size),
@@ -163,16 +165,19 @@ def evaluate(
         trained_input_size=sizes.trained_input_size,
         trained_short_side=sizes.trained_short_side,
         size_mismatch=sizes.mismatch,
+        logged_model_id=loaded.logged_model_id,
+        shards=split_dir,
     )
     files = write_outputs(out_dir, result, video, classes or loaded.class_names)
     run_id = ""
     if log_to_mlflow:
-        run_id = log_evaluation_run(result, files, tracking_uri, experiment, extra_tags)
+        dataset = ShardDataset.from_index(index, split_dir, "evaluation")
+        run_id = log_evaluation_run(result, files, tracking_uri, experiment, extra_tags, dataset=dataset)
         if loaded.model_name:
             _tag_model_version(loaded, result, run_id, tracking_uri)
     log.info(
-        "evaluation %s on %s/%s: top1 %.2f top5 %.2f, %.1f ms/video (%d videos, %d replicas, %s)",
-        result.model_id, result.dataset, result.split, result.top1, result.top5, result.ms_per_video,
+        "evaluation %s on %s/%s: top-1 %.2f%% top-5 %.2f%%, %.1f ms/video (%d videos, %d replicas, %s)",
+        result.model_id, result.dataset, result.split, result.top1_pct, result.top5_pct, result.ms_per_video,
         result.num_videos, replicas, device,
     )  # fmt: skip
     return EvalOutcome(result, video, files, run_id)
@@ -185,5 +190,5 @@ def _tag_model_version(
     where = (result.dataset, result.split, result.protocol)
     tag_model_version(tracking_uri, loaded.model_name, loaded.model_version, {
         eval_version_tag(*where, "run_id"): run_id,
-        eval_version_tag(*where, "top1"): f"{result.top1:.2f}",
+        eval_version_tag(*where, "top1_pct"): f"{result.top1_pct:.2f}",
     })  # fmt: skip

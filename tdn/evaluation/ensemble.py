@@ -76,10 +76,11 @@ def ensemble_result(members: Sequence[EvalResult], video: VideoScores, run_ids: 
         frames="+".join(m.frames for m in members),
         clips=m0.clips, crops=m0.crops, input_size=m0.input_size, short_side=m0.short_side,
         dataset=m0.dataset, split=m0.split, index_checksum=m0.index_checksum, num_videos=len(video),
-        top1=100.0 * stats["top1"], top5=100.0 * stats["top5"], mean_class_acc=100.0 * stats["mean_class_acc"],
+        top1_pct=100.0 * stats["top1"], top5_pct=100.0 * stats["top5"],
+        mean_class_top1_pct=100.0 * stats["mean_class_acc"],
         ms_per_video=ms, videos_per_s=1000.0 / ms if ms > 0 else 0.0,
         gflops=sum(m.gflops for m in members), protocol=m0.protocol, split_number=m0.split_number,
-        pretrain=m0.pretrain, device=m0.device, ensemble_of=list(run_ids),
+        pretrain=m0.pretrain, device=m0.device, ensemble_of=list(run_ids), shards=m0.shards,
     )  # fmt: skip
 
 
@@ -98,5 +99,5 @@ def ensemble_runs(
     files = write_outputs(Path(out_dir), result, video)
     run_id = log_evaluation_run(result, files, tracking_uri, experiment,
                                 run_name=f"ensemble-{result.frames}-{result.dataset}")  # fmt: skip
-    log.info("ensemble %s: top1 %.2f (%s)", result.frames, result.top1, ", ".join(run_ids))
+    log.info("ensemble %s: top-1 %.2f%% (%s)", result.frames, result.top1_pct, ", ".join(run_ids))
     return result, run_id

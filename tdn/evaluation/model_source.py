@@ -4,8 +4,9 @@ ModelSource.uri       project checkpoint (path or s3://)   -> checkpoints.projec
                       models:/name/<version>, models:/name@alias -> registry version -> its checkpoint.pt
 ModelSource.official  checkpoint of the released TDN code -> checkpoints.official.load_official_checkpoint
   ▼
-LoadedModel: model_config (dict), state_dict, class_names, model_id, registered name/version/run id,
-             the input size / short side it was trained at (from the checkpoint's training config)
+LoadedModel: model_config (dict), state_dict, class_names, model_id, registered name/version/run id and
+             the version's MLflow logged model id, the input size / short side it was trained at (from the
+             checkpoint's training config)
 (what evaluation replicas receive through Ray's object store)
 """
 
@@ -22,11 +23,11 @@ class ModelSource:
     ``models:/name/version`` / ``models:/name@alias``) or ``official`` (a checkpoint saved by the released
     TDN code, which does not record its shape: give arch, num_segments, num_classes)."""
 
-    uri: str = ""
-    official: str = ""
-    arch: Literal["resnet50", "resnet101"] = "resnet50"
-    num_segments: int = 8
-    num_classes: int = 400
+    uri: str = ""  # project checkpoint (path, s3://) or models:/name/version, models:/name@alias
+    official: str = ""  # a checkpoint file saved by the released TDN code (instead of uri)
+    arch: Literal["resnet50", "resnet101"] = "resnet50"  # official only: its backbone
+    num_segments: int = 8  # official only: segments T it was trained with
+    num_classes: int = 400  # official only: classes of its classifier
 
     def check(self) -> None:
         if bool(self.uri) == bool(self.official):
@@ -48,6 +49,9 @@ class LoadedModel:
     # checkpoint's training config); 0: the checkpoint does not say (official files, bare checkpoints)
     train_input_size: int = 0
     train_short_side: int = 0
+    # the MLflow logged model behind a registered version (its model_id): evaluation metrics carry it so the
+    # model's page lists them; "" for checkpoint files and official weights
+    logged_model_id: str = ""
 
 
 def trained_sizes(ckpt: Mapping[str, Any]) -> tuple[int, int]:
@@ -86,9 +90,11 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
         return LoadedModel(ckpt["model_config"], model.state_dict(), list(ckpt.get("class_names") or []), uri,
                            train_input_size=size, train_short_side=short)  # fmt: skip
 
+    from tdn.tracking.mlflow_store import tracking_client
     from tdn.tracking.registry import download_checkpoint, resolve_model_version
 
     version = resolve_model_version(uri, tracking_uri)
+    mv = tracking_client(tracking_uri).get_model_version(version.name, version.version)
     model, ckpt = load_model_checkpoint(download_checkpoint(version.uri, tracking_uri))
     size, short = trained_sizes(ckpt)
     return LoadedModel(
@@ -101,4 +107,14 @@ def load_model(source: ModelSource, tracking_uri: str | None = None) -> LoadedMo
         model_run_id=version.run_id,
         train_input_size=size,
         train_short_side=short,
+        logged_model_id=version_model_id(mv.model_id, mv.source or ""),
     )
+
+
+def version_model_id(model_id: str | None, source: str) -> str:
+    """The logged model behind a registered version: its ``model_id``, which MLflow 3.17's sqlite/REST stores
+    leave empty when reading a version back, else the id in its source ``models:/m-<id>``; "" if neither."""
+    if model_id:
+        return model_id
+    body = source.removeprefix("models:/") if source.startswith("models:/") else ""
+    return body if body.startswith("m-") and "/" not in body else ""

@@ -29,13 +29,16 @@ class EvalConfig:
     """How to evaluate. ``clips`` 0 = the protocol's; ``input_size`` / ``short_side`` 0 = the model's (its
     checkpoint's training config), else the protocol's (``input_sizes``)."""
 
-    protocol: Protocol = "ssv1x1"
-    clips: int = 0
-    input_size: int = 0
-    short_side: int = 0
-    replicas: int = 1
-    batch_size: int = 8
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    protocol: Protocol = "ssv1x1"  # the paper's test protocol: clips x crops and input size
+    clips: int = 0  # clips per video; 0 = the protocol's
+    input_size: int = 0  # crop side in pixels; 0 = the model's (its training config), else the protocol's
+    short_side: int = 0  # frames resized to this shorter side first; 0 = the model's, else the protocol's
+    # Defaults fit a CPU test run; on GPUs the presets (jobs/configs/eval_*.yaml) use one replica per GPU:
+    # K400 10x3 val is 594k views, ~0.08 GPU-h at an assumed 2,125 views/s (jobs/capacity.py): 35 s on 8 GPUs.
+    # batch_size counts videos: at 10x3 a batch of 8 is 240 views (1,920 frames), enough to fill a GPU.
+    replicas: int = 1  # model replicas (Ray actors) scoring in parallel
+    batch_size: int = 8  # videos per forward pass of a replica
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when the replica has a GPU
     cpus_per_replica: float = 1.0  # also the replica's torch and JPEG decoding threads
     loader_workers: int = 0  # DataLoader processes per replica (0: decode in the replica; more on GPU nodes)
     # "ray": the actor pool on the cluster; "local": score in this process (small splits, no actor start-up)

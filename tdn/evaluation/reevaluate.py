@@ -49,10 +49,10 @@ class ReevaluateConfig:
     models: list[str] = field(default_factory=list)  # registered model names; empty = every registered model
     alias: str = ""  # only the version carrying this alias (e.g. champion); empty = all versions
     out: str = "results/reevaluate"  # one sub-folder per evaluated version
-    tables_out: str = "results/tables"
-    with_paper: bool = True
-    tracking_uri: str = ""
-    experiment: str = DEFAULT_EXPERIMENT
+    tables_out: str = "results/tables"  # where the refreshed benchmark tables are written
+    with_paper: bool = True  # print the paper's numbers beside ours in the tables
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI
+    experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment of the evaluation runs
     every: str = ""  # e.g. "6h", "30m": loop forever with this pause; empty = once
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import storage
-from tdn.evaluation.metrics import PartialScores, VideoScores, merge_partials, partial_sums
+from tdn.evaluation.metrics import PartialScores, ScoreAccumulator, VideoScores, merge_partials
 from tdn.evaluation.model_source import LoadedModel
 from tdn.evaluation.protocol import EvalConfig
 
@@ -55,26 +55,16 @@ def score_shards(
     from pipeline.loading.eval_loader import eval_batches
     from pipeline.loading.prefetch import batch_on_device
 
-    ids: list[str] = []
-    views: list[int] = []
-    crops: list[int] = []
-    labels: list[int] = []
-    probs: list[np.ndarray] = []
+    # summed batch by batch: (videos, C) in memory, not every view's (views, C) (ScoreAccumulator)
+    acc = ScoreAccumulator()
     # loader.decode: device -> the replica decodes each batch's JPEGs on its device (nvJPEG on CUDA)
     decoder = make_decoder(device) if loader_cfg.decode == "device" else None
     with torch.inference_mode():
         for batch in eval_batches(list(shards), loader_cfg, batch_size):
             x = batch_on_device(batch.x, device, decoder)
             p = torch.softmax(model(x).float(), dim=1).cpu().numpy()
-            probs.append(p)
-            ids.extend(str(v) for v in batch.video_ids)
-            views.extend(int(v) for v in batch.views)
-            crops.extend(int(c) for c in batch.crops)
-            labels.extend(int(y) for y in batch.labels)
-    if not probs:
-        num_classes = int(model.fc.out_features) if hasattr(model, "fc") else 0
-        return PartialScores([], np.zeros(0, np.int64), np.zeros((0, num_classes)), [])
-    return partial_sums(ids, views, crops, labels, np.concatenate(probs))
+            acc.add(batch.video_ids, batch.views, batch.crops, [int(y) for y in batch.labels], p)
+    return acc.result(int(model.fc.out_features) if hasattr(model, "fc") else 0)
 
 
 def build_replica_model(model_config: Mapping[str, Any], state_dict: Mapping[str, Any], device: str) -> Any:

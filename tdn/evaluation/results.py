@@ -6,11 +6,23 @@ Files written into the evaluation's output folder:
     per_video_scores.npz  video_ids (V,) str, labels (V,) int64, scores (V, C) float32, num_views (V,) int64
                           (plain arrays: ``np.load(path, allow_pickle=False)`` reads it)
     per_class.csv         class index, class name, videos, correct, accuracy
-    confusion.png         the (C, C) confusion matrix, rows = true class
+    confusion.png         the (C, C) confusion matrix in counts, rows = true class, legible at 400 classes
+    per_class.png         top-1 per class as sorted bars (the worst and best 25 above 50 classes)
+    most_confused.csv     the 20 largest off-diagonal cells: true, predicted, count, share of the true class
+    report.html           one self-contained page: protocol, headline numbers, both pictures, the tables
+                          (the last four: tdn/reporting/html_report.py)
 
-The MLflow run is tagged ``tdn.kind=evaluation`` and carries the row as params (protocol) and metrics
-(numbers), tags linking it to the model version (``tdn.model_name`` / ``tdn.model_version`` /
-``tdn.model_run_id``) and the shard index checksum (``tdn.index_checksum``), and the files as artifacts.
+The MLflow run is tagged ``tdn.kind=evaluation`` and carries the row as params (protocol, counts) and the
+numbers as metrics ``eval/top1_pct``, ``eval/top5_pct``, ``eval/mean_class_top1_pct``, ``eval/ms_per_video``,
+``eval/videos_per_s``, ``eval/gflops_per_view`` (step 0), each with the evaluated split as its dataset and,
+for a registered model, the version's MLflow ``model_id`` (the logged model's page lists every evaluation).
+The split is the run's dataset input (context "evaluation"), the logged model its model input; tags link it
+to the model version (``tdn.model_name`` / ``tdn.model_version`` / ``tdn.model_run_id``), the shard index
+checksum (``tdn.index_checksum``) and its source (tdn/tracking/lineage.py); the files are its artifacts.
+
+Accuracies are percentages, named ``*_pct``. Files and runs written before issue 15 named them ``top1`` /
+``top5`` / ``mean_class_acc`` (already percentages): ``EvalResult.from_dict`` and ``result_from_run`` read
+those too, so old results still build tables.
 """
 
 from __future__ import annotations
@@ -28,7 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from tdn.evaluation.metrics import VideoScores, confusion_matrix, per_class_accuracy
+from tdn.reporting.html_report import ReportSummary, write_evaluation_report
 from tdn.tracking import mlflow_store
+from tdn.tracking.lineage import ShardDataset, source_tags
 from tdn.tracking.mlflow_store import (
     DATASET_TAG,
     ENSEMBLE_OF_TAG,
@@ -39,6 +53,7 @@ from tdn.tracking.mlflow_store import (
     MODEL_NAME_TAG,
     MODEL_RUN_ID_TAG,
     MODEL_VERSION_TAG,
+    NUM_VIDEOS_TAG,
     PROTOCOL_TAG,
     SPLIT_TAG,
 )
@@ -62,9 +77,9 @@ class EvalResult:
     split: str
     index_checksum: str
     num_videos: int
-    top1: float
-    top5: float
-    mean_class_acc: float
+    top1_pct: float
+    top5_pct: float
+    mean_class_top1_pct: float  # top-1 averaged over classes
     ms_per_video: float  # wall time of the whole evaluation (loading included) / videos, the paper's Table 5
     videos_per_s: float
     gflops: float  # multiply-adds (G) of one view; the paper writes "36x30" for 30 views
@@ -82,6 +97,9 @@ class EvalResult:
     trained_input_size: int = 0  # the model's training crop; 0: unknown
     trained_short_side: int = 0  # the model's eval short side in training; 0: unknown
     size_mismatch: str = ""  # the warning printed when the sizes given differ from the model's; "" otherwise
+    # the MLflow logged model behind a models:/ URI (its model version's model_id); "" for a checkpoint file
+    logged_model_id: str = ""
+    shards: str = ""  # the split folder evaluated (local path or s3:// URI); "" before issue 15
 
     @property
     def views(self) -> int:
@@ -92,11 +110,28 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> EvalResult:
+        """A row from results.json / a CSV line; rows written before issue 15 (``top1`` ...) are read too."""
+        data = {OLD_FIELDS.get(k, k): v for k, v in data.items()}
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-METRIC_FIELDS = ("top1", "top5", "mean_class_acc", "ms_per_video", "videos_per_s", "gflops", "num_videos")
+# field names of rows written before issue 15 (the values were percentages already)
+OLD_FIELDS = {"top1": "top1_pct", "top5": "top5_pct", "mean_class_acc": "mean_class_top1_pct"}
+# row field -> MLflow metric of the evaluation run; every other field is a param
+METRICS = {
+    "top1_pct": "eval/top1_pct",
+    "top5_pct": "eval/top5_pct",
+    "mean_class_top1_pct": "eval/mean_class_top1_pct",
+    "ms_per_video": "eval/ms_per_video",
+    "videos_per_s": "eval/videos_per_s",
+    "gflops": "eval/gflops_per_view",
+}
+# the metric keys of runs logged before issue 15 (num_videos was a metric then; now a param and a tag)
+OLD_METRICS = {
+    **{new: old for old, new in OLD_FIELDS.items()},
+    **{same: same for same in ("ms_per_video", "videos_per_s", "gflops")},
+}
 
 
 def write_outputs(
@@ -105,7 +140,7 @@ def write_outputs(
     video: VideoScores,
     class_names: Sequence[str] = (),
 ) -> list[Path]:
-    """Write the five result files into ``out_dir`` (created); returns their paths."""
+    """Write the result files (module docstring) into ``out_dir`` (created); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     num_classes = video.scores.shape[1]
@@ -140,13 +175,10 @@ def write_outputs(
         num_views=np.asarray(video.num_views, dtype=np.int64),
     )
     os.replace(tmp, npz)
-    plot_confusion(
-        cm, names, out / "confusion.png", title=f"{result.model_id} on {result.dataset}/{result.split}"
-    )
+    report = write_evaluation_report(out, cm, names, report_summary(result))
     return [
-        out / n
-        for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz", "confusion.png")
-    ]
+        out / n for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz")
+    ] + report
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -166,30 +198,27 @@ def load_video_scores(path: str | os.PathLike) -> VideoScores:
         )
 
 
-def plot_confusion(cm: np.ndarray, names: Sequence[str], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on cluster nodes
-    import matplotlib.pyplot as plt
-
-    c = cm.shape[0]
-    size = min(4 + c * 0.25, 20)
-    fig, ax = plt.subplots(figsize=(size, size))
-    try:
-        # row-normalised so classes with many videos do not wash out the rest
-        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        if c <= 40:
-            ax.set_xticks(range(c), labels=list(names), rotation=90, fontsize=7)
-            ax.set_yticks(range(c), labels=list(names), fontsize=7)
-        ax.set_title(title[:80], fontsize=9)
-        fig.tight_layout()
-        fig.savefig(path, dpi=80)
-    finally:
-        plt.close(fig)
+def report_summary(result: EvalResult) -> ReportSummary:
+    """The protocol and headline numbers report.html shows."""
+    return ReportSummary(
+        title=f"{result.model_id} on {result.dataset}/{result.split}",
+        model_id=result.model_id,
+        dataset=result.dataset,
+        split=result.split,
+        frames=result.frames,
+        clips=result.clips,
+        crops=result.crops,
+        input_size=result.input_size,
+        short_side=result.short_side,
+        index_checksum=result.index_checksum,
+        num_videos=result.num_videos,
+        top1_pct=result.top1_pct,
+        top5_pct=result.top5_pct,
+        mean_class_top1_pct=result.mean_class_top1_pct,
+        ms_per_video=result.ms_per_video,
+        videos_per_s=result.videos_per_s,
+        gflops_per_view=result.gflops,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- MLflow
@@ -197,7 +226,9 @@ def plot_confusion(cm: np.ndarray, names: Sequence[str], path: Path, title: str 
 
 def run_tags(result: EvalResult) -> dict[str, str]:
     tags = {
+        **source_tags(),
         KIND_TAG: KIND_EVALUATION,
+        NUM_VIDEOS_TAG: str(result.num_videos),
         MODEL_ID_TAG: result.model_id,
         INDEX_CHECKSUM_TAG: result.index_checksum,
         DATASET_TAG: result.dataset,
@@ -221,9 +252,11 @@ def log_evaluation_run(
     experiment: str = DEFAULT_EXPERIMENT,
     extra_tags: Mapping[str, str] | None = None,
     run_name: str | None = None,
+    dataset: ShardDataset | None = None,
 ) -> str:
     """Create the evaluation run (params = protocol, metrics = numbers, artifacts = files); returns its id.
 
+    ``dataset``: the evaluated split as a dataset input (default: one made from the row, without profile).
     Written through an explicit client, so it never touches a caller's active run (transfer logs child runs).
     """
     client = mlflow_store.tracking_client(tracking_uri)
@@ -232,9 +265,14 @@ def log_evaluation_run(
         run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
     )
     row = result.to_dict()
-    params = {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items() if k not in METRIC_FIELDS}
+    params = {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items() if k not in METRICS}
+    dataset = dataset or ShardDataset.of_split(result.dataset, result.split, result.index_checksum,
+                                               result.shards, "evaluation", result.num_videos)  # fmt: skip
+    models = [result.logged_model_id] if result.logged_model_id else []
     with mlflow_store.logged_run(client, experiment, name, tags) as run:
-        run.log(params=params, metrics={k: float(row[k]) for k in METRIC_FIELDS})
+        run.log_inputs([dataset], models)
+        run.log(params=params, metrics={key: float(row[field]) for field, key in METRICS.items()},
+                model_id=result.logged_model_id, dataset=dataset.ref())  # fmt: skip
         for f in files:
             run.log_artifact(str(f))
     return run.run_id
@@ -256,9 +294,13 @@ def result_from_run(run) -> EvalResult:  # noqa: ANN001 - an mlflow.entities.Run
             data[key] = [v for v in value.split(";") if v]
         else:
             data[key] = value
-    for key in METRIC_FIELDS:
-        if key in run.data.metrics:
-            data[key] = int(run.data.metrics[key]) if key == "num_videos" else float(run.data.metrics[key])
+    metrics = run.data.metrics
+    for field_name, key in METRICS.items():
+        old = OLD_METRICS[field_name]
+        if key in metrics or old in metrics:
+            data[field_name] = float(metrics[key] if key in metrics else metrics[old])
+    if "num_videos" in metrics:  # runs logged before issue 15 kept the count as a metric
+        data["num_videos"] = int(metrics["num_videos"])
     return EvalResult.from_dict(data)
 
 

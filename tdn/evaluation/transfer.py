@@ -9,10 +9,11 @@
         mean over the splits per dataset
 
 MLflow: one parent run (experiment ``tdn-transfer``, tag tdn.kind=transfer) holding the recipe, per-split and
-mean accuracies and transfer_results.json; one child run per split, which is the training run itself (the
-trainer's tracker logs into the run carrying its ``tdn.train_run`` tag, created here as a child) and gets the
-test accuracy; the evaluation runs (tdn.kind=evaluation, tagged with the parent id as tdn.transfer_id) are
-children of the split runs and feed tables.py's Table 4.
+mean accuracies (``transfer/<dataset>_split<k>_top1_pct``, ``transfer/<dataset>_mean_top1_pct``) and
+transfer_results.json; one child run per split, which is the training run itself (the trainer's tracker logs
+into the run carrying its ``tdn.train_run`` tag, created here as a child) and gets the test accuracy
+(``transfer/test_top1_pct``, ``_top5_pct``, ``_mean_class_top1_pct``, carrying the test split); the
+evaluation runs (tdn.kind=evaluation, tagged with the parent id as tdn.transfer_id) are children of the split runs and feed tables.py's Table 4.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tdn.evaluation.model_source import ModelSource, load_model
 from tdn.evaluation.protocol import EvalConfig
 from tdn.model.networks import ModelConfig
 from tdn.tracking import mlflow_store
+from tdn.tracking.lineage import ShardDataset, source_tags
 from tdn.tracking.mlflow_store import (
     DATASET_TAG,
     EVAL_RUN_ID_TAG,
@@ -64,7 +66,7 @@ class TransferOptimConfig(OptimConfig):
     the rest of the recipe): lr 0.002 for 16 x 8 GPUs, steps at epochs 10 and 20, 25 epochs."""
 
     lr: float = 0.002
-    reference_batch: int = 128
+    reference_batch: int = 128  # the released recipe: 16 x 8 GPUs
     epochs: int = 25
     schedule: Literal["step", "cosine"] = "step"
     steps: list[int] = field(default_factory=lambda: [10, 20])
@@ -74,21 +76,22 @@ class TransferOptimConfig(OptimConfig):
 class TransferData:
     """Where the datasets are (official layouts; annotations "" = the usual folder inside the root)."""
 
-    ucf101_root: str = "data/UCF101"
-    ucf101_annotations: str = ""
-    hmdb51_root: str = "data/HMDB51"
-    hmdb51_annotations: str = ""
+    ucf101_root: str = "data/UCF101"  # UCF101 videos
+    ucf101_annotations: str = ""  # its ucfTrainTestlist folder
+    hmdb51_root: str = "data/HMDB51"  # HMDB51 videos
+    hmdb51_annotations: str = ""  # its split lists folder
 
 
 @dataclass
 class TransferConfig:
     pretrained: ModelSource = field(default_factory=ModelSource)
+    # target datasets
     datasets: list[TransferDatasetName] = field(default_factory=lambda: ["ucf101", "hmdb51"])
-    splits: list[int] = field(default_factory=lambda: [1, 2, 3])
+    splits: list[int] = field(default_factory=lambda: [1, 2, 3])  # official splits to run
     data: TransferData = field(default_factory=TransferData)
     work_dir: str = "results/transfer"  # shards, init checkpoints, Ray results and evaluation outputs
-    num_segments: int = 16
-    dropout: float = 0.8
+    num_segments: int = 16  # segments T of the fine-tuned model
+    dropout: float = 0.8  # dropout of the fine-tuned classifier
     pretrain_label: str = "Kinetics"  # Table 4's "Pretrain" column
     # per split, shard.dataset / shard.output / shard.num_segments and run.name / init.checkpoint are set here;
     # run.storage_path "./ray_results" (the default) becomes <work_dir>/ray
@@ -98,7 +101,7 @@ class TransferConfig:
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the trainer's default sqlite store
-    experiment: str = "tdn-transfer"
+    experiment: str = "tdn-transfer"  # MLflow experiment of the parent and split runs
     train_tracking: bool = True  # the trainer logs its per-step metrics into the split's child run
     # splits run concurrently (each its own shard job, Ray Train run and evaluation); the cluster's resources
     # queue what does not fit. 1 = one after the other.
@@ -121,9 +124,9 @@ class TransferConfig:
 class SplitResult:
     dataset: str
     split: int
-    top1: float
-    top5: float
-    mean_class_acc: float
+    top1_pct: float
+    top5_pct: float
+    mean_class_top1_pct: float
     num_videos: int
     train_run_id: str
     eval_run_id: str
@@ -134,7 +137,7 @@ class SplitResult:
 class TransferReport:
     parent_run_id: str
     splits: list[SplitResult]
-    mean_top1: dict[str, float]
+    mean_top1_pct: dict[str, float]  # dataset -> mean over its splits
 
 
 # ----------------------------------------------------------------------------------------------- steps
@@ -232,16 +235,15 @@ def run_split(
                        Path(cfg.work_dir) / "eval" / name / f"split{split}", tracking, cfg.experiment,
                        extra_tags={TRANSFER_TAG: parent.run_id, PARENT_RUN_TAG: child.run_id})  # fmt: skip
     r = out.result
-    final = {f"final/{k}": float(v) for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
-    for key, value in final.items():
-        child.log_metric(key, value)
-    child.finish("FINISHED")
-    child.log_metric("test_top1", r.top1)
-    child.log_metric("test_top5", r.top5)
-    child.log_metric("test_mean_class_acc", r.mean_class_acc)
+    # (the trainer logged its own train/ and val/ curves into this run; nothing of them is copied)
+    test = ShardDataset.of_split(r.dataset, r.split, r.index_checksum, r.shards, "evaluation", r.num_videos)
+    tested = {"test_top1_pct": r.top1_pct, "test_top5_pct": r.top5_pct, "test_mean_class_top1_pct":
+              r.mean_class_top1_pct}  # fmt: skip
+    child.log(metrics={f"transfer/{k}": v for k, v in tested.items()}, dataset=test.ref())
     child.set_tag(EVAL_RUN_ID_TAG, out.run_id)
-    return SplitResult(name, split, r.top1, r.top5, r.mean_class_acc, r.num_videos, child.run_id, out.run_id,
-                       str(result.checkpoint.path))  # fmt: skip
+    child.finish("FINISHED")
+    return SplitResult(name, split, r.top1_pct, r.top5_pct, r.mean_class_top1_pct, r.num_videos, child.run_id,
+                       out.run_id, str(result.checkpoint.path))  # fmt: skip
 
 
 def _preimport() -> None:
@@ -263,7 +265,8 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
     """Every (dataset, split) in order, under one parent MLflow run; returns the per-split and mean top-1."""
     cfg.pretrained.check()
     client = mlflow_store.tracking_client(cfg.tracking())
-    with mlflow_store.logged_run(client, cfg.experiment, "transfer", {KIND_TAG: KIND_TRANSFER}) as parent:
+    tags = {**source_tags(), KIND_TAG: KIND_TRANSFER}
+    with mlflow_store.logged_run(client, cfg.experiment, "transfer", tags) as parent:
         parent.log(params=flatten(config_to_dict(cfg)))
         todo = [(name, split) for name in cfg.datasets for split in cfg.splits]
 
@@ -271,10 +274,10 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
             t0 = time.perf_counter()
             r = run_split(cfg, job[0], job[1], parent, address)
             log.info(
-                "transfer %s split %d: top1 %.2f (%.0f s)",
+                "transfer %s split %d: top-1 %.2f%% (%.0f s)",
                 r.dataset,
                 r.split,
-                r.top1,
+                r.top1_pct,
                 time.perf_counter() - t0,
             )
             return r
@@ -293,13 +296,12 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
                     f"{len(errors)} of {len(todo)} transfer splits failed: {failed}"
                 ) from errors[0][1]
             results = [f.result() for f in futures]
-        for r in results:
-            parent.log_metric(f"{r.dataset}_split{r.split}_top1", r.top1)
+        split_top1 = {f"transfer/{r.dataset}_split{r.split}_top1_pct": r.top1_pct for r in results}
         means: dict[str, float] = {}
         for name in cfg.datasets:
-            vals = [r.top1 for r in results if r.dataset == name]
+            vals = [r.top1_pct for r in results if r.dataset == name]
             means[name] = sum(vals) / len(vals)
-            parent.log_metric(f"{name}_mean_top1", means[name])
+        parent.log(metrics={**split_top1, **{f"transfer/{n}_mean_top1_pct": m for n, m in means.items()}})
         report = TransferReport(parent.run_id, results, means)
         out = Path(cfg.work_dir) / "transfer_results.json"
         out.parent.mkdir(parents=True, exist_ok=True)

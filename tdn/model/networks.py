@@ -63,22 +63,23 @@ class ModelConfig:
     (tdn.training.config.InitConfig), a trained model's weights are in its checkpoint.
     """
 
-    arch: Arch = "resnet50"
-    num_classes: int = 400
-    num_segments: int = 8
-    variant: Variant = "tdn"
-    width: float = 1.0
-    dropout: float = 0.5
+    arch: Arch = "resnet50"  # ResNet backbone
+    num_classes: int = 400  # classifier outputs
+    num_segments: int = 8  # segments T per clip (each a 5-frame window)
+    variant: Variant = "tdn"  # tdn, or an ablation / baseline (tsn: no temporal modules)
+    width: float = 1.0  # channel width multiplier (0.25: the tiny CPU model)
+    dropout: float = 0.5  # dropout before the classifier
+    # (a, b) of S-TDM's a*x + b*h; None: (0.5, 0.5) at T 8, else (0.75, 0.25)
     fusion_weights: tuple[float, float] | None = None
-    s_tdm_stages: int | None = None
-    l_tdm_stages: tuple[int, ...] | None = None
-    s_tdm_input: STDMInput = "diff"
-    s_tdm_fusion: STDMFusion = "add"
-    l_tdm_operator: LTDMOperator = "diff"
-    l_tdm_fusion: LTDMFusion = "attention"
-    l_tdm_multiscale: bool = True
-    l_tdm_bidirectional: bool = True
-    temporal_init: TemporalInit = "shift"
+    s_tdm_stages: int | None = None  # S-TDM after stages 1..k (Table 1d); None: the variant's
+    l_tdm_stages: tuple[int, ...] | None = None  # stages (2..5) with L-TDM; None: the variant's (3, 4, 5)
+    s_tdm_input: STDMInput = "diff"  # S-TDM input: diff or stack (Table 1a)
+    s_tdm_fusion: STDMFusion = "add"  # S-TDM fusion form (Table 1b)
+    l_tdm_operator: LTDMOperator = "diff"  # L-TDM operator: diff or avg (Table 1a)
+    l_tdm_fusion: LTDMFusion = "attention"  # L-TDM fusion (Table 1c)
+    l_tdm_multiscale: bool = True  # L-TDM multi-scale branches (Table 1c)
+    l_tdm_bidirectional: bool = True  # L-TDM in both temporal directions (Table 1c)
+    temporal_init: TemporalInit = "shift"  # temporal conv init: shift (TSM, released) or identity
 
     def __post_init__(self) -> None:
         if self.fusion_weights is not None:

@@ -19,8 +19,8 @@ class PaperRow:
     frames: str  # "8", "16", "8+16"
     views: int  # clips x crops (1 for Something-Something, 30 for Kinetics 10x3)
     gflops: float | None  # per view
-    top1: float | None
-    top5: float | None = None
+    top1_pct: float | None
+    top5_pct: float | None = None
     pretrain: str = ""
     ms_per_video: float | None = None
     views_label: str = ""  # Table 5's "Frames x Clips x Crops"

@@ -1,6 +1,7 @@
 """Paper-style benchmark tables built from MLflow evaluation runs (never typed by hand).
 
     runs tagged tdn.kind=evaluation ─ load_results ─ latest run per (model, dataset, split, protocol, shards)
+        (runs logged before issue 15, with metrics top1 / top5 / mean_class_acc, are read as well)
         ├─ accuracy_table(dataset)   Table 2/3 layout: Method, Backbone, Frames, Input, GFLOPs, Top-1, Top-5
         ├─ transfer_table()          Table 4: UCF101 / HMDB51, mean top-1 over the three splits
         └─ timing_table()            Table 5: Frames x Clips x Crops, ms per video (loading included), Top-1
@@ -23,6 +24,7 @@ from pathlib import Path
 from tdn.evaluation.results import EvalResult, result_from_run
 from tdn.reporting.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
 from tdn.tracking import mlflow_store
+from tdn.tracking.lineage import source_tags
 from tdn.tracking.mlflow_store import KIND_EVALUATION, KIND_TABLES, KIND_TAG, TRANSFER_TAG
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,7 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
             continue
         rows.append([
             method_name(r), backbone_name(r.arch), _frames(r.frames, r.clips, r.crops), _input(r),
-            _gflops(r.gflops, r.views), _pct(r.top1), _pct(r.top5), _model_label(r),
+            _gflops(r.gflops, r.views), _pct(r.top1_pct), _pct(r.top5_pct), _model_label(r),
             r.split + (f"{r.split_number}" if r.split_number else ""), str(r.num_videos),
         ])  # fmt: skip
     paper: tuple[PaperRow, ...] = TABLE3 if dataset == "kinetics" else TABLE2
@@ -176,7 +178,8 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
             if p.dataset == dataset:
                 clips, crops = (10, 3) if p.views == 30 else (1, 1)
                 rows.append([p.method + PAPER, p.backbone, _frames(p.frames, clips, crops),
-                             _paper_input(p.views), _gflops(p.gflops, p.views), _pct(p.top1), _pct(p.top5), "-", "-", "-"])  # fmt: skip
+                             _paper_input(p.views), _gflops(p.gflops, p.views), _pct(p.top1_pct),
+                             _pct(p.top5_pct), "-", "-", "-"])  # fmt: skip
     number = "3" if dataset == "kinetics" else "2" if dataset in ("ssv1", "ssv2") else ""
     title = (
         f"Table {number} layout: {_DATASET_TITLES.get(dataset, dataset)}"
@@ -203,7 +206,7 @@ def transfer_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Tab
         if r.dataset not in ("ucf101", "hmdb51") or not r.split_number:
             continue
         key = (e.tags.get(TRANSFER_TAG) or r.model_name or r.model_id, r.arch, r.variant, r.frames)
-        groups.setdefault(key, {}).setdefault(r.dataset, {})[r.split_number] = r.top1
+        groups.setdefault(key, {}).setdefault(r.dataset, {})[r.split_number] = r.top1_pct
         meta.setdefault(key, r)
 
     def cell(by_split: dict[int, float] | None) -> str:
@@ -224,7 +227,8 @@ def transfer_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Tab
             pr = {p.dataset: p for p in TABLE4 if p.method == method}
             first = next(iter(pr.values()))
             rows.append([method + PAPER, first.pretrain, first.backbone, first.frames or "-",
-                         *(f"{pr[d].top1:.1f}%" if d in pr else "-" for d in ("ucf101", "hmdb51")), "-"])  # fmt: skip
+                         *(f"{pr[d].top1_pct:.1f}%" if d in pr else "-" for d in ("ucf101", "hmdb51")),
+                         "-"])  # fmt: skip
     return Table(
         name="table4_transfer",
         title="Table 4 layout: UCF101 and HMDB51 (mean top-1 over the 3 official splits)",
@@ -242,12 +246,12 @@ def timing_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Table
         if r.ensemble_of:
             continue  # ensembles reuse stored scores: their time is not an inference time
         rows.append([method_name(r), backbone_name(r.arch), f"{r.frames}×{r.clips}×{r.crops}", _input(r),
-                     f"{r.ms_per_video:.1f}", f"{r.videos_per_s:.1f}", _pct(r.top1),
+                     f"{r.ms_per_video:.1f}", f"{r.videos_per_s:.1f}", _pct(r.top1_pct),
                      _DATASET_TITLES.get(r.dataset, r.dataset), f"{r.device} x{r.replicas}"])  # fmt: skip
     if with_paper:
         for p in TABLE5:
             rows.append([p.method + PAPER, p.backbone, p.views_label, _paper_input(p.views),
-                         f"{p.ms_per_video:.1f}", "-", _pct(p.top1),
+                         f"{p.ms_per_video:.1f}", "-", _pct(p.top1_pct),
                          _DATASET_TITLES[p.dataset], "Tesla V100, batch 16"])  # fmt: skip
     return Table(
         name="table5_timing",
@@ -295,7 +299,8 @@ def write_tables(tables: Sequence[Table], out_dir: str | os.PathLike) -> list[Pa
 def log_tables(files: Sequence[Path], tracking_uri: str | None, num_runs: int) -> str:
     """A run tagged tdn.kind=tables holding the files under artifacts/tables/; returns its id."""
     client = mlflow_store.tracking_client(tracking_uri)
-    with mlflow_store.logged_run(client, TABLES_EXPERIMENT, "tables", {KIND_TAG: KIND_TABLES}) as run:
+    tags = {**source_tags(), KIND_TAG: KIND_TABLES}
+    with mlflow_store.logged_run(client, TABLES_EXPERIMENT, "tables", tags) as run:
         run.log(params={"evaluation_runs": num_runs})
         for f in files:
             run.log_artifact(str(f), "tables")

@@ -5,4 +5,5 @@ registry.py:     the final model as a registered version; models:/ URIs; version
 tracker.py:      rank-0 training logs, queued and retried so an MLflow outage never stops training
 operations.py:   the queued calls as typed records, each sent again without logging anything twice
 journal.py:      the calls still unsent when training ends, kept beside the checkpoints, and their replay
+lineage.py:      shard splits as MLflow dataset inputs, and the source / user / git-commit tags
 """

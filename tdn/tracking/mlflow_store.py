@@ -19,7 +19,12 @@ Tags, what the runs carry and what tables and re-evaluation search by:
     tdn.transfer_id        the transfer's parent run, on its split and evaluation runs (groups Table 4)
     tdn.model_*            what an evaluation evaluated (id, registered name and version, training run)
     tdn.index_checksum     the shards it ran on; tdn.dataset / tdn.split / tdn.protocol with it
-    tdn.eval.<dataset>.<split>.<protocol>.<run_id|top1>   on a registered version: its latest evaluation
+    tdn.num_videos         how many videos it scored (a counter: a tag and a param, never a metric)
+    tdn.eval.<dataset>.<split>.<protocol>.<run_id|top1_pct>   on a registered version: its latest evaluation
+    mlflow.source.name / .type / .git.commit, mlflow.user   MLflow's own (tdn/tracking/lineage.py)
+
+Metric keys are ``<section>/<name>``, accuracies in percent named ``*_pct`` (docs/ARCHITECTURE.md lists them):
+train/ val/ best/ on training runs, eval/ on evaluation runs, transfer/ on transfer runs.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from tdn.tracking.lineage import DatasetRef, ShardDataset
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -70,6 +77,8 @@ SPLIT_TAG = "tdn.split"
 PROTOCOL_TAG = "tdn.protocol"
 ENSEMBLE_OF_TAG = "tdn.ensemble_of"
 TRIGGER_TAG = "tdn.trigger"  # what started an evaluation, e.g. "reevaluate"
+NUM_VIDEOS_TAG = "tdn.num_videos"
+VAL_SAMPLES_TAG = "tdn.val_samples"  # training runs: samples of a validation pass (a counter)
 # transfer split runs
 SPLIT_NUMBER_TAG = "tdn.split_number"
 EVAL_RUN_ID_TAG = "tdn.eval_run_id"
@@ -178,13 +187,18 @@ class LoggedRun:
     experiment_id: str
 
     def log(self, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
-            step: int = 0) -> None:  # fmt: skip
-        """Params (as text, cut at MLflow's limit) and metrics at ``step``, in as few requests as fit."""
+            step: int = 0, model_id: str = "", dataset: DatasetRef | None = None) -> None:  # fmt: skip
+        """Params (as text, cut at MLflow's limit) and metrics at ``step``, in as few requests as fit.
+
+        ``model_id``: the MLflow logged model the metrics measure (its page then lists them); ``dataset``:
+        the split they were measured on."""
         from mlflow.entities import Metric, Param
 
         plist = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in (params or {}).items()]
         stamp = int(time.time() * 1000)
-        mlist = [Metric(k, float(v), stamp, step) for k, v in (metrics or {}).items()]
+        name, digest = (dataset.name, dataset.digest) if dataset is not None else (None, None)
+        mlist = [Metric(k, float(v), stamp, step, model_id=model_id or None, dataset_name=name,
+                        dataset_digest=digest) for k, v in (metrics or {}).items()]  # fmt: skip
         while plist or mlist:
             self.client.log_batch(
                 self.run_id, metrics=mlist[:METRICS_PER_BATCH], params=plist[:PARAMS_PER_BATCH]
@@ -193,6 +207,13 @@ class LoggedRun:
 
     def log_metric(self, key: str, value: float) -> None:
         self.client.log_metric(self.run_id, key, value)
+
+    def log_inputs(self, datasets: Sequence[ShardDataset], model_ids: Sequence[str] = ()) -> None:
+        """Shard splits as dataset inputs, and logged models (by id) as model inputs of the run."""
+        from mlflow.entities import LoggedModelInput
+
+        self.client.log_inputs(self.run_id, datasets=[d.to_input() for d in datasets],
+                               models=[LoggedModelInput(m) for m in model_ids] or None)  # fmt: skip
 
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)

@@ -3,8 +3,10 @@ sent again later without logging anything twice.
 
     LogParams     params of the run            again: only those the run does not have yet
     SetTags       tags                         (setting a tag twice is harmless)
-    LogMetrics    (key, value, timestamp ms, step) items
+    LogMetrics    MetricItem (key, value, timestamp ms, step[, dataset name, digest]) items
                                                again: only items whose (key, step, timestamp) is not there yet
+    LogInputs     shard splits as the run's dataset inputs (tdn/tracking/lineage.py)
+                                               (MLflow keeps one input per dataset and run: again is harmless)
     LogArtifact   a local file -> the run's artifacts [under artifact_path]
                                                again: skipped when a file of that name and size is there
     RegisterModel a checkpoint as the run's logged model + registered version (registry.register_checkpoint,
@@ -21,8 +23,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tdn.tracking.lineage import ShardDataset
 from tdn.tracking.mlflow_store import METRICS_PER_BATCH, PARAM_VALUE_LIMIT, PARAMS_PER_BATCH
 from tdn.tracking.registry import register_checkpoint
 
@@ -31,7 +34,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MetricItem = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+class MetricItem(NamedTuple):
+    """One metric value; ``dataset_name`` / ``dataset_digest``: the split it was measured on ("" = none)."""
+
+    key: str
+    value: float
+    timestamp: int  # ms since the epoch
+    step: int
+    dataset_name: str = ""
+    dataset_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,12 +101,24 @@ class LogMetrics:
             seen = {(m.key, m.step, m.timestamp) for key in {i[0] for i in items}
                     for m in client.get_metric_history(target.run_id, key)}  # fmt: skip
             items = [i for i in items if (i[0], i[3], i[2]) not in seen]
-        metrics = [Metric(k, v, ts, step) for k, v, ts, step in items]
+        metrics = [Metric(i.key, i.value, i.timestamp, i.step, dataset_name=i.dataset_name or None,
+                          dataset_digest=i.dataset_digest or None) for i in items]  # fmt: skip
         for i in range(0, len(metrics), METRICS_PER_BATCH):
             client.log_batch(target.run_id, metrics=metrics[i : i + METRICS_PER_BATCH])
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "metrics", "items": [list(i) for i in self.items]}
+
+
+@dataclass
+class LogInputs:
+    datasets: list[ShardDataset]
+
+    def send(self, client: MlflowClient, target: RunTarget, again: bool) -> None:
+        client.log_inputs(target.run_id, datasets=[d.to_input() for d in self.datasets])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": "inputs", "datasets": [d.to_dict() for d in self.datasets]}
 
 
 @dataclass
@@ -125,15 +149,16 @@ class RegisterModel:
     name: str
     metrics: dict[str, float]
     alias: str = ""
+    export: bool = True  # also save the pt2 model for mlflow.pytorch.load_model (tracking/model_export.py)
 
     def send(self, client: MlflowClient, target: RunTarget, again: bool) -> None:
         version = register_checkpoint(client, target.run_id, target.experiment_id, self.checkpoint_path,
-                                      self.name, self.metrics, self.alias)  # fmt: skip
+                                      self.name, self.metrics, self.alias, export=self.export)  # fmt: skip
         log.warning("mlflow: registered %s version %s", self.name, version)
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": "register", "checkpoint_path": self.checkpoint_path, "name": self.name,
-                "metrics": dict(self.metrics), "alias": self.alias}  # fmt: skip
+                "metrics": dict(self.metrics), "alias": self.alias, "export": self.export}  # fmt: skip
 
 
 @dataclass
@@ -147,7 +172,7 @@ class EndRun:
         return {"op": "end", "status": self.status}
 
 
-Operation = LogParams | SetTags | LogMetrics | LogArtifact | RegisterModel | EndRun
+Operation = LogParams | SetTags | LogMetrics | LogInputs | LogArtifact | RegisterModel | EndRun
 
 
 def operation_from_dict(data: dict[str, Any], source: str) -> Operation:
@@ -159,14 +184,27 @@ def operation_from_dict(data: dict[str, Any], source: str) -> Operation:
         if kind == "tags":
             return SetTags({str(k): str(v) for k, v in data["tags"].items()})
         if kind == "metrics":
-            return LogMetrics([(str(k), float(v), int(ts), int(s)) for k, v, ts, s in data["items"]])
+            # items of journals written before issue 15 have no dataset (4 fields)
+            return LogMetrics([_metric_item(item) for item in data["items"]])
+        if kind == "inputs":
+            return LogInputs([ShardDataset.from_dict(d) for d in data["datasets"]])
         if kind == "artifact":
             return LogArtifact(str(data["local_path"]), str(data["artifact_path"]))
         if kind == "register":
             metrics = {str(k): float(v) for k, v in data["metrics"].items()}
-            return RegisterModel(str(data["checkpoint_path"]), str(data["name"]), metrics, str(data["alias"]))
+            # journals written before issue 15 have no "export": those registrations exported nothing either
+            export = bool(data.get("export", False))
+            return RegisterModel(str(data["checkpoint_path"]), str(data["name"]), metrics, str(data["alias"]),
+                                 export)  # fmt: skip
         if kind == "end":
             return EndRun(str(data["status"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{source}: malformed {kind!r} entry: {exc!r}") from exc
     raise ValueError(f"{source}: unknown journal entry {kind!r}")
+
+
+def _metric_item(item: list[Any]) -> MetricItem:
+    key, value, stamp, step, *dataset = item
+    if len(dataset) not in (0, 2):
+        raise ValueError(f"metric item with {len(item)} fields")
+    return MetricItem(str(key), float(value), int(stamp), int(step), *(str(d) for d in dataset))

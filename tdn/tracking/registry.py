@@ -2,13 +2,20 @@
 
 What is registered: an MLflow *logged model* (``model_type="tdn-checkpoint"``) whose artifacts are
 
+    data/model.pt2  the eval-mode model in MLflow's pickle-free pt2 format (torch.export; model_export.py)
+    MLmodel         flavors pytorch + python_function, signature (N, T, 5, 3, S, S) -> (N, classes),
+                    metadata (class names, input shape) and a ``tdn`` section (format, checkpoint, metrics)
+    class_names.json, input_example.npz, requirements.txt, python_env.yaml, conda.yaml
     checkpoint.pt   the project checkpoint (tdn/checkpoints/project.py format: model_config, model, class_names, ...)
-    MLmodel         a small descriptor saying so (no MLflow flavor: nothing in it is ever unpickled)
 
-and a registered model version pointing at it, tagged with its validation accuracy. To load it back::
+and a registered model version pointing at it, tagged with its scores. To load it back::
 
+    model = mlflow.pytorch.load_model("models:/tdn-ucf101@champion")     # no project code, no pickle
     model, ckpt = load_registered_model("models:/tdn-ucf101@champion")    # or models:/tdn-ucf101/3, runs:/...
     # = mlflow.artifacts.download_artifacts(uri) + tdn.checkpoints.project.load_model_checkpoint(".../checkpoint.pt")
+
+``register_checkpoint(..., export=False)``, or a model that does not export (logged as a warning), registers the
+checkpoint alone, as before this flavor existed: MLmodel without flavors, loadable by the project's code only.
 
 The other registry calls: ``resolve_model_version`` (``models:/name@alias`` or ``models:/name/3`` -> the
 version and its training run), ``tag_model_version`` (evaluation links a version to its latest result) and
@@ -21,7 +28,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,23 +46,50 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_TYPE = "tdn-checkpoint"
 
 
-def _mlmodel(model_id: str, run_id: str, metrics: Mapping[str, float]) -> str:
-    return yaml.safe_dump(
-        {
-            "artifact_path": "model",
-            "model_id": model_id,
-            "run_id": run_id,
-            "flavors": {},
-            "tdn": {
-                "format": "tdn-checkpoint/1",
-                "checkpoint": CHECKPOINT_NAME,
-                "load": "tdn.tracking.registry.load_registered_model(uri) or "
-                "tdn.checkpoints.project.load_model_checkpoint(path/checkpoint.pt)",
-                "metrics": {k: float(v) for k, v in metrics.items()},
-            },
-        },
-        sort_keys=False,
-    )
+def _tdn_section(metrics: Mapping[str, float], export_error: str) -> dict[str, Any]:
+    """The MLmodel's ``tdn`` section: how the project's own code loads the model, and its scores."""
+    section: dict[str, Any] = {
+        "format": "tdn-checkpoint/1",
+        "checkpoint": CHECKPOINT_NAME,
+        "load": "tdn.tracking.registry.load_registered_model(uri) or "
+        "tdn.checkpoints.project.load_model_checkpoint(path/checkpoint.pt)",
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    if export_error:
+        section["export_error"] = export_error
+    return section
+
+
+def _write_model_folder(staging: str, checkpoint_path: str, model_id: str, run_id: str,
+                        metrics: Mapping[str, float], export: bool) -> None:  # fmt: skip
+    """The logged model's files in ``staging``: the pt2 MLflow model when ``export`` (and it exports), the
+    checkpoint, and an MLmodel naming the logged model and its run."""
+    export_error = ""
+    if export:
+        from mlflow.models import Model
+
+        from tdn.tracking.model_export import save_exported_model
+
+        try:
+            exported = save_exported_model(checkpoint_path, staging)
+        except Exception as exc:  # noqa: BLE001 - a model that does not export is still registered
+            export_error = f"{type(exc).__name__}: {str(exc)[:500]}"
+            log.warning("registry: %s did not export to MLflow's pt2 format; registering the checkpoint "
+                        "alone (%s)", checkpoint_path, export_error)  # fmt: skip
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+        else:
+            log.info("registry: exported %s in %.1f s", checkpoint_path, exported.export_s)
+            mlmodel = Model.load(os.path.join(staging, "MLmodel"))
+            mlmodel.artifact_path, mlmodel.model_id, mlmodel.run_id = "model", model_id, run_id
+            mlmodel.tdn = _tdn_section(metrics, "")  # type: ignore[attr-defined]  # saved with the rest
+            mlmodel.save(os.path.join(staging, "MLmodel"))
+    shutil.copyfile(checkpoint_path, os.path.join(staging, CHECKPOINT_NAME))
+    if not export or export_error:
+        with open(os.path.join(staging, "MLmodel"), "w", encoding="utf-8") as f:
+            fields = {"artifact_path": "model", "model_id": model_id, "run_id": run_id, "flavors": {},
+                      "tdn": _tdn_section(metrics, export_error)}  # fmt: skip
+            yaml.safe_dump(fields, f, sort_keys=False)
 
 
 def register_checkpoint(
@@ -68,8 +101,13 @@ def register_checkpoint(
     metrics: Mapping[str, float],
     alias: str = "",
     tags: Mapping[str, str] | None = None,
+    export: bool = True,
 ) -> str:
     """Log ``checkpoint_path`` as a logged model of run ``run_id`` and register it under ``name``.
+
+    ``export``: also write the model in MLflow's pt2 format (mlflow.pytorch.load_model works on it); False
+    logs the checkpoint alone (the tests that do not load it through MLflow, to save the export's time).
+    ``metrics`` become tags of the logged model and the version, and the MLmodel's ``tdn.metrics``.
 
     Returns the version. Idempotent: a run has at most one logged model and one version of ``name``; a call
     retried after an outage, or a finished run launched again, finds them and completes what is missing
@@ -93,23 +131,10 @@ def register_checkpoint(
         )
     staging = tempfile.mkdtemp(prefix="tdn-model-")
     try:
-        shutil.copyfile(checkpoint_path, os.path.join(staging, CHECKPOINT_NAME))
-        with open(os.path.join(staging, "MLmodel"), "w", encoding="utf-8") as f:
-            f.write(_mlmodel(logged.model_id, run_id, metrics))
+        _write_model_folder(staging, checkpoint_path, logged.model_id, run_id, metrics, export)
         client.log_model_artifacts(logged.model_id, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if metrics and not any(k.startswith("registered.") for k in client.get_run(run_id).data.metrics):
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[
-                Metric(f"registered.{k}", float(v), stamp, 0, model_id=logged.model_id)
-                for k, v in metrics.items()
-            ],
-        )
     client.finalize_logged_model(logged.model_id, "READY")
     return _register_version(client, name, run_id, logged.model_id, all_tags, alias)
 
@@ -154,7 +179,29 @@ def _register_version(client: MlflowClient, name: str, run_id: str, model_id: st
         version = str(created.version)
     if alias:
         client.set_registered_model_alias(name, alias, version)
+    _link_run_model_version(client, run_id, model_id, name, version)
     return version
+
+
+def _link_run_model_version(
+    client: MlflowClient, run_id: str, model_id: str, name: str, version: str
+) -> None:
+    """What ``mlflow.pytorch.log_model`` + ``mlflow.register_model`` record and the UI shows: the logged model
+    as the run's output ("Logged models" on the run page) and the version on the logged model's page
+    (its ``mlflow.modelVersions`` tag). Each is checked first, so a retry adds nothing twice."""
+    import json
+
+    from mlflow.entities import LoggedModelOutput
+
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs is not None else []
+    if not any(o.model_id == model_id for o in outputs):
+        client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
+    tag = "mlflow.modelVersions"  # mlflow.utils.mlflow_tags.MLFLOW_MODEL_VERSIONS
+    listed = json.loads(client.get_logged_model(model_id).tags.get(tag, "[]"))
+    if not any(e.get("name") == name and str(e.get("version")) == str(version) for e in listed):
+        entry = {"name": name, "version": int(version)}  # as mlflow.register_model writes it
+        client.set_logged_model_tags(model_id, {tag: json.dumps([*listed, entry])})
 
 
 def download_checkpoint(uri: str, tracking_uri: str | None = None) -> str:

@@ -1,9 +1,9 @@
 """MLflow tracking from rank 0 that never stops training when the tracking server goes away.
 
-Every call (params, metrics, tags, artifacts, model registration, the end of the run) is a typed operation
-(tdn/tracking/operations.py), queued and sent by one background thread through ``MlflowClient``. A failed call
-stays at the head of the queue and is retried with exponential backoff (capped), checking first what already
-arrived, so calls arrive in order and once when the server is back; metrics queued meanwhile are merged into
+Every call (params, metrics, tags, dataset inputs, artifacts, model registration, the end of the run) is a
+typed operation (tdn/tracking/operations.py), queued and sent by one background thread through
+``MlflowClient``. A failed call stays at the head of the queue and is retried with exponential backoff
+(capped), checking first what already arrived, so calls arrive in order and once when the server is back; metrics queued meanwhile are merged into
 batches. The training thread only appends to a queue: it never waits on the network, except in ``close()``,
 which gives the queue ``flush_timeout_s`` to drain. What is still unsent then goes to a durable journal in
 ``journal_dir`` (tdn/tracking/journal.py; ``pending`` counts it, ``python jobs/replay_tracking.py`` sends it
@@ -24,11 +24,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tdn.tracking.journal import JournalHeader, write_journal
+from tdn.tracking.lineage import DatasetRef, ShardDataset
 from tdn.tracking.mlflow_store import (
     PARAM_VALUE_LIMIT,
     make_sqlite_folder,
@@ -39,8 +40,10 @@ from tdn.tracking.mlflow_store import (
 from tdn.tracking.operations import (
     EndRun,
     LogArtifact,
+    LogInputs,
     LogMetrics,
     LogParams,
+    MetricItem,
     Operation,
     RegisterModel,
     RunTarget,
@@ -54,15 +57,21 @@ log = logging.getLogger(__name__)
 class TrackingConfig:
     """Where and what to log. ``uri`` empty = MLFLOW_TRACKING_URI, else ``sqlite:///mlruns/mlflow.db``."""
 
-    enabled: bool = True
-    uri: str = ""
-    experiment: str = "tdn-train"
+    enabled: bool = True  # log to MLflow
+    uri: str = ""  # MLflow tracking URI
+    experiment: str = "tdn-train"  # MLflow experiment
     registered_model: str = "tdn"  # empty = do not register the final model
     registered_alias: str = ""  # e.g. "champion"; empty = no alias
-    log_every_steps: int = 20
-    request_timeout_s: int = 10
-    max_backoff_s: float = 30.0
-    flush_timeout_s: float = 120.0
+    # Also register a pt2 (torch.export) model that mlflow.pytorch.load_model reads; ~15 s of CPU for R50 8f
+    export_model: bool = True
+    log_every_steps: int = 20  # log training metrics every this many steps
+    request_timeout_s: int = 10  # timeout of one MLflow request
+    max_backoff_s: float = 30.0  # longest pause between retries while MLflow is unreachable
+    flush_timeout_s: float = 120.0  # at the end, wait this long for queued calls, then journal them
+    system_metrics: bool = (
+        True  # CPU, memory, disk, network (GPU with nvidia-ml-py) per node, as system/<node>/*
+    )
+    system_metrics_interval_s: float = 10.0  # seconds between two system-metric samples
 
     def resolved_uri(self) -> str:
         """The URI to use, with a relative sqlite path made absolute (Ray workers run in another folder)."""
@@ -135,9 +144,17 @@ class Tracker:
                 self._queue.append(op)
             self._cond.notify()
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int, dataset: DatasetRef | None = None) -> None:
+        """``dataset``: the split the values were measured on (e.g. the val split for ``val/*``); MLflow
+        then shows the metric with that dataset."""
         stamp = int(time.time() * 1000)
-        self._put(LogMetrics([(k, float(v), stamp, int(step)) for k, v in metrics.items()]))
+        name, digest = (dataset.name, dataset.digest) if dataset is not None else ("", "")
+        self._put(LogMetrics([MetricItem(k, float(v), stamp, int(step), name, digest)
+                              for k, v in metrics.items()]))  # fmt: skip
+
+    def log_inputs(self, datasets: Sequence[ShardDataset]) -> None:
+        """The shard splits the run reads, as its MLflow dataset inputs (the run's Datasets panel)."""
+        self._put(LogInputs(list(datasets)))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         # MLflow caps a value at 6000 characters; lists of class names can be longer.
@@ -153,7 +170,8 @@ class Tracker:
     def register_model(self, checkpoint_path: str, name: str, metrics: Mapping[str, float],
                        alias: str = "") -> None:  # fmt: skip
         """Log the checkpoint as the run's model and register it (once, however often this is retried)."""
-        self._put(RegisterModel(checkpoint_path, name, {k: float(v) for k, v in metrics.items()}, alias))
+        scores = {k: float(v) for k, v in metrics.items()}
+        self._put(RegisterModel(checkpoint_path, name, scores, alias, export=self.cfg.export_model))
 
     # ---- consumer side (background thread) ----
     def _open_run(self, client: Any) -> str:

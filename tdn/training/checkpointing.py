@@ -4,13 +4,17 @@ new run:    TDNNet (random) --init.imagenet: tdn.checkpoints.imagenet | init.che
             the classifier too if its shape fits--> starting weights          (init_weights)
 restart:    Ray's last checkpoint, else run.resume --> model, optimizer, schedule, rng, epoch, step
                                                                              (resume_from)
-each epoch: rank 0 --> checkpoint.pt (tdn/checkpoints/project.py format) + config.yaml
-            --ray.train.report--> <storage_path>/<run name>/checkpoint_NNNNNN/  (report_checkpoint)
+each epoch: rank 0 --> checkpoint.pt (tdn/checkpoints/project.py format, with the run's best so far and
+            its per-epoch history) + config.yaml
+            --ray.train.report--> <storage_path>/<run name>/epoch_NNNN/  (report_checkpoint)
+            Ray keeps the checkpoint.keep best by checkpoint.monitor and the last one (launcher.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -32,10 +36,12 @@ from tdn.checkpoints.project import (
     strict_load,
 )
 from tdn.model.networks import TDNNet, build_model_from_config
+from tdn.reporting.training_curves import EpochRecord
 from tdn.training.config import InitConfig, TrainConfig
 from tdn.training.console import console
 from tdn.training.optim import IterationSchedule
 from tdn.training.rng import rng_state, set_rng_state
+from tdn.training.selection import BestCheckpoint, epoch_dir
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -112,12 +118,20 @@ class Resumed:
     epoch: int  # epochs done
     step: int  # optimiser steps done
     metrics: dict[str, float]  # of the last epoch done
+    best: BestCheckpoint  # the run's best checkpoint so far (a fresh one for a checkpoint without it)
+    history: list[EpochRecord]  # one record per epoch done (empty for a checkpoint without it)
 
 
 def resume_from(
-    source: str, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: IterationSchedule
+    source: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: IterationSchedule,
+    monitor: str,
+    mode: str,
 ) -> Resumed:
-    """Continue a run from its checkpoint: weights, optimiser, schedule and RNG state, epoch and step."""
+    """Continue a run from its checkpoint: weights, optimiser, schedule and RNG state, epoch and step, and
+    what it knew of its best checkpoint (by ``monitor``/``mode``) and its history."""
     path = resolve_checkpoint(source)
     ckpt = load_checkpoint(path)
     strict_load(model, ckpt["model"], path)
@@ -125,7 +139,9 @@ def resume_from(
     schedule.load_state_dict(ckpt["scheduler"])
     if "rng" in ckpt:
         set_rng_state(ckpt["rng"])
-    return Resumed(path, int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt.get("metrics", {})))
+    best = BestCheckpoint.from_dict(dict(ckpt.get("best", {})), monitor, mode)
+    history = [EpochRecord(**row) for row in ckpt.get("history", [])]
+    return Resumed(path, int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt.get("metrics", {})), best, history)
 
 
 def report_checkpoint(
@@ -139,15 +155,23 @@ def report_checkpoint(
     metrics: dict[str, float],
     rank: int,
     workdir: str,
+    best: BestCheckpoint,
+    history: list[EpochRecord],
 ) -> str | None:
-    """Rank 0 writes checkpoint.pt + config.yaml and hands them to Ray; every rank reports the metrics.
+    """Rank 0 writes checkpoint.pt + config.yaml and hands them to Ray as ``epoch_NNNN``; every rank reports
+    the metrics.
 
-    Returns the path of a local copy of the checkpoint (rank 0), kept for the final model registration.
+    Returns the path of a local copy of the checkpoint (rank 0); when it is the best so far it is also
+    copied to ``<workdir>/best/checkpoint.pt``, which the final model registration logs.
     """
     import ray.train
 
+    # Ray ranks checkpoints by the monitored value: an epoch without it (not validated) ranks last (NaN)
+    # instead of Ray logging an error-level "Result dict has no key" line
+    reported = {**metrics, best.monitor: metrics.get(best.monitor, math.nan)}
+    name = epoch_dir(epochs_done)
     if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
+        ray.train.report(reported, checkpoint=None, checkpoint_dir_name=name)
         return None
     with tempfile.TemporaryDirectory(prefix="ckpt-", dir=workdir) as tmp:
         path = os.path.join(tmp, CHECKPOINT_FILE)
@@ -163,10 +187,42 @@ def report_checkpoint(
             rng=rng_state(),
             train_config=config_to_dict(cfg),
             metrics=metrics,
+            best=best.to_dict(),
+            history=[dataclasses.asdict(r) for r in history],
         )
         with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
         kept = os.path.join(workdir, CHECKPOINT_FILE)
         shutil.copyfile(path, kept)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        if best.epoch == epochs_done:
+            os.makedirs(os.path.join(workdir, "best"), exist_ok=True)
+            shutil.copyfile(path, best_copy(workdir))
+        checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(reported, checkpoint=checkpoint, checkpoint_dir_name=name)
     return kept
+
+
+def best_copy(workdir: str) -> str:
+    """Rank 0's local copy of the best checkpoint seen by this process."""
+    return os.path.join(workdir, "best", CHECKPOINT_FILE)
+
+
+def best_checkpoint_file(
+    cfg: TrainConfig, run_key: str, best: BestCheckpoint, workdir: str, last: str
+) -> str:
+    """The checkpoint file to register: the best one (this process's copy, else the one Ray kept in the run's
+    storage, downloaded if on S3); the last one when no epoch measured the monitor."""
+    if best.epoch == 0:
+        return last
+    if os.path.exists(best_copy(workdir)):
+        return best_copy(workdir)
+    stored = storage.join(cfg.run.storage_path, run_key, epoch_dir(best.epoch), CHECKPOINT_FILE)
+    if not storage.exists(stored):  # the best was in another run (run.resume from it): its file is there
+        console(f"warning: best checkpoint {stored} not found; registering the last one")
+        return last
+    if not storage.is_s3(stored):
+        return stored
+    os.makedirs(os.path.dirname(best_copy(workdir)), exist_ok=True)
+    with open(best_copy(workdir), "wb") as f:
+        f.write(storage.read_bytes(stored))
+    return best_copy(workdir)

@@ -1,5 +1,5 @@
-"""Progress lines of a training worker: ``console(format_metrics("epoch 1/3", {"loss": 0.69, "step": 40}))``
-prints ``epoch 1/3 | loss 0.69 step 40`` once on the driver's console."""
+"""A line from a training worker, printed once on the driver's console: ``console("epoch 1/3 done | ...")``.
+What the lines say is tdn/training/progress.py's."""
 
 from __future__ import annotations
 
@@ -14,13 +14,3 @@ def console(line: str) -> None:
     stdout sidesteps that patch and behaves like ``print`` everywhere else.
     """
     print(line, file=sys.__stdout__, flush=True)
-
-
-def format_metrics(prefix: str, metrics: dict[str, float]) -> str:
-    parts = []
-    for k, v in metrics.items():
-        if isinstance(v, float) and not float(v).is_integer():
-            parts.append(f"{k} {v:.4g}")
-        else:
-            parts.append(f"{k} {int(v)}")
-    return f"{prefix} | " + " ".join(parts)

@@ -1,7 +1,8 @@
 """Launching a training run on a Ray cluster: TorchTrainer + scaling, storage, failure and checkpoint settings.
 
     result = fit(cfg)                    # cfg: tdn.training.config.TrainConfig; cluster: RAY_ADDRESS or local
-    result.checkpoint.path               # <storage_path>/<run name>/checkpoint_.../checkpoint.pt
+    result.checkpoint.path               # the last: <storage_path>/<run name>/epoch_NNNN/checkpoint.pt
+    best_checkpoint(cfg, result).path    # the best by cfg.checkpoint.monitor (the registered one)
 
 Names: an empty ``run.name`` becomes ``<variant>-<arch>-<UTC time>-<random>`` so that each launch is a fresh
 run -- Ray resumes a run automatically when ``name`` + ``storage_path`` already exist, which is what to do on
@@ -14,9 +15,9 @@ bad input ends the run at once (failures.py).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
-import subprocess
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ from pipeline.config import config_to_dict
 from pipeline.forwarded_env import forwardable
 from pipeline.ray_connect import init_ray
 from tdn.tracking.journal import journal_uri
+from tdn.tracking.lineage import git_commit, source_tags
 from tdn.tracking.mlflow_store import GIT_COMMIT_TAG
 from tdn.training.config import TrainConfig
 from tdn.training.failures import StopOnInputError, input_error_of
@@ -45,22 +47,6 @@ def run_name(cfg: TrainConfig) -> str:
         return cfg.run.name
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{cfg.model.variant}-{cfg.model.arch}-{stamp}-{secrets.token_hex(3)}"
-
-
-def git_commit() -> str:
-    """The commit of the code being launched ('' outside a git checkout)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    if out.returncode != 0:
-        return ""
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def storage_path(cfg: TrainConfig) -> str:
@@ -131,7 +117,8 @@ def build_trainer(cfg: TrainConfig) -> Any:
     loop_config = {
         "train": config_to_dict(cfg),
         "run_key": name,
-        "tags": {GIT_COMMIT_TAG: commit} if commit else {},
+        # taken here on the driver: the launching user and job script, not the worker's
+        "tags": {**source_tags(commit), **({GIT_COMMIT_TAG: commit} if commit else {})},
     }
     resources = resources_per_worker(cfg)
     return TorchTrainer(
@@ -144,13 +131,33 @@ def build_trainer(cfg: TrainConfig) -> Any:
             name=name,
             storage_path=storage_path(cfg),
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
+            # the checkpoint.keep best by checkpoint.monitor, and always the last one (Ray V2's
+            # CheckpointManager never deletes its latest checkpoint), which a restart resumes from
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.checkpoint.keep,
+                checkpoint_score_attribute=cfg.checkpoint.monitor,
+                checkpoint_score_order=cfg.checkpoint.mode,
+            ),
             worker_runtime_env={"env_vars": worker_env(cfg)},
             # a bad input ends the run at once (failures.py). RunConfig types callbacks as UserCallbacks, but
             # passes the others to the controller as they are (DataParallelTrainer._create_default_callbacks)
             callbacks=[StopOnInputError()],  # type: ignore[list-item]
         ),
     )
+
+
+def best_checkpoint(cfg: TrainConfig, result: Any) -> Any:
+    """The best checkpoint Ray kept by ``checkpoint.monitor`` (an epoch that did not measure it, NaN, never
+    is); the last one when none did (no validation). None when the run reported no checkpoint."""
+    scored = [
+        (checkpoint, float(metrics[cfg.checkpoint.monitor]))
+        for checkpoint, metrics in (result.best_checkpoints or [])
+        if not math.isnan(float(metrics.get(cfg.checkpoint.monitor, math.nan)))
+    ]
+    if not scored:
+        return result.checkpoint
+    pick = max if cfg.checkpoint.mode == "max" else min
+    return pick(scored, key=lambda item: item[1])[0]
 
 
 def fit(cfg: TrainConfig, address: str | None = None) -> Any:

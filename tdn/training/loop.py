@@ -4,8 +4,14 @@ One epoch on one worker (DDP, one process per worker, gloo on CPU / NCCL on GPU)
 
     seed(seed, epoch, rank) -> for each batch x (B, T, 5, 3, S, S), y (B,):
         loss = CE(model(x), y) [bf16 autocast on GPU] -> backward -> clip 20 -> SGD step -> lr for next iter
-    -> validation (1 centre clip per video, sharded over ranks, counts all-reduced)
+        (tdn/training/epoch.py; rank 0 prints progress lines with ETAs, tdn/training/progress.py)
+    -> validation (1 centre clip per video, sharded over ranks, counts all-reduced: validation.py)
+    -> is it the best so far by checkpoint.monitor? (tdn/training/selection.py)
     -> rank 0 writes checkpoint.pt + config.yaml -> ray.train.report(metrics, checkpoint) on every rank
+       into <storage_path>/<run name>/epoch_NNNN/; Ray keeps the best ones and the last
+After the last epoch rank 0 logs the config, per-class accuracy, metrics.csv + curves.png and the best
+checkpoint, which it registers. Metric names: tdn/training/metric_names.py. Each node's local rank 0 samples
+system metrics into the run (tdn/training/system_metrics.py).
 
 Before the first epoch the model gets its starting weights (``init``: ImageNet or a fine-tuning checkpoint).
 Resuming: a restarted worker group continues from ``ray.train.get_checkpoint()`` (automatic after a failure),
@@ -19,39 +25,57 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from torch import nn
 
 from pipeline import storage
 from pipeline.config import ConfigError, config_from_dict, config_to_dict, flatten
 from pipeline.loading.device_batch import make_decoder
-from pipeline.loading.eval_loader import eval_batches
 from pipeline.loading.planning import train_steps_per_epoch
-from pipeline.loading.prefetch import DevicePrefetcher, batch_on_device
-from pipeline.loading.shard_reading import indexed_shards, read_index
+from pipeline.loading.prefetch import DevicePrefetcher
+from pipeline.loading.shard_reading import read_index
 from pipeline.loading.train_loader import train_loader
 from tdn.model.networks import build_model_from_config
+from tdn.reporting.training_curves import EpochRecord, write_training_history
 from tdn.tracking.journal import JOURNAL_FOLDER
+from tdn.tracking.lineage import DatasetRef, ShardDataset
 from tdn.tracking.mlflow_store import (
     KIND_TAG,
     KIND_TRAIN,
     RESUMED_FROM_TAG,
     TRAIN_INDEX_CHECKSUM_TAG,
+    VAL_SAMPLES_TAG,
     WORLD_SIZE_TAG,
 )
 from tdn.tracking.tracker import Tracker
-from tdn.training.checkpointing import fresh_workdir, init_weights, report_checkpoint, resume_from
+from tdn.training import metric_names as names
+from tdn.training.checkpointing import (
+    best_checkpoint_file,
+    fresh_workdir,
+    init_weights,
+    report_checkpoint,
+    resume_from,
+)
 from tdn.training.config import TrainConfig
-from tdn.training.console import console, format_metrics
-from tdn.training.optim import IterationSchedule, build_optimizer, clip_gradients
+from tdn.training.console import console
+from tdn.training.epoch import train_epoch
+from tdn.training.optim import build_optimizer
+from tdn.training.progress import (
+    ConsoleBar,
+    EpochSummary,
+    ProgressClock,
+    epoch_line,
+    print_model_summary,
+    resume_line,
+)
 from tdn.training.rng import seed_everything, seed_model_init
-
-# ---------------------------------------------------------------------------------------------- the loop
+from tdn.training.selection import BestCheckpoint
+from tdn.training.system_metrics import NodeSystemMetrics, start_node_sampler
+from tdn.training.validation import validate, write_per_class_csv
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -85,17 +109,26 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer, schedule = build_optimizer(model, cfg.optim, global_batch, steps_per_epoch)
 
     start_epoch, step, last_metrics, ckpt_path = 0, 0, {}, None
+    best = BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode)
+    history: list[EpochRecord] = []  # per epoch done: metrics.csv and curves.png at the end
     ray_ckpt = ray.train.get_checkpoint()
+    resumed_from = ""
     workdir = fresh_workdir(config["run_key"], rank)  # emptied: what a killed attempt left goes here
     # Ray's checkpoint: restarted after a failure, or the same run name launched again
     source = (
         ray_ckpt.to_directory(os.path.join(workdir, "resumed")) if ray_ckpt is not None else cfg.run.resume
     )
     if source:
-        resumed = resume_from(source, model, optimizer, schedule)
+        resumed = resume_from(source, model, optimizer, schedule, cfg.checkpoint.monitor, cfg.checkpoint.mode)
         start_epoch, step, last_metrics = resumed.epoch, resumed.step, resumed.metrics
-        ckpt_path = resumed.path
-        console(f"[rank {rank}] resumed from {ckpt_path}: epoch {start_epoch}, step {step}")
+        ckpt_path, best, history = resumed.path, resumed.best, resumed.history
+        # where it came from (Ray's checkpoint folder, or run.resume), not the worker's scratch copy
+        resumed_from = ray_ckpt.path if ray_ckpt is not None else resumed.path
+        if rank == 0:
+            console(resume_line(resumed_from, start_epoch, step, best.monitor, best.score, best.epoch))
+    if rank == 0:
+        params = sum(p.numel() for p in model.parameters())
+        print_model_summary(cfg.model, params, cfg.loader.input_size)
 
     ddp: nn.Module = model
     if world > 1:
@@ -111,6 +144,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     batches = DevicePrefetcher(loader, device, decoder)
 
     tracker = None
+    val_dataset: DatasetRef | None = None  # the val split, which the val/* metrics carry
     if rank == 0 and cfg.tracking.enabled:
         # calls still unsent when training ends go to a journal beside the checkpoints (replay_tracking.py)
         journal_dir = storage.join(cfg.run.storage_path, config["run_key"], JOURNAL_FOLDER)
@@ -124,186 +158,110 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 KIND_TAG: KIND_TRAIN,
                 TRAIN_INDEX_CHECKSUM_TAG: index.checksum,
                 WORLD_SIZE_TAG: world,
-                **({RESUMED_FROM_TAG: ckpt_path} if ckpt_path else {}),
+                **({RESUMED_FROM_TAG: resumed_from} if resumed_from else {}),
             }
         )
+        inputs = [ShardDataset.from_index(index, train_dir, "training")]
+        if val_dir:
+            inputs.append(ShardDataset.from_index(read_index(val_dir), val_dir, "validation"))
+            val_dataset = inputs[-1].ref()
+        tracker.log_inputs(inputs)  # the run's Datasets panel: source = split folder, digest = its checksum
+    sampler = start_node_sampler(cfg.tracking, config["run_key"], ctx.get_local_rank(), tracker, node_name())
     try:
         per_class = None
+        clock, bar = ProgressClock(cfg.optim.epochs, steps_per_epoch), ConsoleBar()
         for epoch in range(start_epoch, cfg.optim.epochs):
             seed_everything(cfg.run.seed, epoch, rank)
             loader.set_epoch(epoch)
+            clock.start_epoch(epoch)
             t0 = time.perf_counter()
-            stats, step = train_epoch(
-                ddp,
-                batches,
-                optimizer,
-                schedule,
-                cfg,
-                epoch,
-                step,
-                steps_per_epoch,
-                device,
-                rank,
-                world,
-                tracker,
-            )
-            metrics: dict[str, float] = {
-                "epoch": epoch + 1,
-                "step": step,
-                **stats,
-                "epoch_time_s": time.perf_counter() - t0,
-            }
+            stats, step = train_epoch(ddp, batches, optimizer, schedule, cfg, epoch, step, steps_per_epoch,
+                                      device, rank, world, tracker, clock, bar)  # fmt: skip
+            metrics: dict[str, float] = {names.EPOCH: epoch + 1, names.STEP: step, **stats,
+                                         names.EPOCH_TIME_S: time.perf_counter() - t0}  # fmt: skip
+            val: dict[str, float] = {}
             if val_dir and ((epoch + 1) % cfg.run.val_every_epochs == 0 or epoch + 1 == cfg.optim.epochs):
                 val, per_class = validate(model, val_dir, cfg, device, rank, world)
                 metrics.update(val)
+                if tracker and not history_validated(history):
+                    tracker.set_tags({VAL_SAMPLES_TAG: int(per_class[:, 0].sum())})
+            new_best = best.update(metrics, epoch + 1)
+            if best.score is not None:
+                metrics[names.best_key(best.monitor)] = best.score
+            history.append(epoch_record(metrics))
             if rank == 0:
-                console(format_metrics(f"epoch {epoch + 1}/{cfg.optim.epochs}", metrics))
+                bar.line(epoch_line(EpochSummary(
+                    epoch + 1, cfg.optim.epochs, metrics[names.EPOCH_LOSS], metrics[names.EPOCH_TOP1_PCT],
+                    val.get(names.VAL_TOP1_PCT), val.get(names.VAL_TOP5_PCT), best.monitor, best.score,
+                    best.epoch, metrics[names.EPOCH_TIME_S],
+                )))  # fmt: skip
             if tracker:
-                tracker.log_metrics({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
+                log_epoch(tracker, metrics, val, step, val_dataset, best if new_best else None)
             last_metrics = metrics
-            ckpt_path = report_checkpoint(
-                model, optimizer, schedule, cfg, classes, epoch + 1, step, metrics, rank, workdir
-            )
+            ckpt_path = report_checkpoint(model, optimizer, schedule, cfg, classes, epoch + 1, step, metrics,
+                                          rank, workdir, best, history)  # fmt: skip
+            clock.end_epoch()
         if rank == 0:
-            finish(tracker, cfg, classes, per_class, last_metrics, ckpt_path, workdir)
+            finish(tracker, cfg, classes, per_class, last_metrics, ckpt_path, workdir,
+                   FinalState(config["run_key"], best, history, sampler))  # fmt: skip
             tracker = None
     finally:
+        if sampler is not None:
+            sampler.stop()
         if tracker is not None:
             tracker.close(status="FAILED")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def train_epoch(
-    ddp: nn.Module,
-    loader: Any,
-    optimizer: torch.optim.Optimizer,
-    schedule: IterationSchedule,
-    cfg: TrainConfig,
-    epoch: int,
-    step: int,
-    steps_per_epoch: int,
-    device: torch.device,
-    rank: int,
-    world: int,
-    tracker: Tracker | None,
-) -> tuple[dict[str, float], int]:
-    """One pass over this rank's share of the shards. Returns (epoch stats averaged over ranks, global step)."""
-    ddp.train()
-    criterion = nn.CrossEntropyLoss()
-    cuda = device.type == "cuda"
-    sums = torch.zeros(4, dtype=torch.float64)  # loss*n, correct, n, data wait seconds
-    window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter()}
-    waits: list[float] = []  # time to the next batch, per step
-    epoch_t0 = time.perf_counter()
-    it = iter(loader)
-    for i in range(steps_per_epoch):
-        t_wait = time.perf_counter()
-        x, y = next(it)
-        # Batches from a DevicePrefetcher are already there; uint8 ones (loader.output_dtype) are normalised
-        # on the device (4x fewer bytes to copy), encoded ones (loader.decode: device) decoded there.
-        x, y = batch_on_device(x, device), y.to(device, non_blocking=True)
-        wait = time.perf_counter() - t_wait
-        waits.append(wait)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.run.amp):
-            logits = ddp(x)
-            loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(ddp, cfg.optim)
-        optimizer.step()
-        schedule.step()
-        step += 1
-        maybe_crash(cfg, step, rank, world)
-        n = y.shape[0]
-        loss_value = float(loss.detach())
-        sums += torch.tensor(
-            [loss_value * n, float((logits.argmax(1) == y).sum()), n, wait], dtype=torch.float64
-        )
-        window["loss"] += loss_value
-        window["n"] += 1
-        window["wait"] += wait
-        if rank == 0 and (window["n"] >= cfg.run.log_every_steps or i + 1 == steps_per_epoch):
-            elapsed = time.perf_counter() - window["t0"]
-            recent = waits[-int(window["n"]) :]
-            logged = {
-                "loss": window["loss"] / window["n"],
-                "lr": schedule.lr_at(step - 1),
-                "samples_per_s": window["n"] * cfg.loader.batch_size * world / elapsed,
-                "data_wait_frac": window["wait"] / elapsed,
-                "next_batch_p50_s": float(np.percentile(recent, 50)),
-                "next_batch_p95_s": float(np.percentile(recent, 95)),
-            }
-            console(format_metrics(f"epoch {epoch + 1} step {i + 1}/{steps_per_epoch} ({step})", logged))
-            if tracker:
-                tracker.log_metrics({f"train/{k}": v for k, v in logged.items()}, step=step)
-            window = {"loss": 0.0, "n": 0, "wait": 0.0, "t0": time.perf_counter()}
-    elapsed = time.perf_counter() - epoch_t0
-    wait_total = float(sums[3])
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(sums)
-    return {
-        "train_loss": float(sums[0]) / max(float(sums[2]), 1.0),  # float64 either way: same numbers
-        "train_top1": float(sums[1]) / max(float(sums[2]), 1.0),
-        "samples_per_s": float(sums[2]) / elapsed,
-        "data_wait_frac": wait_total / elapsed,
-        "next_batch_p50_s": float(np.percentile(waits, 50)) if waits else 0.0,
-        "next_batch_p95_s": float(np.percentile(waits, 95)) if waits else 0.0,
-        "lr": schedule.lr,
-    }, step
+def node_name() -> str:
+    """This node's name in the system metrics' keys (system/<node>/...): its IP address."""
+    import ray.util
+
+    return str(ray.util.get_node_ip_address())
 
 
-def maybe_crash(cfg: TrainConfig, step: int, rank: int, world: int) -> None:
-    """Test hook: the last rank dies once (os._exit, like a lost process) when reaching the configured step."""
-    if cfg.run.crash_once_at_step != step or rank != world - 1 or not cfg.run.crash_marker:
-        return
-    if os.path.exists(cfg.run.crash_marker):
-        return
-    with open(cfg.run.crash_marker, "w") as f:
-        f.write(f"rank {rank} exited at step {step}\n")
-    console(f"[rank {rank}] fault injection: exiting at step {step}")
-    os._exit(1)
+def history_validated(history: list[EpochRecord]) -> bool:
+    return any(r.val_top1_pct is not None for r in history)
 
 
-@torch.no_grad()
-def validate(
-    model: nn.Module, val_dir: str, cfg: TrainConfig, device: torch.device, rank: int, world: int
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Top-1/top-5 and loss over the val split's samples (each a centre clip), shards split over ranks,
-    counts all-reduced. (Per sample: a split with several views per video counts each view; tdn/evaluation/batch_inference.py
-    does the per-video aggregation.)
+def epoch_record(metrics: dict[str, float]) -> EpochRecord:
+    """The epoch's row of metrics.csv (tdn/reporting/training_curves.py)."""
+    return EpochRecord(
+        epoch=int(metrics[names.EPOCH]),
+        step=int(metrics[names.STEP]),
+        train_loss=metrics[names.EPOCH_LOSS],
+        train_top1_pct=metrics[names.EPOCH_TOP1_PCT],
+        lr=metrics[names.LR],
+        epoch_time_s=metrics[names.EPOCH_TIME_S],
+        samples_per_s=metrics[names.EPOCH_SAMPLES_PER_S],
+        val_loss=metrics.get(names.VAL_LOSS),
+        val_top1_pct=metrics.get(names.VAL_TOP1_PCT),
+        val_top5_pct=metrics.get(names.VAL_TOP5_PCT),
+    )
 
-    Returns (metrics, per-class counts (num_classes, 3): samples, top-1 hits, top-5 hits).
-    """
-    model.eval()
-    cuda = device.type == "cuda"
-    k = min(5, cfg.model.num_classes)
-    counts = torch.zeros(cfg.model.num_classes, 3, dtype=torch.float64)
-    loss_sum = torch.zeros(1, dtype=torch.float64)
-    shards = indexed_shards(val_dir)[rank::world]  # whole shards per rank; uneven shares are fine
-    decoder = make_decoder(device) if cfg.loader.decode == "device" else None
-    for batch in eval_batches(shards, cfg.loader, cfg.loader.batch_size) if shards else []:
-        x, y = batch_on_device(batch.x, device, decoder), batch.labels.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.run.amp):
-            logits = model(x).float()
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        topk = logits.topk(k, dim=1).indices
-        hit1 = (topk[:, 0] == y).double().cpu()
-        hit5 = (topk == y[:, None]).any(dim=1).double().cpu()
-        yc = y.cpu()
-        counts.index_add_(0, yc, torch.stack([torch.ones_like(hit1), hit1, hit5], dim=1))
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(counts)
-        dist.all_reduce(loss_sum)
-    n = float(counts[:, 0].sum())
-    if n == 0:
-        raise ValueError(f"{val_dir}: no validation samples were read")
-    metrics = {
-        "val_top1": float(counts[:, 1].sum()) / n,
-        "val_top5": float(counts[:, 2].sum()) / n,
-        "val_loss": float(loss_sum) / n,
-        "val_samples": n,
-    }
-    return metrics, counts
+
+def log_epoch(tracker: Tracker, metrics: dict[str, float], val: dict[str, float], step: int,
+              val_dataset: DatasetRef | None, new_best: BestCheckpoint | None) -> None:  # fmt: skip
+    """The epoch's MLflow metrics at the global step: train/epoch_*, val/* (with the val split), and
+    best/<monitor> when this epoch is the new best (no counters: epoch and step are the x-axis)."""
+    train_keys = (names.EPOCH_LOSS, names.EPOCH_TOP1_PCT, names.EPOCH_TIME_S)
+    tracker.log_metrics({k: metrics[k] for k in train_keys}, step=step)
+    if val:
+        tracker.log_metrics(val, step=step, dataset=val_dataset)
+    if new_best is not None and new_best.score is not None:
+        on_val = new_best.monitor.startswith("val/")
+        tracker.log_metrics({names.best_key(new_best.monitor): new_best.score}, step=step,
+                            dataset=val_dataset if on_val else None)  # fmt: skip
+
+
+@dataclass
+class FinalState:
+    """What finish() needs besides the last epoch: the run, its best checkpoint, history, system sampler."""
+
+    run_key: str  # the Ray run name (the MLflow run's tdn.train_run tag)
+    best: BestCheckpoint
+    history: list[EpochRecord]
+    sampler: NodeSystemMetrics | None  # this node's system-metrics sampler; stopped before the run ends
 
 
 def finish(
@@ -314,8 +272,10 @@ def finish(
     metrics: dict[str, float],
     ckpt_path: str | None,
     workdir: str,
+    final: FinalState,
 ) -> None:
-    """Rank 0 after the last epoch: config, per-class accuracy and final checkpoint to MLflow; register it."""
+    """Rank 0 after the last epoch: config, per-class accuracy, metrics.csv + curves.png and the best
+    checkpoint to MLflow; register the best (the last one when no epoch measured checkpoint.monitor)."""
     if tracker is None:
         return
     config_file = os.path.join(workdir, "config.yaml")
@@ -324,22 +284,21 @@ def finish(
     tracker.log_artifact(config_file)
     if per_class is not None:
         csv_file = os.path.join(workdir, "per_class_accuracy.csv")
-        with open(csv_file, "w", encoding="utf-8") as f:
-            f.write("class_index,class_name,samples,top1,top5\n")
-            for i, name in enumerate(classes):
-                n = float(per_class[i, 0])
-                top1 = float(per_class[i, 1]) / n if n else float("nan")
-                top5 = float(per_class[i, 2]) / n if n else float("nan")
-                f.write(f'{i},"{name.replace(chr(34), chr(34) * 2)}",{int(n)},{top1:.6f},{top5:.6f}\n')
+        write_per_class_csv(csv_file, classes, per_class)
         tracker.log_artifact(csv_file)
+    if final.history:
+        for path in write_training_history(final.history, os.path.join(workdir, "history")):
+            tracker.log_artifact(path)
     if ckpt_path is not None:
-        tracker.log_artifact(ckpt_path, "checkpoint")
+        best_file = best_checkpoint_file(cfg, final.run_key, final.best, workdir, ckpt_path)
+        tracker.log_artifact(best_file, "checkpoint")
         if cfg.tracking.registered_model:
-            score_keys = ("val_top1", "val_top5", "train_loss")
-            score: dict[str, float] = {k: metrics[k] for k in score_keys if k in metrics}
             tracker.register_model(
-                ckpt_path, cfg.tracking.registered_model, score, cfg.tracking.registered_alias
-            )
+                best_file, cfg.tracking.registered_model, registered_score(final, metrics),
+                cfg.tracking.registered_alias,
+            )  # fmt: skip
+    if final.sampler is not None:
+        final.sampler.stop()  # its last values reach the run before it ends
     tracker.close()
     if tracker.pending:
         console(
@@ -348,3 +307,15 @@ def finish(
         )
     if tracker.dropped:
         console(f"warning: {tracker.dropped} MLflow call(s) could not be sent to {tracker.uri}")
+
+
+def registered_score(final: FinalState, last: dict[str, float]) -> dict[str, float]:
+    """The registered checkpoint's numbers (its version's tags): those of the best epoch, else the last."""
+    record = next((r for r in final.history if r.epoch == final.best.epoch), None)
+    if record is None:
+        keys = {"val_top1_pct": names.VAL_TOP1_PCT, "val_top5_pct": names.VAL_TOP5_PCT,
+                "train_loss": names.EPOCH_LOSS, "epoch": names.EPOCH}  # fmt: skip
+        return {short: last[key] for short, key in keys.items() if key in last}
+    score = {"val_top1_pct": record.val_top1_pct, "val_top5_pct": record.val_top5_pct,
+             "train_loss": record.train_loss, "epoch": float(record.epoch)}  # fmt: skip
+    return {k: v for k, v in score.items() if v is not None}

@@ -22,20 +22,20 @@ from torch import nn
 class OptimConfig:
     """SGD + schedule. ``lr`` is the learning rate for a global batch of ``reference_batch`` samples."""
 
-    lr: float = 0.01
+    lr: float = 0.01  # learning rate for reference_batch samples per step (scaled linearly)
     reference_batch: int = 64  # the released recipes: 8 GPUs x 8 (SSv1/v2) -> lr 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 weight decay
     # The released code decays BN and bias parameters too; set False to exempt them.
     decay_norm_and_bias: bool = True
-    nesterov: bool = False
-    epochs: int = 60
-    schedule: Literal["step", "cosine"] = "step"
+    nesterov: bool = False  # Nesterov momentum
+    epochs: int = 60  # training epochs
+    schedule: Literal["step", "cosine"] = "step"  # learning-rate schedule
     steps: list[int] = field(default_factory=lambda: [30, 45, 55])  # epochs at which lr *= gamma
-    gamma: float = 0.1
+    gamma: float = 0.1  # step schedule: lr factor at each of steps
     min_lr_ratio: float = 0.0  # cosine floor, relative to the peak
-    warmup_epochs: float = 0.0
-    warmup_start_ratio: float = 0.01
+    warmup_epochs: float = 0.0  # linear warm-up length, epochs
+    warmup_start_ratio: float = 0.01  # warm-up starts at this fraction of lr
     clip_grad_norm: float | None = 20.0  # None = no clipping
 
     def __post_init__(self) -> None:

@@ -1,0 +1,83 @@
+"""What a reviewer sees in MLflow's own UI (issue 15): a real ``mlflow server`` on 127.0.0.1 serves the page
+of a training run logged the way training logs it (tdn.tracking.Tracker: dataset inputs, a validation metric
+carrying its split, the checkpoint registered under an alias), and headless Chromium renders it
+(``#/experiments/<id>/runs/<id>``, the run's Overview tab in the "Model training" view). The rendered DOM must
+name the training split with its digest (the index checksum) and context, and the registered model version.
+
+Skipped only where no Chromium binary is on PATH (Debian's package is ``chromium``). One render takes 8-25 s
+of wall time here (2 CPU cores under load 30-50; most of it is parsing MLflow's JavaScript), the run and the
+registration (no pt2 export) about 3 s.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tdn.tracking.lineage import ShardDataset
+from tdn.tracking.tracker import Tracker, TrackingConfig
+from tests.eval_shards import save_tiny_checkpoint
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Virtual time only runs while no request is pending, so this is an upper bound on the page's own timers
+# (MLflow's UI polls): 10 s of virtual time renders the whole run page; the real time is Chromium's CPU.
+VIRTUAL_TIME_MS = 10_000
+
+
+def render_dom(url: str, profile: Path, timeout_s: float = 120.0) -> str:
+    """The DOM of ``url`` after headless Chromium ran its JavaScript, as HTML text."""
+    assert CHROMIUM is not None
+    cmd = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={profile}",
+           f"--virtual-time-budget={VIRTUAL_TIME_MS}", "--dump-dom", url]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:  # timed out: end Chromium and the renderers it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, f"chromium exited with {proc.returncode} rendering {url}"
+    return out
+
+
+def visible_text(dom: str) -> str:
+    """The page's text as a reader sees it: tags, scripts and styles removed, whitespace collapsed."""
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom))).strip()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium)")
+def test_run_page_shows_the_dataset_and_the_registered_model(mlflow_server, tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path / "checkpoint.pt", 3, ["walk", "run", "jump"])
+    cfg = TrackingConfig(uri=mlflow_server.uri, experiment="ui-review", max_backoff_s=1.0, export_model=False,
+                         system_metrics=False)  # fmt: skip
+    tracker = Tracker(cfg, run_key="ui-review-1")
+    train = ShardDataset("synthetic/train", "0123456789abcdef" * 2 + "0a1b", str(tmp_path / "train"),
+                         "training", num_videos=120, num_classes=3)  # fmt: skip
+    val = ShardDataset("synthetic/test", "f" * 36, str(tmp_path / "test"), "validation", num_videos=30)
+    tracker.log_params({"optim.lr": 0.01})
+    tracker.log_inputs([train, val])
+    tracker.log_metrics({"val/top1_pct": 62.5}, step=8, dataset=val.ref())
+    tracker.register_model(ckpt, "tdn-ui-review", {"best/val_top1_pct": 62.5}, alias="champion")
+    tracker.close()
+    assert tracker.dropped == 0 and tracker.rejected == 0 and tracker.run_id and tracker.experiment_id
+
+    run_page = f"#/experiments/{tracker.experiment_id}/runs/{tracker.run_id}"
+    url = f"{mlflow_server.uri}/{run_page}?workflowType=machine_learning"  # the "Model training" view
+    text = visible_text(render_dom(url, tmp_path / "chromium-profile"))
+
+    assert "Model training" in text and "About this run" in text, f"not MLflow's run page: {text[:300]}"
+    # Datasets row: "<name> (<digest>) <context>", the first input shown, the others as "+1"
+    assert f"Datasets {train.name} ({train.digest}) training" in text, text
+    # the validation metric, in percent, under its MLflow key
+    assert "val/top1_pct 62.5" in text, text
+    # Registered models row: "<name> v<version>"
+    assert "Registered models tdn-ui-review v1" in text, text
