@@ -59,8 +59,16 @@ def here(command: str, note: str, accelerator: str = "no accelerator") -> Source
     return Source(command=command, date=date.today().isoformat(), machine=machine, note=note, measured=True)
 
 
+class Measured(Record):
+    """A record of figures with their ``source: Source`` (checked and read back as a nested record)."""
+
+    @classmethod
+    def from_dict(cls, data: object, source: str) -> Self:
+        return cls(**_with_source(_checked_dict(cls, data, source), source))
+
+
 @dataclass(frozen=True)
-class ShardCost(Record):
+class ShardCost(Measured):
     """The shard job's CPU and bytes per frame, for one source resolution (one core, CPU time)."""
 
     source_width: int  # source video width, pixels
@@ -75,26 +83,18 @@ class ShardCost(Record):
     bytes_per_stored_jpeg: float  # mean bytes of one stored JPEG (tar bytes / stored frames)
     source: Source
 
-    @classmethod
-    def from_dict(cls, data: object, source: str) -> Self:
-        return cls(**_with_source(_checked_dict(cls, data, source), source))
-
 
 @dataclass(frozen=True)
-class PipelineOverhead(Record):
+class PipelineOverhead(Measured):
     """What the shard job costs per video beyond decoding and encoding (Ray task, tar, index, driver)."""
 
     shard_cpu_s_per_video: float  # CPU-seconds per video of the whole job minus the per-frame work
     index_bytes_per_video: float  # bytes of index.json + sidecars per video
     source: Source
 
-    @classmethod
-    def from_dict(cls, data: object, source: str) -> Self:
-        return cls(**_with_source(_checked_dict(cls, data, source), source))
-
 
 @dataclass(frozen=True)
-class LoaderCost(Record):
+class LoaderCost(Measured):
     """Training loader throughput per host core for one decode path."""
 
     decode: Literal["cpu", "device"]  # LoaderConfig.decode: JPEGs decoded by CPU workers or on the GPU
@@ -113,7 +113,7 @@ class LoaderCost(Record):
 
 
 @dataclass(frozen=True)
-class GpuThroughput(Record):
+class GpuThroughput(Measured):
     """Training and evaluation throughput of one GPU type for the reference model."""
 
     gpu_type: str  # e.g. "H100", "H200"
@@ -121,10 +121,6 @@ class GpuThroughput(Record):
     train_clips_per_s: float  # training clips (forward + backward) per second per GPU
     eval_views_per_s: float  # evaluation views (one clip, one crop, forward only) per second per GPU
     source: Source
-
-    @classmethod
-    def from_dict(cls, data: object, source: str) -> Self:
-        return cls(**_with_source(_checked_dict(cls, data, source), source))
 
 
 @dataclass(frozen=True)
