@@ -1,6 +1,6 @@
 """Our model vs the released TDN code itself, on the same official-layout checkpoint and input.
 
-    python benchmarks/compare_official.py --official /tmp/official_tdn [--size 224]
+    python -m benchmarks.compare_official --official /tmp/official_tdn [--size 224]
 
 ``--official`` is a folder holding a copy of github MCG-NJU/TDN's ``ops/`` (never commit it here). The
 released code imports torchvision for its data transforms only: an empty stub module stands in for it in
@@ -14,18 +14,14 @@ the train-mode logits, the input gradient, two weight gradients and the BN runni
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.model_step import official_model  # noqa: E402
-from tdn.checkpoints.official import convert_official_state_dict, load_official_checkpoint  # noqa: E402
-from tests.test_checkpoint import official_state_dict  # noqa: E402
+from benchmarks.model_step import official_model
+from tdn.checkpoints.official import convert_official_state_dict, load_official_checkpoint
+from tdn.checkpoints.official_random import random_official_state_dict
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -40,7 +36,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     depths = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
     for arch, t in (("resnet50", 8), ("resnet50", 16), ("resnet101", 8)):
-        sd = official_state_dict(num_classes=17, depths=depths[arch], seed=t)
+        sd = random_official_state_dict(num_classes=17, depths=depths[arch], seed=t)
         theirs = official_model(args.official, arch, t, 17)
         theirs.load_state_dict({k[len("module.") :]: v for k, v in sd.items()}, strict=True)
         torch.save({"state_dict": sd, "arch": arch, "epoch": 1}, tmp / "ckpt.pth.tar")
@@ -55,7 +51,7 @@ def main() -> int:
         )
 
     # training mode, float64 (float32 rounding through 50 random layers would hide real differences)
-    sd = official_state_dict(num_classes=17, seed=3)
+    sd = random_official_state_dict(num_classes=17, seed=3)
     theirs = official_model(args.official, "resnet50", 8, 17)
     theirs.load_state_dict({k[len("module.") :]: v for k, v in sd.items()}, strict=True)
     torch.save({"state_dict": sd}, tmp / "ckpt.pth.tar")

@@ -1,6 +1,6 @@
 """Evaluation throughput of TDN vs TSN, measured side by side in one run (the paper's Table 5 measure).
 
-    python benchmarks/eval_throughput.py [--arch resnet50] [--segments 8] [--size 224] [--videos 16]
+    python -m benchmarks.eval_throughput [--arch resnet50] [--segments 8] [--size 224] [--videos 16]
         [--repeats 2] [--engine local|ray] [--replicas 1] [--device cpu|cuda]
 
 Both models (random weights: time does not depend on them) evaluate the same synthetic shards (1 clip x
@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):  # `python benchmarks/eval_throughput.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
@@ -43,10 +39,14 @@ def interleaved_inference_ms(
 
     from pipeline.loading.eval_loader import eval_batches
     from tdn.checkpoints.project import load_model_checkpoint
+    from tdn.evaluation.protocol import TrainedSizes, resolve_protocol
     from tdn.evaluation.replica_pool import loader_config
+    from tdn.evaluation.split import read_split
 
     torch.set_num_threads(threads)
-    batches = list(eval_batches(str(split), loader_config(eval_cfg, device), eval_cfg.batch_size))
+    # the sizes are given (--size, --short-side): the checkpoints' recipe, which they do not record, is moot
+    protocol = resolve_protocol(eval_cfg, read_split(str(split)), TrainedSizes())
+    batches = list(eval_batches(str(split), loader_config(eval_cfg, protocol, device), eval_cfg.batch_size))
     models = {v: load_model_checkpoint(c)[0].eval().to(device) for v, c in ckpts.items()}
     times: dict[str, list[float]] = {v: [] for v in models}
     with torch.inference_mode():
@@ -85,13 +85,13 @@ def main() -> int:
 
     import torch
 
+    from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
     from pipeline.synthetic.render import MOTION_CLASSES
     from tdn.checkpoints.project import save_checkpoint
     from tdn.evaluation.batch_inference import evaluate
     from tdn.evaluation.model_source import ModelSource
     from tdn.evaluation.protocol import EvalConfig
     from tdn.model.networks import ModelConfig, build_model_from_config
-    from tests.eval_shards import render_videos, write_split
 
     classes = [m.ucf_name for m in MOTION_CLASSES[:4]]
     tmp = Path(tempfile.mkdtemp(prefix="tdn-evalbench-"))
@@ -100,7 +100,7 @@ def main() -> int:
     h, w = a.short_side, a.short_side * 4 // 3
     videos = render_videos(len(classes), per_class, frames=a.frames, size=(h, w))
     split = write_split(
-        tmp / "shards", videos, classes, num_segments=a.segments, clips=1, num_shards=max(2, a.replicas)
+        tmp / "shards", videos, classes, SplitLayout(num_segments=a.segments, num_shards=max(2, a.replicas))
     )
     ckpts = {}
     for variant in ("tdn", "tsn"):

@@ -1,7 +1,7 @@
 """Training-input throughput: our shard loader vs decoding the source videos on the fly, side by side.
 
-    python benchmarks/loader_throughput.py [--work DIR] [--videos-per-class 4] [--size 426x320]
-        [--input-size 224] [--samples 48] [--repeats 3] [--no-train-step]
+    python -m benchmarks.loader_throughput [--work DIR] [--videos-per-class 4] [--size 426x320]
+        [--input-size 224] [--samples 48] [--repeats 3]
 
 What it does, all in one run on the same synthetic videos (pipeline.synthetic.generate, H.264, short side 320 like
 the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like Kinetics' 10 s):
@@ -9,23 +9,22 @@ the usual Kinetics preparation; 150-300 frames at 25 fps, i.e. 6-12 s clips like
 1. writes train shards with the shard writer (pipeline.shards.writer.write_shard: 8 segments, 2 views, short
    side 320, JPEG q90), once at full resolution and once with the half-resolution neighbour frames
    (context_scale 2);
-2. measures samples/s on ONE core (one process, one thread, torch.set_num_threads(1)) for
+2. measures samples/s on ONE core (one process, one thread) for
    - "on the fly": what the released code / typical peers do per sample: open the video with PyAV, sample
      the same 8 x 5 window frames (TrainSampler), decode from the start up to the last needed frame, then
      GroupMultiScaleCrop + flip on PIL images (crop and resize every one of the 40 frames), to tensor,
      normalise;
    - "shards, naive": the same transforms on the shard JPEGs (decode all 40 frames, crop, resize);
-   - "shards, ours": pipeline.loading.train_loader.train_loader (unique frames only, draft, crop before resize, one
+   - "shards, ours": pipeline.loading.train_loader (unique frames only, draft, crop before resize, one
      normalisation per batch), without and with draft, and on half-resolution-neighbour shards;
    - "shards, ours, unverified": the same without the read-time checks (each JPEG's CRC32, each shard's
      sha256), whose cost is printed as a share of loader CPU;
    repetitions are interleaved and the median is reported with the ratio ours / on-the-fly;
 3. quantifies the half-resolution neighbour storage: relative change of the S-TDM input avgpool2(diff) and of
-   the raw differences against full-resolution shards, on identical crops;
-4. measures the data-wait fraction of real training steps of a small TDN (tdn.model.networks.build_model,
-   ResNet-18) fed by the loader with one DataLoader worker process.
+   the raw differences against full-resolution shards, on identical crops.
 
-Timings on a shared machine are noisy; the ratios come from interleaved runs in the same process.
+The data wait of real training steps fed by this loader is benchmarks/train_throughput.py's. Timings on a
+shared machine are noisy; the ratios come from interleaved runs in the same process.
 
 ``--write-unit-costs [PATH]`` records the CPU decode path's clips per core-second (row shards_ours_uint8_out,
 the GPU trainers' setting) as a LoaderCost in benchmarks/unit_costs.json, for jobs/capacity.py.
@@ -34,7 +33,6 @@ the GPU trainers' setting) as a LoaderCost in benchmarks/unit_costs.json, for jo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -48,21 +46,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import storage  # noqa: E402
-from pipeline.capacity.unit_costs import DEFAULT_PATH, LoaderCost, here, update_unit_costs  # noqa: E402
-from pipeline.loading.config import LoaderConfig  # noqa: E402
-from pipeline.loading.shard_reading import read_index, shard_uris  # noqa: E402
-from pipeline.loading.train_loader import train_loader  # noqa: E402
-from pipeline.loading.transforms import (  # noqa: E402
+from benchmarks.loader_storage import half_resolution_effect, split_bytes
+from pipeline import storage
+from pipeline.capacity.unit_costs import DEFAULT_PATH, LoaderCost, here, update_unit_costs
+from pipeline.loading.config import LoaderConfig
+from pipeline.loading.shard_reading import read_index, shard_uris
+from pipeline.loading.train_loader import train_loader
+from pipeline.loading.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     flip_decision,
     multi_scale_crop_box,
 )
-from pipeline.shards.contract import decode_sample_metadata, split_jpegs  # noqa: E402
-from pipeline.shards.sampling import TrainSampler  # noqa: E402
+from pipeline.shards.contract import split_jpegs
+from pipeline.shards.sampling import TrainSampler
 
 SEGMENTS = 8
 VIEWS = 2
@@ -78,8 +75,15 @@ def make_videos(work: Path, size: tuple[int, int], videos_per_class: int) -> lis
     root = work / "videos"
     if (root / "synthetic_manifest.json").exists():
         return [(root / v.path, v) for v in load_manifest(root)]
-    cfg = SyntheticConfig(classes=4, videos_per_class=videos_per_class, sizes=(size,), fps=(25,),
-                          min_frames=150, max_frames=300, codec="h264")  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=4,
+        videos_per_class=videos_per_class,
+        sizes=(size,),
+        fps=(25,),
+        min_frames=150,
+        max_frames=300,
+        codec="h264",
+    )
     return [(root / v.path, v) for v in generate(cfg, root)]
 
 
@@ -96,19 +100,40 @@ def make_shards(work: Path, videos: list, context_scale: int) -> str:
     sidecars = []
     per_shard = 8
     for i in range(0, len(items), per_shard):
-        task = ShardTask("train", i // per_shard, split_dir, tuple(items[i : i + per_shard]),
-                         TrainSampler(SEGMENTS, VIEWS), 0, settings)  # fmt: skip
+        task = ShardTask(
+            "train",
+            i // per_shard,
+            split_dir,
+            tuple(items[i : i + per_shard]),
+            TrainSampler(SEGMENTS, VIEWS),
+            0,
+            settings,
+        )
         result = write_shard(task)
         if result.sidecar.quarantine:
             raise RuntimeError(f"shard writer quarantined videos: {result.sidecar.quarantine}")
         sidecars.append(result.sidecar)
-    sampling = SamplingSettings(sampler="train", num_segments=SEGMENTS, window=WINDOW, views=VIEWS, seed=0,
-                                videos_per_shard=per_shard)  # fmt: skip
-    resize = ResizeSettings(short_side=SHORT_SIDE, upscale=settings.upscale, jpeg_quality=settings.jpeg_quality,
-                            context_scale=context_scale, jpeg_encoder=settings.jpeg_encoder)  # fmt: skip
-    index = build_index(split="train", dataset="synthetic", classes=[str(i) for i in range(4)], sidecars=sidecars,
-                        views_per_video=VIEWS, sampling=sampling, resize=resize, annotation_checksums={},
-                        quarantined=0)  # fmt: skip
+    sampling = SamplingSettings(
+        sampler="train", num_segments=SEGMENTS, window=WINDOW, views=VIEWS, seed=0, videos_per_shard=per_shard
+    )
+    resize = ResizeSettings(
+        short_side=SHORT_SIDE,
+        upscale=settings.upscale,
+        jpeg_quality=settings.jpeg_quality,
+        context_scale=context_scale,
+        jpeg_encoder=settings.jpeg_encoder,
+    )
+    index = build_index(
+        split="train",
+        dataset="synthetic",
+        classes=[str(i) for i in range(4)],
+        sidecars=sidecars,
+        views_per_video=VIEWS,
+        sampling=sampling,
+        resize=resize,
+        annotation_checksums={},
+        quarantined=0,
+    )
     storage.write_text_atomic(storage.join(split_dir, "index.json"), index.to_json())
     return split_dir
 
@@ -167,30 +192,32 @@ def on_the_fly_samples(videos: list, size: int, n: int, seed: int) -> int:
 
 
 def naive_shard_samples(split_dir: str, size: int, n: int, seed: int) -> int:
-    """Shard JPEGs through the released code's per-frame transforms (every one of the 40 frames decoded)."""
-    import webdataset as wds
+    """Shard JPEGs through the released code's per-frame transforms (every one of the 40 frames decoded);
+    the shards are read by the project's reader (shard_reading), only the transforms are the naive part."""
+    from pipeline.loading.shard_reading import iter_shard, parse_sample
 
     rng = np.random.default_rng(seed)
     uris = shard_uris(split_dir, read_index(split_dir))
     done = 0
     while done < n:
-        for sample in wds.tariterators.tarfile_samples([{"url": u} for u in uris]):
-            meta = decode_sample_metadata(sample)
-            if meta.view != 0:
-                continue
-            jpegs = split_jpegs(sample["frames"], meta.jpeg_sizes)
-            frames = []
-            for window in meta.window_positions():
-                for pos in window:
-                    im = Image.open(__import__("io").BytesIO(jpegs[pos])).convert("RGB")
-                    if im.size != (meta.width, meta.height):
-                        im = im.resize((meta.width, meta.height), Image.Resampling.BILINEAR)
-                    frames.append(im)
-            x = _group_transform(frames, size, rng, meta.label)
-            assert x.shape == (SEGMENTS * 5, 3, size, size)
-            done += 1
-            if done >= n:
-                break
+        for uri in uris:
+            for key, sample in iter_shard(uri, None):
+                meta = parse_sample(uri, key, sample).meta
+                if meta.view != 0:
+                    continue
+                jpegs = split_jpegs(sample["frames"], meta.jpeg_sizes)
+                frames = []
+                for window in meta.window_positions():
+                    for pos in window:
+                        im = Image.open(__import__("io").BytesIO(jpegs[pos])).convert("RGB")
+                        if im.size != (meta.width, meta.height):
+                            im = im.resize((meta.width, meta.height), Image.Resampling.BILINEAR)
+                        frames.append(im)
+                x = _group_transform(frames, size, rng, meta.label)
+                assert x.shape == (SEGMENTS * 5, 3, size, size)
+                done += 1
+                if done >= n:
+                    return done
     return done
 
 
@@ -227,79 +254,6 @@ def timed(fn: Callable[[], int]) -> tuple[float, float]:
     return count / (time.process_time() - cpu), count / (time.perf_counter() - wall)
 
 
-# ----------------------------------------------------------------------------------- half resolution
-
-
-def half_resolution_effect(full_dir: str, half_dir: str, size: int) -> dict[str, float]:
-    """Same seeds -> same samples, crops and flips; relative L2 change of the S-TDM input avgpool2(x[k+1] - x[k])
-    (all four differences; those between two neighbours, 0-1 and 3-4; those touching the full-resolution
-    centre frame, 1-2 and 2-3), of the raw differences and of the centre frame."""
-    cfg = LoaderConfig(batch_size=8, num_workers=0, input_size=size, decode_threads=2)
-    keys = ("pooled", "pooled_neighbours", "pooled_centre", "raw", "centre")
-    num = dict.fromkeys(keys, 0.0)
-    den = dict.fromkeys(keys, 0.0)
-    for (xa, ya), (xb, yb) in zip(train_loader(full_dir, cfg, 0, 1, epoch=0, seed=1),
-                                  train_loader(half_dir, cfg, 0, 1, epoch=0, seed=1)):  # fmt: skip
-        assert torch.equal(ya, yb)
-        da, db = xa[:, :, 1:] - xa[:, :, :-1], xb[:, :, 1:] - xb[:, :, :-1]  # (B, T, 4, 3, S, S)
-        pa = torch.nn.functional.avg_pool2d(da.flatten(0, 2), 2).unflatten(0, da.shape[:3])
-        pb = torch.nn.functional.avg_pool2d(db.flatten(0, 2), 2).unflatten(0, db.shape[:3])
-        pairs = {
-            "pooled": (pa, pb), "pooled_neighbours": (pa[:, :, [0, 3]], pb[:, :, [0, 3]]),
-            "pooled_centre": (pa[:, :, [1, 2]], pb[:, :, [1, 2]]), "raw": (da, db),
-            "centre": (xa[:, :, 2], xb[:, :, 2]),
-        }  # fmt: skip
-        for key, (a, b) in pairs.items():
-            num[key] += float((a - b).pow(2).sum())
-            den[key] += float(a.pow(2).sum())
-    return {f"rel_err_{k}": (num[k] / den[k]) ** 0.5 if den[k] else 0.0 for k in keys}
-
-
-def split_bytes(split_dir: str) -> tuple[int, int]:
-    index = read_index(split_dir)
-    return sum(s.bytes for s in index.shards), index.num_samples
-
-
-# ---------------------------------------------------------------------------------------- train step
-
-
-def data_wait_fraction(split_dir: str, steps: int, size: int) -> dict[str, float]:
-    """Real training steps of a small TDN (ResNet-18, width 0.5 on CPU) fed by the loader; the wait is the
-    time spent in next(batch)."""
-    try:
-        from tdn.model.networks import build_model
-    except ImportError as exc:  # the model package is optional for the loader numbers
-        return {"error": f"tdn.model.networks.build_model unavailable: {exc}"}
-    model = build_model("resnet18", num_classes=4, num_segments=SEGMENTS, width=0.5)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    cfg = LoaderConfig(batch_size=4, num_workers=1, decode_threads=1, input_size=size, output_dtype="uint8")
-    from pipeline.loading.transforms import normalise_on_device
-
-    wait = compute = 0.0
-    done, epoch = 0, 0
-    while done < steps + 1:
-        it = iter(train_loader(split_dir, cfg, rank=0, world_size=1, epoch=epoch, seed=0))
-        while done < steps + 1:
-            t0 = time.perf_counter()
-            try:
-                x, y = next(it)
-            except StopIteration:
-                break
-            t1 = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(normalise_on_device(x)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            t2 = time.perf_counter()
-            if done > 0:  # the first step includes worker start-up
-                wait += t1 - t0
-                compute += t2 - t1
-            done += 1
-        epoch += 1
-    return {"steps": steps, "data_wait_fraction": wait / (wait + compute), "step_s": (wait + compute) / steps,
-            "batch": cfg.batch_size}  # fmt: skip
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -311,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--samples", type=int, default=32, help="samples per timed run")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--train-steps", type=int, default=6, help="0 skips the training-step measurement")
     p.add_argument(
         "--write-unit-costs",
         nargs="?",
@@ -329,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     videos = make_videos(work, (w, h), args.videos_per_class)
     full_dir = make_shards(work, videos, 1)
     half_dir = make_shards(work, videos, 2)
-    print(f"data: {len(videos)} videos {w}x{h} H.264, {sum(v.num_frames for _, v in videos)} frames; shards "
-          f"written in {time.perf_counter() - t0:.1f}s under {work}")  # fmt: skip
+    print(
+        f"data: {len(videos)} videos {w}x{h} H.264, {sum(v.num_frames for _, v in videos)} frames; shards "
+        f"written in {time.perf_counter() - t0:.1f}s under {work}"
+    )
     S, n = args.input_size, args.samples
     one_core = dict(num_workers=0, decode_threads=1, input_size=S, batch_size=8)
     runs: dict[str, Callable[[], int]] = {
@@ -355,45 +310,59 @@ def main(argv: list[str] | None = None) -> int:
             walls[name].append(wall_rate)
     med = {k: statistics.median(v) for k, v in rates.items()}
     base = med["on_the_fly_pyav"]
-    print(f"\nsamples per CPU-second = samples/s per core ({SEGMENTS} segments x 5 frames, input {S}, one process, "
-          f"one thread; median of {args.repeats} interleaved runs of {n} samples):")  # fmt: skip
+    print(
+        f"\nsamples per CPU-second = samples/s per core ({SEGMENTS} segments x 5 frames, input {S}, one process, "
+        f"one thread; median of {args.repeats} interleaved runs of {n} samples):"
+    )
     for name in runs:
-        print(f"  {name:24s} {med[name]:7.2f}  x{med[name] / base:5.2f} vs on-the-fly   "
-              f"(cpu runs {[round(r, 2) for r in rates[name]]}, wall {[round(r, 2) for r in walls[name]]})")  # fmt: skip
+        print(
+            f"  {name:24s} {med[name]:7.2f}  x{med[name] / base:5.2f} vs on-the-fly   "
+            f"(cpu runs {[round(r, 2) for r in rates[name]]}, wall {[round(r, 2) for r in walls[name]]})"
+        )
     # paired: each repeat runs both back to back, so the median of per-repeat ratios shares the load conditions
     paired = [1.0 - a / b for a, b in zip(rates["shards_ours"], rates["shards_ours_unverified"])]
     cost = 100.0 * statistics.median(paired)
-    print(f"  read-time verification (frame CRC32 + shard sha256): {cost:.1f}% of loader CPU (median of the "
-          f"per-repeat ratios shards_ours / shards_ours_unverified {[round(100 * c, 1) for c in paired]}; "
-          "goal <= 3%)")  # fmt: skip
+    print(
+        f"  read-time verification (frame CRC32 + shard sha256): {cost:.1f}% of loader CPU (median of the "
+        f"per-repeat ratios shards_ours / shards_ours_unverified {[round(100 * c, 1) for c in paired]}; "
+        "goal <= 3%)"
+    )
     if args.write_unit_costs:
-        command = "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        note = (f"row shards_ours_uint8_out, median of {args.repeats} interleaved runs of {n} samples, one "
-                f"process, one thread, {len(videos)} synthetic {w}x{h} videos; shared machine (load "
-                f"{os.getloadavg()[0]:.0f})")  # fmt: skip
-        cost = LoaderCost(decode="cpu", input_size=S, clips_per_core_s=med["shards_ours_uint8_out"],
-                          source=here(command, note))  # fmt: skip
+        command = "python -m benchmarks.loader_throughput " + " ".join(sys.argv[1:] if argv is None else argv)
+        note = (
+            f"row shards_ours_uint8_out, median of {args.repeats} interleaved runs of {n} samples, one "
+            f"process, one thread, {len(videos)} synthetic {w}x{h} videos; shared machine (load "
+            f"{os.getloadavg()[0]:.0f})"
+        )
+        cost = LoaderCost(
+            decode="cpu",
+            input_size=S,
+            clips_per_core_s=med["shards_ours_uint8_out"],
+            source=here(command, note),
+        )
         update_unit_costs(Path(args.write_unit_costs), loader=cost)
-        print(f"  unit costs -> {args.write_unit_costs}: cpu decode path {cost.clips_per_core_s:.2f} clips "
-              f"per core-second at {S} px")  # fmt: skip
+        print(
+            f"  unit costs -> {args.write_unit_costs}: cpu decode path {cost.clips_per_core_s:.2f} clips "
+            f"per core-second at {S} px"
+        )
     two = LoaderConfig(num_workers=0, decode_threads=2, input_size=S, batch_size=8)
     cpu_rate, wall_rate = timed(lambda: loader_samples(full_dir, two, n, 0))
-    print(f"  shards_ours with 2 decode threads: {wall_rate:.2f} samples/s wall on this shared 2-core machine "
-          f"({cpu_rate:.2f} per CPU-second)")  # fmt: skip
+    print(
+        f"  shards_ours with 2 decode threads: {wall_rate:.2f} samples/s wall on this shared 2-core machine "
+        f"({cpu_rate:.2f} per CPU-second)"
+    )
 
     fb, fs = split_bytes(full_dir)
     hb, hs = split_bytes(half_dir)
     effect = half_resolution_effect(full_dir, half_dir, S)
-    print(f"\nhalf-resolution neighbours: {hb / hs / 1024:.1f} KiB/sample vs {fb / fs / 1024:.1f} KiB/sample full "
-          f"({hb / fb:.2f}x bytes); relative L2 change vs full-res storage: S-TDM input avgpool2(diff) "
-          f"{effect['rel_err_pooled']:.3f} (neighbour-neighbour diffs {effect['rel_err_pooled_neighbours']:.3f}, "
-          f"diffs with the centre frame {effect['rel_err_pooled_centre']:.3f}), raw diff {effect['rel_err_raw']:.3f}, "
-          f"centre (RGB) frame {effect['rel_err_centre']:.4f}")  # fmt: skip
+    print(
+        f"\nhalf-resolution neighbours: {hb / hs / 1024:.1f} KiB/sample vs {fb / fs / 1024:.1f} KiB/sample full "
+        f"({hb / fb:.2f}x bytes); relative L2 change vs full-res storage: S-TDM input avgpool2(diff) "
+        f"{effect['rel_err_pooled']:.3f} (neighbour-neighbour diffs {effect['rel_err_pooled_neighbours']:.3f}, "
+        f"diffs with the centre frame {effect['rel_err_pooled_centre']:.3f}), raw diff {effect['rel_err_raw']:.3f}, "
+        f"centre (RGB) frame {effect['rel_err_centre']:.4f}"
+    )
 
-    if args.train_steps > 0:
-        wait = data_wait_fraction(full_dir, args.train_steps, min(S, 112))
-        print(f"\ntraining step, TDN ResNet-18 width 0.5 at {min(S, 112)} px, CPU (1 compute thread + 1 loader "
-              f"worker): {json.dumps(wait)}")  # fmt: skip
     return 0
 
 

@@ -1,24 +1,29 @@
 """TDN vs TSN (vs the released TDN code) per clip: forward, forward+backward, and training-step memory.
 
-    python benchmarks/model_step.py                          # R50, 8 segments, 224^2, batch 1, CPU
-    python benchmarks/model_step.py --size 112 --repeats 5   # smaller
-    python benchmarks/model_step.py --official /tmp/official_tdn   # + a copy of github MCG-NJU/TDN (ops/)
-    python benchmarks/model_step.py --device cuda --dtype bfloat16 --channels-last
+    python -m benchmarks.model_step                          # R50, 8 segments, 224^2, batch 1, 1 thread, CPU
+    python -m benchmarks.model_step --batch 1 8 --threads 1 2 --repeats 7 --json run.json
+    python -m benchmarks.model_step --official /tmp/official_tdn   # + a copy of github MCG-NJU/TDN (ops/)
+    python -m benchmarks.model_step --device cuda --dtype bfloat16 --channels-last
+    python -m benchmarks.timing compare run1.json run2.json  # do two runs agree (every ratio within 5 %)?
 
-Timing: all models are timed interleaved (model A, B, C, A, B, C, ...) after one warm-up each, and the median
-of ``--repeats`` runs is reported, so machine-load drift hits every model alike. Both the wall clock and the
-process CPU time are reported: on a shared, oversubscribed machine the CPU time of a single-threaded run
-(``--threads 1``, the default) measures the work itself, while the wall clock also counts time spent waiting
-for a core (and multi-threaded runs pay OpenMP barrier waits per op, which penalises models with many small
-ops far more than their work explains). "forward" is inference
-(eval mode, no autograd); "fwd+bwd" is a training step without the optimizer (train mode, cross-entropy,
-backward). Ratios are against our TSN on the same backbone, input and batch.
+Timing follows the one protocol of ``benchmarks/timing.py``: one process, all models built first, one
+warm-up call each, then ``--repeats`` interleaved rounds (TSN forward, TSN fwd+bwd, TDN forward, ...), each
+call timed by the wall clock and the process CPU time; medians with quartiles, ratios of medians with the
+quartiles of the per-round ratios. Each (batch, threads) setting is its own protocol run, one after the
+other in the same process (``torch.set_num_threads``). On a shared, oversubscribed machine the CPU time of a
+single-threaded run measures the work itself, while the wall clock also counts time spent waiting for a
+core (and multi-threaded runs pay OpenMP barrier waits per op, which penalises models with many small ops
+far more than their work explains). "forward" is inference (eval mode, no autograd); "fwd+bwd" is a
+training step without the optimizer (train mode, cross-entropy, backward). Ratios are against our TSN on
+the same backbone, input, batch and threads; "ours/released" divides our TDN's time by the released code's.
 
-Memory (CPU): each model runs one training step in a fresh subprocess; we report the peak resident set size
-during the step (VmHWM of /proc/self/status, the kernel's high-water mark) minus the RSS just before it, i.e. gradient buffers + activations kept for backward + workspace, with the model and input
-already allocated. We also report the bytes of tensors autograd saves for backward (counted once per storage
-through ``torch.autograd.graph.saved_tensors_hooks``), an exact, allocator-independent activation figure.
-On CUDA the peak is ``torch.cuda.max_memory_allocated`` during the step minus the allocation before it.
+Memory (CPU): each model runs one training step in a fresh subprocess (the first batch and thread count);
+we report the peak resident set size during the step (VmHWM of /proc/self/status, the kernel's high-water
+mark) minus the RSS just before it, i.e. gradient buffers + activations kept for backward + workspace, with
+the model and input already allocated. We also report the bytes of tensors autograd saves for backward
+(counted once per storage through ``torch.autograd.graph.saved_tensors_hooks``), an exact,
+allocator-independent activation figure. On CUDA the peak is ``torch.cuda.max_memory_allocated`` during the
+step minus the allocation before it.
 The released code imports torchvision only for its data transforms, which the model never uses: an empty
 stub module stands in for it in ``sys.modules`` of this process (nothing is written to the copy; the
 project never imports torchvision).
@@ -27,21 +32,22 @@ project never imports torchvision).
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
+import os
 import platform
-import statistics
 import sys
-import time
 import types
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import Case, Protocol, TimingResult, format_ms, format_ratio, run_protocol
+from tdn.model.networks import build_model
 
-from tdn.model.networks import build_model  # noqa: E402
+TSN, TDN, RELEASED = "TSN (ours)", "TDN (ours)", "TDN (released code)"
+FORWARD, STEP = "forward", "fwd+bwd"
 
 
 def official_model(path: str, arch: str, segments: int, classes: int) -> torch.nn.Module:
@@ -60,7 +66,9 @@ def official_model(path: str, arch: str, segments: int, classes: int) -> torch.n
 class Runner:
     """A model plus how to feed it the (N, T, 5, 3, H, W) clip."""
 
-    def __init__(self, name: str, model: torch.nn.Module, official: bool, args: argparse.Namespace):
+    def __init__(
+        self, name: str, model: torch.nn.Module, official: bool, args: argparse.Namespace, batch: int
+    ):
         self.name = name
         self.official = official
         self.args = args
@@ -71,8 +79,8 @@ class Runner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dtype = dtype
         g = torch.Generator().manual_seed(0)
-        self.x = torch.randn(args.batch, args.segments, 5, 3, args.size, args.size, generator=g).to(dev)
-        self.y = torch.randint(0, args.num_classes, (args.batch,), generator=g).to(dev)
+        self.x = torch.randn(batch, args.segments, 5, 3, args.size, args.size, generator=g).to(dev)
+        self.y = torch.randint(0, args.num_classes, (batch,), generator=g).to(dev)
 
     def _input(self) -> torch.Tensor:
         x = self.x
@@ -98,30 +106,16 @@ class Runner:
         self.model.zero_grad(set_to_none=True)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Callable[[], None], device: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call."""
-    _sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def build_runners(args: argparse.Namespace, names: list[str]) -> list[Runner]:
+def build_runners(args: argparse.Namespace, names: list[str], batch: int) -> list[Runner]:
     runners = []
     for name in names:
         torch.manual_seed(0)
         if name == "official":
             model = official_model(args.official, args.arch, args.segments, args.num_classes)
-            runners.append(Runner("TDN (released code)", model, True, args))
+            runners.append(Runner(RELEASED, model, True, args, batch))
         else:
             model = build_model(args.arch, args.num_classes, args.segments, name, width=args.width)
-            runners.append(Runner(f"{name.upper()} (ours)", model, False, args))
+            runners.append(Runner(f"{name.upper()} (ours)", model, False, args, batch))
     return runners
 
 
@@ -139,8 +133,8 @@ def _rss_bytes(field: str) -> int:
 
 
 def _memory_child(args: argparse.Namespace, name: str, queue: mp.Queue) -> None:
-    torch.set_num_threads(args.threads)
-    runner = build_runners(args, [name])[0]
+    torch.set_num_threads(args.threads[0])
+    runner = build_runners(args, [name], args.batch[0])[0]
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -179,6 +173,42 @@ def measure_memory(args: argparse.Namespace, name: str) -> tuple[int, int]:
     return result
 
 
+def time_setting(args: argparse.Namespace, runners: list[Runner], threads: int) -> TimingResult:
+    """One protocol run: every model's forward and fwd+bwd, interleaved, at ``threads`` intra-op threads."""
+    torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    cases = []
+    for r in runners:
+        cases += [Case(f"{r.name} {FORWARD}", r.forward), Case(f"{r.name} {STEP}", r.train_step)]
+    return run_protocol(cases, Protocol(repeats=args.repeats, warmup=1, sync=sync))
+
+
+def report(result: TimingResult, names: list[str], batch: int, label: str) -> dict[str, float]:
+    """Print the setting's tables (both clocks); returns its ratios for the JSON report."""
+    ratios: dict[str, float] = {}
+    for clock in ("cpu", "wall"):
+        tag = "[process CPU time]" if clock == "cpu" else "[wall-clock]"
+        print(
+            f"\n{tag} {'model':20} {'forward ms/clip':>26} {'/TSN':>17} {'fwd+bwd ms/clip':>26} {'/TSN':>17}"
+        )
+        for name in names:
+            cells = []
+            for kind in (FORWARD, STEP):
+                case = f"{name} {kind}"
+                ratio = result.ratio(case, f"{TSN} {kind}", clock)
+                ratios[f"{label} {name}/{TSN} {kind} {clock}"] = ratio.of_medians
+                cells += [f"{format_ms(result.spread(case, clock), batch):>26}", f"{format_ratio(ratio):>17}"]
+            print(f"{tag} {name:20} {' '.join(cells)}")
+        if RELEASED in names:
+            parts = []
+            for kind in (FORWARD, STEP):
+                ratio = result.ratio(f"{TDN} {kind}", f"{RELEASED} {kind}", clock)
+                ratios[f"{label} {TDN}/{RELEASED} {kind} {clock}"] = ratio.of_medians
+                parts.append(f"{kind} {format_ratio(ratio)}")
+            print(f"{tag} ours / released: {', '.join(parts)}")
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -186,18 +216,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="one protocol run per batch size")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=174)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (>= 5)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads (1: CPU time = compute time)"
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="intra-op threads; one run per value (1: CPU time = work)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--official", help="path of a copy of github MCG-NJU/TDN (the folder holding ops/)")
     parser.add_argument("--no-memory", action="store_true", help="skip the training-step memory measurement")
+    parser.add_argument(
+        "--json", type=Path, help="write every timing and ratio here (benchmarks/timing.py compare)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be >= 5 (medians of fewer runs are noise)")
@@ -205,61 +242,46 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the released code builds resnet50/resnet101 only")
     if args.official and args.width != 1.0:
         parser.error("the released code has no width multiplier")
-    torch.set_num_threads(args.threads)
 
     names = ["tsn", "tdn"] + (["official"] if args.official else [])
     print(
-        f"# {args.arch} {args.segments} segments, {args.size}x{args.size}, batch {args.batch}, width "
-        f"{args.width}, {args.device} {args.dtype}{' channels_last' if args.channels_last else ''}, "
-        f"{args.threads} threads, median of {args.repeats}"
+        f"# {args.arch} {args.segments} segments, {args.size}x{args.size}, width {args.width}, {args.device} "
+        f"{args.dtype}{' channels_last' if args.channels_last else ''}; protocol: benchmarks/timing.py, "
+        f"1 warm-up, {args.repeats} interleaved rounds, ms per clip as median [quartiles], "
+        f"ratios as ratio of medians [quartiles of per-round ratios]"
     )
     print(
         f"# torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
-        f"{platform.processor() or platform.platform()}"
+        f"{platform.processor() or platform.platform()}, {os.cpu_count()} CPUs, "
+        f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     if args.device.startswith("cuda"):
         print(f"# {torch.cuda.get_device_name()}")
-    runners = build_runners(args, names)
-    for r in runners:  # warm-up: allocator, kernels, lazy init
-        r.forward()
-        r.train_step()
-    fwd: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
-    step: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
-    for _ in range(args.repeats):
-        for r in runners:
-            fwd[r.name].append(_timed(r.forward, args.device))
-            step[r.name].append(_timed(r.train_step, args.device))
-
-    def med(runs: list[tuple[float, float]], i: int) -> float:
-        return statistics.median(run[i] for run in runs)
-
-    base = runners[0].name
-    for i, clock in ((0, "wall-clock"), (1, "process CPU time")):
-        mf, ms = med(fwd[base], i), med(step[base], i)
-        print(
-            f"\n[{clock}] {'model':22} {'forward ms':>11} {'/TSN':>6} {'fwd+bwd ms':>11} {'/TSN':>6} "
-            f"{'train clips/s':>14}"
-        )
-        for r in runners:
-            f_, s_ = med(fwd[r.name], i), med(step[r.name], i)
-            print(
-                f"[{clock}] {r.name:22} {1000 * f_ / args.batch:11.1f} {f_ / mf:6.2f} "
-                f"{1000 * s_ / args.batch:11.1f} {s_ / ms:6.2f} {args.batch / s_:14.2f}"
-            )
-        if args.official:
-            ours, theirs = med(step["TDN (ours)"], i), med(step["TDN (released code)"], i)
-            ours_f, theirs_f = med(fwd["TDN (ours)"], i), med(fwd["TDN (released code)"], i)
-            print(
-                f"[{clock}] released code / ours: fwd+bwd {theirs / ours:.2f}x, forward {theirs_f / ours_f:.2f}x"
-            )
-    del runners
+    report_json: dict[str, object] = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "settings": {},
+        "ratios": {},
+    }
+    for batch in args.batch:
+        runners = build_runners(args, names, batch)
+        labels = [r.name for r in runners]
+        for threads in args.threads:
+            label = f"batch {batch} threads {threads}"
+            print(f"\n## {label}")
+            result = time_setting(args, runners, threads)
+            report_json["settings"][label] = result.to_dict()  # type: ignore[index]
+            report_json["ratios"].update(report(result, labels, batch, label))  # type: ignore[attr-defined]
+        del runners
+    print(f"\n# load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps(report_json, indent=1))
     if args.no_memory:
         return 0
     print(f"\n{'model':22} {'step peak MiB':>14} {'/TSN':>6} {'saved activations MiB':>22} {'/TSN':>6}")
     mems = [(n, *measure_memory(args, n)) for n in names]
     p0, a0 = mems[0][1], mems[0][2]
     for n, peak, act in mems:
-        label = "TDN (released code)" if n == "official" else f"{n.upper()} (ours)"
+        label = RELEASED if n == "official" else f"{n.upper()} (ours)"
         print(f"{label:22} {peak / 2**20:14.1f} {peak / p0:6.2f} {act / 2**20:22.1f} {act / a0:6.2f}")
     return 0
 

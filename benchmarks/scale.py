@@ -1,8 +1,8 @@
 """How every job's cost grows with the number of videos: the scaling exponent k (cost ~ N^k) of each figure.
 
-    python benchmarks/scale.py [--sizes 1000,4000,16000] [--videos-per-shard 4] [--classes 400] [--work DIR]
+    python -m benchmarks.scale [--sizes 1000,4000,16000] [--videos-per-shard 4] [--classes 400] [--work DIR]
                                [--json benchmarks/results/scale.json]
-    python benchmarks/scale.py --quick            # sizes 40,80,160: the whole route in about a minute
+    python -m benchmarks.scale --quick            # sizes 40,80,160: the whole route in about a minute
 
 For each N (one run, every size side by side), on generated data: a few tiny H.264 videos (64x48, 16-40
 frames) encoded once and hard-linked under N distinct Kinetics ids with a Kinetics CSV (400 classes), so what
@@ -16,6 +16,8 @@ is measured is the pipeline's overhead per video, not decoding. Each measurement
     eval      the driver side of 10 clips x 3 crops over N videos x C classes: aggregation CPU and peak
               memory, result files
     tracking  one epoch's MLflow calls and bytes through the rank-0 Tracker against a real ``mlflow server``
+    predict   ``python -m jobs.predict``'s library call on the N video files (Ray Data, 2 replicas, CSV parts
+              of 64 videos): wall, driver and cluster CPU, driver RSS during the job, output bytes, parts
     driver    the driver-side steps of benchmarks/scale_driver.py (what tests/test_scale.py checks), CPU time
 
 Printed: hardware, versions, the raw figures per N, k fitted by least squares on log-log, and the goal each
@@ -38,10 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.scaling import fit_exponent, growth_ratio  # noqa: E402
+from benchmarks.scaling import fit_exponent, growth_ratio
+from infra.mlflow.command import MlflowServerCommand
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_FRAMES = (16, 24, 32, 40)  # frames of the few encoded videos every id links to
@@ -80,8 +80,14 @@ class ScaleReport:
 def machine() -> str:
     import psutil
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory = psutil.virtual_memory().total / 2**30
     return f"{model}, {os.cpu_count()} CPUs, {memory:.0f} GiB, load {os.getloadavg()[0]:.0f}"
 
@@ -93,8 +99,10 @@ def versions() -> str:
     import ray
     import torch
 
-    return (f"python {platform.python_version()}, ray {ray.__version__}, torch {torch.__version__}, "
-            f"mlflow {mlflow.__version__}, av {av.__version__}, numpy {numpy.__version__}")  # fmt: skip
+    return (
+        f"python {platform.python_version()}, ray {ray.__version__}, torch {torch.__version__}, "
+        f"mlflow {mlflow.__version__}, av {av.__version__}, numpy {numpy.__version__}"
+    )
 
 
 def encode_base(folder: Path) -> list[Path]:
@@ -134,8 +142,12 @@ def make_dataset(root: Path, n: int, base: list[Path], classes: int) -> Path:
 
 
 def measure(kind: str, *args: object) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_jobs.py"), kind, *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale_jobs", kind, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"scale_jobs.py {kind} failed:\n{proc.stderr[-4000:]}")
     print(f"  {kind}: {proc.stdout.strip().splitlines()[-1]}", flush=True)  # raw figures as they come
@@ -149,13 +161,20 @@ def start_mlflow(folder: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
-           f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    server = MlflowServerCommand(
+        port=port,
+        backend_store_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        artifacts_destination=str(folder / "artifacts"),
+    )
     log = open(folder / "mlflow.log", "ab")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        server.argv(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=server.env(os.environ),
+        start_new_session=True,
+    )
+    uri = server.uri
     for _ in range(240):
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)  # noqa: S310 - 127.0.0.1 only
@@ -167,21 +186,44 @@ def start_mlflow(folder: Path) -> tuple[subprocess.Popen, str]:
 
 
 # "result": memory holding the output itself (V x C video scores): linear is the floor
-GOALS = {"time": "k <= 1.05", "bytes": "k <= 1.05", "count": "k <= 1.05", "memory": "k < 1",
-         "result": "k <= 1.05", "fixed": "fixed cost"}  # fmt: skip
+GOALS = {
+    "time": "k <= 1.05",
+    "bytes": "k <= 1.05",
+    "count": "k <= 1.05",
+    "memory": "k < 1",
+    "result": "k <= 1.05",
+    "fixed": "fixed cost",
+}
 # (measurement, field, kind); "fixed": a cost that must not grow with N at all (k < 0.5 passes)
 FIGURES = [
-    ("shard", "wall_s", "time"), ("shard", "driver_cpu_s", "time"), ("shard", "cluster_cpu_s", "time"),
-    ("shard", "driver_peak_rss_mib", "memory"), ("shard", "driver_job_rss_mib", "memory"),
-    ("shard", "ray_tasks", "count"), ("shard", "shards", "count"),
-    ("shard", "output_bytes", "bytes"), ("shard", "index_bytes", "bytes"), ("shard", "index_parse_s", "time"),
-    ("loader", "open_s", "time"), ("loader", "first_batch_s", "time"),
+    ("shard", "wall_s", "time"),
+    ("shard", "driver_cpu_s", "time"),
+    ("shard", "cluster_cpu_s", "time"),
+    ("shard", "driver_peak_rss_mib", "memory"),
+    ("shard", "driver_job_rss_mib", "memory"),
+    ("shard", "ray_tasks", "count"),
+    ("shard", "shards", "count"),
+    ("shard", "output_bytes", "bytes"),
+    ("shard", "index_bytes", "bytes"),
+    ("shard", "index_parse_s", "time"),
+    ("loader", "open_s", "time"),
+    ("loader", "first_batch_s", "time"),
     ("loader", "next_epoch_first_batch_s", "time"),
-    ("loader", "epoch_plan_8_ranks_s", "time"), ("loader", "worker_rss_mib", "memory"),
-    ("eval", "aggregate_cpu_s", "time"), ("eval", "aggregate_peak_mib", "result"),
-    ("eval", "write_outputs_cpu_s", "time"), ("eval", "output_bytes", "bytes"),
-    ("tracking", "mlflow_calls", "count"), ("tracking", "mlflow_bytes", "bytes"),
-]  # fmt: skip
+    ("loader", "epoch_plan_8_ranks_s", "time"),
+    ("loader", "worker_rss_mib", "memory"),
+    ("eval", "aggregate_cpu_s", "time"),
+    ("eval", "aggregate_peak_mib", "result"),
+    ("eval", "write_outputs_cpu_s", "time"),
+    ("eval", "output_bytes", "bytes"),
+    ("tracking", "mlflow_calls", "count"),
+    ("tracking", "mlflow_bytes", "bytes"),
+    ("predict", "wall_s", "time"),
+    ("predict", "driver_cpu_s", "time"),
+    ("predict", "cluster_cpu_s", "time"),
+    ("predict", "driver_job_rss_mib", "memory"),
+    ("predict", "output_bytes", "bytes"),
+    ("predict", "parts", "count"),
+]
 
 
 def judge(kind: str, k: float) -> bool:
@@ -199,14 +241,20 @@ def write_overhead(sizes: list[int], shard: list[dict[str, Any]], command: str) 
     cpu = b["driver_cpu_s"] + b["cluster_cpu_s"] - a["driver_cpu_s"] - a["cluster_cpu_s"]
     cpu /= sizes[-1] - sizes[-2]
     meta = b["index_bytes"] + b.get("sidecar_bytes", 0)
-    note = (f"marginal CPU of the whole job (driver + every Ray process) per video between N={sizes[-2]} and "
-            f"N={sizes[-1]} on 64x48 H.264 videos of 16-40 frames, so it includes their (small) decode and "
-            f"JPEG work: an upper bound of the overhead; "
-            f"videos_per_shard {b['videos'] // max(1, b['shards'])}; "
-            f"shared machine (load {os.getloadavg()[0]:.0f})")  # fmt: skip
-    update_unit_costs(overhead=PipelineOverhead(shard_cpu_s_per_video=round(cpu, 5),
-                                                index_bytes_per_video=round(meta / b["videos"], 1),
-                                                source=here(command, note)))  # fmt: skip
+    note = (
+        f"marginal CPU of the whole job (driver + every Ray process) per video between N={sizes[-2]} and "
+        f"N={sizes[-1]} on 64x48 H.264 videos of 16-40 frames, so it includes their (small) decode and "
+        f"JPEG work: an upper bound of the overhead; "
+        f"videos_per_shard {b['videos'] // max(1, b['shards'])}; "
+        f"shared machine (load {os.getloadavg()[0]:.0f})"
+    )
+    update_unit_costs(
+        overhead=PipelineOverhead(
+            shard_cpu_s_per_video=round(cpu, 5),
+            index_bytes_per_video=round(meta / b["videos"], 1),
+            source=here(command, note),
+        )
+    )
     print("written: benchmarks/unit_costs.json (overhead)")
 
 
@@ -223,18 +271,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="record the shard job's overhead per video in benchmarks/unit_costs.json",
     )
-    parser.add_argument("--skip", default="", help="measurements to leave out: shard,loader,eval,tracking")
+    parser.add_argument(
+        "--skip", default="", help="measurements to leave out: shard,loader,eval,tracking,predict"
+    )
     args = parser.parse_args(argv)
     sizes = [40, 80, 160] if args.quick else [int(s) for s in args.sizes.split(",")]
     skip = set(filter(None, args.skip.split(",")))
     work_ctx = tempfile.TemporaryDirectory(prefix="tdn-scale-") if not args.work else None
     work = Path(args.work or work_ctx.name)  # type: ignore[union-attr]
     print(f"machine: {machine()}\nversions: {versions()}")
-    print(f"sizes {sizes}, videos_per_shard {args.videos_per_shard}, {args.classes} classes, work {work}\n",
-          flush=True)  # fmt: skip
+    print(
+        f"sizes {sizes}, videos_per_shard {args.videos_per_shard}, {args.classes} classes, work {work}\n",
+        flush=True,
+    )
     base = encode_base(work / "base")
     server, uri = start_mlflow(Path(tempfile.mkdtemp(dir=work))) if "tracking" not in skip else (None, "")
-    results: dict[str, list[dict[str, Any]]] = {"shard": [], "loader": [], "eval": [], "tracking": []}
+    results: dict[str, list[dict[str, Any]]] = {
+        "shard": [],
+        "loader": [],
+        "eval": [],
+        "tracking": [],
+        "predict": [],
+    }
     try:
         for n in sizes:
             start = time.perf_counter()
@@ -248,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["eval"].append(measure("eval", n, args.classes, root / "eval"))
             if "tracking" not in skip:
                 results["tracking"].append(measure("tracking", n, uri))
+            if "predict" not in skip:
+                results["predict"].append(measure("predict", root / "videos", root / "predict", args.classes))
             print(f"N={n}: measured in {time.perf_counter() - start:.0f}s", flush=True)
     finally:
         if server is not None:
@@ -280,21 +340,27 @@ def main(argv: list[str] | None = None) -> int:
         last = {what: rows[-1] for what, rows in results.items() if rows}
         per = sizes[-1]
         report = ScaleReport(
-            sizes=sizes, videos_per_shard=args.videos_per_shard, classes=args.classes, machine=machine(),
-            versions=versions(), figures=figures,
+            sizes=sizes,
+            videos_per_shard=args.videos_per_shard,
+            classes=args.classes,
+            machine=machine(),
+            versions=versions(),
+            figures=figures,
             shard_cluster_cpu_s_per_video=last["shard"]["cluster_cpu_s"] / per if "shard" in last else 0.0,
             shard_bytes_per_video=last["shard"]["output_bytes"] / per if "shard" in last else 0.0,
-            index_bytes_per_shard=(last["shard"]["index_bytes"] / last["shard"]["shards"]
-                                   if "shard" in last else 0.0),
+            index_bytes_per_shard=(
+                last["shard"]["index_bytes"] / last["shard"]["shards"] if "shard" in last else 0.0
+            ),
             eval_aggregate_cpu_s_per_video=last["eval"]["aggregate_cpu_s"] / per if "eval" in last else 0.0,
-            mlflow_calls_per_step=(last["tracking"]["mlflow_calls"] / last["tracking"]["steps"]
-                                   if "tracking" in last else 0.0),
-        )  # fmt: skip
+            mlflow_calls_per_step=(
+                last["tracking"]["mlflow_calls"] / last["tracking"]["steps"] if "tracking" in last else 0.0
+            ),
+        )
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(asdict(report), indent=1) + "\n")
         print(f"\nwritten: {args.json}")
     if args.write_unit_costs and len(results["shard"]) >= 2:
-        command = " ".join(["python benchmarks/scale.py", *(argv or sys.argv[1:])])
+        command = " ".join(["python -m benchmarks.scale", *(argv or sys.argv[1:])])
         write_overhead(sizes, results["shard"], command)
     if work_ctx is not None:
         work_ctx.cleanup()

@@ -48,8 +48,10 @@ class DriverCase:
 
 
 def _records(n: int) -> list[VideoRecord]:
-    return [VideoRecord(f"class{i % 400:03d}/clip_{i:07d}", f"/videos/clip_{i:07d}.mp4", i % 400, "train")
-            for i in range(n)]  # fmt: skip
+    return [
+        VideoRecord(f"class{i % 400:03d}/clip_{i:07d}", f"/videos/clip_{i:07d}.mp4", i % 400, "train")
+        for i in range(n)
+    ]
 
 
 def _sidecars(n: int) -> list[ShardSidecar]:
@@ -64,7 +66,7 @@ def _sidecars(n: int) -> list[ShardSidecar]:
             video_ids=[f"clip_{4 * i + k:07d}" for k in range(4)],
             clamped=[],
             quarantine=[],
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
@@ -72,12 +74,16 @@ def _sidecars(n: int) -> list[ShardSidecar]:
 def shard_index(num_shards: int) -> ShardIndex:
     """The index of a split of ``num_shards`` shards of 4 videos (2 views each)."""
     return build_index(
-        split="train", dataset="scale", classes=[f"class{c:03d}" for c in range(400)],
-        sidecars=_sidecars(num_shards), views_per_video=2,
+        split="train",
+        dataset="scale",
+        classes=[f"class{c:03d}" for c in range(400)],
+        sidecars=_sidecars(num_shards),
+        views_per_video=2,
         sampling=SamplingSettings("train", 8, 5, 2, 0, 4),
         resize=ResizeSettings(short_side=320, jpeg_quality=90, context_scale=1, jpeg_encoder="simplejpeg"),
-        annotation_checksums={"train.csv": "0" * 64}, quarantined=0,
-    )  # fmt: skip
+        annotation_checksums={"train.csv": "0" * 64},
+        quarantined=0,
+    )
 
 
 _TMP: tempfile.TemporaryDirectory | None = None
@@ -107,13 +113,16 @@ def _views(n: int) -> tuple[list[str], list[int], list[int], list[int], np.ndarr
 def _aggregate(args: tuple[list[str], list[int], list[int], list[int], np.ndarray]) -> object:
     ids, views, crops, labels, probs = args
     half = len(ids) // 2  # two workers' partial sums, merged on the driver
-    parts = [partial_sums(ids[:half], views[:half], crops[:half], labels[:half], probs[:half]),
-             partial_sums(ids[half:], views[half:], crops[half:], labels[half:], probs[half:])]  # fmt: skip
+    parts = [
+        partial_sums(ids[:half], views[:half], crops[:half], labels[:half], probs[:half]),
+        partial_sums(ids[half:], views[half:], crops[half:], labels[half:], probs[half:]),
+    ]
     return merge_partials(parts, expected_views=VIEWS)
 
 
-_SHARD_CFG = ShardConfig(dataset=DatasetConfig(format="csv", root="/videos"), output="/tmp/unused",
-                         videos_per_shard=4)  # fmt: skip
+_SHARD_CFG = ShardConfig(
+    dataset=DatasetConfig(format="csv", root="/videos"), output="/tmp/unused", videos_per_shard=4
+)
 _LOADER_CFG = LoaderConfig(batch_size=8, num_workers=4)
 
 
@@ -135,22 +144,22 @@ def driver_cases() -> list[DriverCase]:
                 annotation_checksums={},
                 quarantined=0,
             ).to_json(indent=1),
-        ),  # fmt: skip
+        ),
         DriverCase(
             "parse_index",
             "shards",
             lambda n: shard_index(n).to_json(indent=1),
             lambda text: ShardIndex.from_json(text, "index.json"),
-        ),  # fmt: skip
+        ),
         DriverCase(
             "epoch_plan",
             "shards",
             lambda n: (shard_index(n), [f"s{i}" for i in range(n)]),
             lambda a: [epoch_plan(a[0], a[1], _LOADER_CFG, r, 8, 4, 1, 0) for r in range(8)],
-        ),  # fmt: skip
+        ),
         # one call per shard, as evaluation replicas make them (each reading the index was O(shards^2))
         DriverCase(
             "listed_entries", "shards", _split_folder, lambda uris: [listed_entries([u]) for u in uris]
-        ),  # fmt: skip
+        ),
         DriverCase("aggregate_scores", "videos", _views, _aggregate),
     ]

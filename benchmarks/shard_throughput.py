@@ -1,6 +1,6 @@
 """Shard-writing throughput against the floor of one plain decode pass, measured side by side in one run.
 
-    python benchmarks/shard_throughput.py [--videos 12] [--size 320x240] [--frames 150,300] [--codec h264]
+    python -m benchmarks.shard_throughput [--videos 12] [--size 320x240] [--frames 150,300] [--codec h264]
 
 For each video (generated here: a panned textured scene, moving objects and film grain, so the encoder has
 real motion and residuals to code), in one process on one core (CPU time of the process, best of N), with
@@ -42,9 +42,7 @@ import av
 import numpy as np
 from PIL import Image
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from benchmarks.shard_inputs import ENCODERS, compare_jpeg_encoders, make_video, timed
 from pipeline.capacity.unit_costs import DEFAULT_PATH, ShardCost, here, update_unit_costs
 from pipeline.shards.decode_types import FrameRequest
 from pipeline.shards.frame_convert import output_size
@@ -52,48 +50,10 @@ from pipeline.shards.sampling import CentreSampler, Sampler, TrainSampler, rng_f
 from pipeline.shards.video_file import VideoFile
 from pipeline.shards.writer import EncodeSettings, VideoItem, frame_requests, video_samples
 
-ENCODERS = {"h264": ("libx264", ".mp4"), "mpeg4": ("mpeg4", ".avi"), "vp9": ("libvpx-vp9", ".webm")}
 
-
-def render_frames(frames: int, width: int, height: int, rng: np.random.Generator):
-    """Yield (H, W, 3) uint8 frames: a smooth textured scene panned by the camera, two textured objects
-    moving across it and film grain, so that the encoder has real motion and residuals to code."""
-    canvas_h, canvas_w = height + frames, width + 2 * frames
-    coarse = rng.uniform(30, 220, size=(canvas_h // 16 + 2, canvas_w // 16 + 2, 3))
-    canvas = np.asarray(
-        Image.fromarray(coarse.astype(np.uint8)).resize((canvas_w, canvas_h), Image.Resampling.BICUBIC),
-        dtype=np.float32,
-    ) + rng.normal(0, 3.0, size=(canvas_h, canvas_w, 1)).astype(np.float32)  # static fine texture
-    objects = [rng.uniform(0, 255, size=(height // 3, width // 4, 3)).astype(np.float32) for _ in range(2)]
-    grain = rng.normal(0, 2.0, size=(8, height, width, 1)).astype(np.float32)
-    for i in range(frames):
-        frame = canvas[i // 2 : i // 2 + height, 2 * i // 3 : 2 * i // 3 + width].copy()
-        for k, obj in enumerate(objects):
-            y = (height // 4 + int(20 * np.sin(i / (7 + k)))) % (height - obj.shape[0])
-            x = (3 * i * (k + 1)) % (width - obj.shape[1])
-            frame[y : y + obj.shape[0], x : x + obj.shape[1]] = obj
-        yield np.clip(frame + grain[i % 8], 0, 255).astype(np.uint8)
-
-
-def make_video(path: Path, frames: int, width: int, height: int, codec: str, seed: int) -> None:
-    encoder, _ = ENCODERS[codec]
-    opts = {"crf": "23", "preset": "medium"} if codec == "h264" else {}
-    if codec == "vp9":
-        opts = {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(encoder, rate=25, options=opts)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "mpeg4":
-            stream.bit_rate = 700_000  # UCF101's XviD files are about 0.5-1 Mbit/s
-        for rgb in render_frames(frames, width, height, np.random.default_rng(seed)):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
-def needed_requests(sampler: Sampler, path: Path, video_id: str, split: str, seed: int,
-                    context_scale: int) -> list[FrameRequest]:  # fmt: skip
+def needed_requests(
+    sampler: Sampler, path: Path, video_id: str, split: str, seed: int, context_scale: int
+) -> list[FrameRequest]:
     """The distinct (frame, scale) pairs ``video_samples`` stores for this video, in index order."""
     with VideoFile(str(path)) as video:
         n = video.probe().num_frames
@@ -116,13 +76,19 @@ def stored_planes(path: Path, requests: list[FrameRequest], short_side: int) -> 
         for i, frame in enumerate(container.decode(video=0)):
             for scale in scales.get(i, []):
                 w, h = output_size(frame.width, frame.height, short_side, scale)
-                yuv = reformatter.reformat(frame, width=w, height=h, format="yuvj420p", dst_colorspace="ITU601",
-                                           threads=1)  # fmt: skip
-                planes.append([
-                    np.pad(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width],
-                           ((0, 16), (0, 16)), mode="edge")[: p.height, : p.width]
-                    for p in yuv.planes
-                ])  # fmt: skip
+                yuv = reformatter.reformat(
+                    frame, width=w, height=h, format="yuvj420p", dst_colorspace="ITU601", threads=1
+                )
+                planes.append(
+                    [
+                        np.pad(
+                            np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width],
+                            ((0, 16), (0, 16)),
+                            mode="edge",
+                        )[: p.height, : p.width]
+                        for p in yuv.planes
+                    ]
+                )
             if i >= max(scales):
                 break
     return planes
@@ -170,68 +136,6 @@ def official_route(path: Path, short_side: int, quality: int, needed: list[int])
     return sum(sizes), picked
 
 
-def timed(fn, repeat: int) -> float:
-    """Best-of-``repeat`` CPU seconds of this process. Every route runs single-threaded in this process, so
-    CPU time measures its work; wall time on a machine shared with other jobs would mostly measure them."""
-    best = []
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        best.append(time.process_time() - start)
-    return min(best)
-
-
-def compare_jpeg_encoders(path: Path, quality: int, frames: int = 60) -> None:
-    """PIL (libjpeg-turbo) from RGB vs PyAV's mjpeg encoder from yuvj420p, resize included in both."""
-    import fractions
-
-    with av.open(str(path)) as container:
-        decoded = [f for _, f in zip(range(frames), container.decode(video=0))]
-    width, height = output_size(decoded[0].width, decoded[0].height, 320)
-    width -= width % 2  # the mjpeg encoder wants even sizes for 4:2:0
-
-    from av.video.reformatter import VideoReformatter
-
-    scaler, to_rgb, to_yuvj = VideoReformatter(), VideoReformatter(), VideoReformatter()
-
-    def pil() -> None:
-        for f in decoded:
-            scaled = scaler.reformat(f, width=width, height=height, threads=1)
-            rgb = to_rgb.reformat(scaled, format="rgb24", threads=1).to_ndarray()
-            Image.fromarray(rgb).save(io.BytesIO(), format="JPEG", quality=quality)
-
-    def mjpeg() -> None:
-        ctx = av.CodecContext.create("mjpeg", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
-        ctx.time_base = fractions.Fraction(1, 25)
-        ctx.qscale = 3  # about the size of PIL's quality 90
-        ctx.open()
-        for i, f in enumerate(decoded):
-            y = to_yuvj.reformat(f, width=width, height=height, format="yuvj420p", threads=1)
-            y.pts, y.time_base = i, ctx.time_base
-            ctx.encode(y)
-
-    def yuv_planes() -> None:
-        import simplejpeg
-
-        for f in decoded:
-            y = to_yuvj.reformat(
-                f, width=width, height=height, format="yuvj420p", dst_colorspace="ITU601", threads=1
-            )
-            planes = [
-                np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width] for p in y.planes
-            ]
-            simplejpeg.encode_jpeg_yuv_planes(*(np.ascontiguousarray(p) for p in planes), quality=quality)
-
-    t_pil, t_mjpeg = timed(pil, 3) / frames, timed(mjpeg, 3) / frames
-    t_planes = timed(yuv_planes, 3) / frames
-    print(
-        f"JPEG encoders at {width}x{height}, resize included: PIL from RGB {1000 * t_pil:.3f} ms/frame, "
-        f"PyAV mjpeg from yuvj420p {1000 * t_mjpeg:.3f} ms/frame, simplejpeg from YUV planes "
-        f"{1000 * t_planes:.3f} ms/frame"
-    )
-
-
 def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
     """The real job (Ray Data, one task per shard, tar + upload + index) over the same videos, wall time."""
     import ray
@@ -245,11 +149,16 @@ def run_ray_job(paths: list[Path], tmp: Path, args: argparse.Namespace) -> None:
         os.link(src, dst)
     (tmp / "val.csv").write_text("".join(f'"{p}",0\n' for p in val_paths))
     cfg = ShardConfig(
-        dataset=DatasetConfig(format="csv", root=str(tmp), annotations=str(tmp)), output=str(tmp / "shards"),
-        splits=["train", "val"], num_segments=args.segments, train=SplitShardConfig("train", args.train_views, 320),
-        val=SplitShardConfig("centre", 1, 256), jpeg_quality=args.quality,
-        videos_per_shard=max(1, len(paths) // (2 * args.ray_cpus)), progress_interval_s=1e9,
-    )  # fmt: skip
+        dataset=DatasetConfig(format="csv", root=str(tmp), annotations=str(tmp)),
+        output=str(tmp / "shards"),
+        splits=["train", "val"],
+        num_segments=args.segments,
+        train=SplitShardConfig("train", args.train_views, 320),
+        val=SplitShardConfig("centre", 1, 256),
+        jpeg_quality=args.quality,
+        videos_per_shard=max(1, len(paths) // (2 * args.ray_cpus)),
+        progress_interval_s=1e9,
+    )
     ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
     try:
         run_shard_job(cfg)  # warm-up: starts the workers; its shards are then skipped
@@ -301,15 +210,23 @@ def main(argv: list[str] | None = None) -> int:
     presets: dict[str, tuple[Sampler, EncodeSettings]] = {
         f"train {views} views, short 320": (train, EncodeSettings(320, args.quality)),
         f"train {views} views, short 320, no frame skipping": (
-            train, EncodeSettings(320, args.quality, skip_unneeded_frames=False)),
+            train,
+            EncodeSettings(320, args.quality, skip_unneeded_frames=False),
+        ),
         f"train {views} views, short 320, jpeg_encoder pil": (
-            train, EncodeSettings(320, args.quality, jpeg_encoder="pil")),
+            train,
+            EncodeSettings(320, args.quality, jpeg_encoder="pil"),
+        ),
         f"train {views} views, short 320, context at 1/2": (
-            train, EncodeSettings(320, args.quality, context_scale=2)),
+            train,
+            EncodeSettings(320, args.quality, context_scale=2),
+        ),
         "eval centre 1 view, short 256": (eval_, EncodeSettings(256, args.quality)),
         "eval centre 1 view, short 256, jpeg_encoder pil": (
-            eval_, EncodeSettings(256, args.quality, jpeg_encoder="pil")),
-    }  # fmt: skip
+            eval_,
+            EncodeSettings(256, args.quality, jpeg_encoder="pil"),
+        ),
+    }
     if min(width, height) < 320:
         # The UCF101/HMDB51 presets (upscale: false) keep sources under their short side at source size.
         presets[f"train {views} views, source size (ucf101/hmdb51 presets)"] = (
@@ -406,20 +323,29 @@ def main(argv: list[str] | None = None) -> int:
             print()
             if args.write_unit_costs and name == next(iter(presets)):
                 given = sys.argv[1:] if argv is None else argv
-                command = "python benchmarks/shard_throughput.py " + " ".join(given)
+                command = "python -m benchmarks.shard_throughput " + " ".join(given)
                 cost = ShardCost(
-                    source_width=width, source_height=height, codec=args.codec, stored_short_side=320,
-                    jpeg_quality=args.quality, cpu_s_per_decoded_frame=floor_t / floor_frames,
+                    source_width=width,
+                    source_height=height,
+                    codec=args.codec,
+                    stored_short_side=320,
+                    jpeg_quality=args.quality,
+                    cpu_s_per_decoded_frame=floor_t / floor_frames,
                     cpu_s_per_stored_jpeg=(ours_t - floor_t) / stored_jpegs,
                     bytes_per_stored_jpeg=sample_bytes / stored_jpegs,
-                    source=here(command, f"{n} synthetic videos, {lo}-{hi} frames, best of {args.repeat}, "
-                                f"CPU time of one process; preset '{name}'; shared machine (load "
-                                f"{os.getloadavg()[0]:.0f})"),
-                )  # fmt: skip
+                    source=here(
+                        command,
+                        f"{n} synthetic videos, {lo}-{hi} frames, best of {args.repeat}, "
+                        f"CPU time of one process; preset '{name}'; shared machine (load "
+                        f"{os.getloadavg()[0]:.0f})",
+                    ),
+                )
                 update_unit_costs(Path(args.write_unit_costs), shard=cost)
-                print(f"unit costs -> {args.write_unit_costs}: {cost.cpu_s_per_decoded_frame * 1e3:.3f} ms "
-                      f"per decoded frame, {cost.cpu_s_per_stored_jpeg * 1e3:.3f} ms and "
-                      f"{cost.bytes_per_stored_jpeg / 1024:.1f} KiB per stored JPEG\n")  # fmt: skip
+                print(
+                    f"unit costs -> {args.write_unit_costs}: {cost.cpu_s_per_decoded_frame * 1e3:.3f} ms "
+                    f"per decoded frame, {cost.cpu_s_per_stored_jpeg * 1e3:.3f} ms and "
+                    f"{cost.bytes_per_stored_jpeg / 1024:.1f} KiB per stored JPEG\n"
+                )
         compare_jpeg_encoders(paths[0], args.quality)
         if args.ray_cpus > 0:
             run_ray_job(paths, Path(tmp), args)

@@ -1,7 +1,7 @@
 """Capacity plan for a dataset on a cluster, from the measured unit costs in benchmarks/unit_costs.json.
 
-    python jobs/capacity.py --dataset k400 --gpus 8 [--cpu-nodes 4 --cores-per-node 32] [--gpu-type H100]
-    python jobs/capacity.py --dataset ssv2 --train-videos 100000 --shard-config shard_ssv2 --gpus 64
+    python -m jobs.capacity --dataset k400 --gpus 8 [--cpu-nodes 4 --cores-per-node 32] [--gpu-type H100]
+    python -m jobs.capacity --dataset ssv2 --train-videos 100000 --shard-config shard_ssv2 --gpus 64
 
 Prints CPU-hours and wall time to shard, shard bytes, shards and S3 objects, S3 GET/s and MB/s during
 training, GPU-hours and wall time per epoch, CPU cores per GPU for each decode path, shuffle-buffer memory and
@@ -13,14 +13,10 @@ Arithmetic: pipeline/capacity/plan.py; the unit costs are written by the benchma
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
-
-if __package__ in (None, ""):  # `python jobs/capacity.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.cli import Job, Shortcut, resolve_config, run
 from pipeline.capacity.plan import ClusterShape, StorageLayout, make_plan
@@ -54,11 +50,26 @@ class CapacityJob:
     unit_costs: str = ""  # unit-costs JSON; "" = benchmarks/unit_costs.json
 
 
-JOB = Job("capacity", CapacityJob, __doc__, shortcuts=tuple(
-    Shortcut("--" + key.replace("_", "-"), key)
-    for key in ("train_videos", "val_videos", "mean_duration_s", "cpu_nodes", "cores_per_node", "gpu_type",
-                "loader_workers_per_gpu", "shuffle_buffer", "shard_config", "unit_costs")
-))  # fmt: skip
+JOB = Job(
+    "capacity",
+    CapacityJob,
+    __doc__,
+    shortcuts=tuple(
+        Shortcut("--" + key.replace("_", "-"), key)
+        for key in (
+            "train_videos",
+            "val_videos",
+            "mean_duration_s",
+            "cpu_nodes",
+            "cores_per_node",
+            "gpu_type",
+            "loader_workers_per_gpu",
+            "shuffle_buffer",
+            "shard_config",
+            "unit_costs",
+        )
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,14 +80,25 @@ def capacity(job: CapacityJob, args: argparse.Namespace) -> int:
     costs_path = Path(job.unit_costs) if job.unit_costs else DEFAULT_PATH
     costs = load_unit_costs(costs_path)
     preset = next(p for p in PRESETS if p.name == job.dataset)
-    data = replace(preset, train_videos=job.train_videos or preset.train_videos,
-                   val_videos=job.val_videos or preset.val_videos,
-                   mean_duration_s=job.mean_duration_s or preset.mean_duration_s, fps=job.fps or preset.fps,
-                   width=job.width or preset.width, height=job.height or preset.height)  # fmt: skip
+    data = replace(
+        preset,
+        train_videos=job.train_videos or preset.train_videos,
+        val_videos=job.val_videos or preset.val_videos,
+        mean_duration_s=job.mean_duration_s or preset.mean_duration_s,
+        fps=job.fps or preset.fps,
+        width=job.width or preset.width,
+        height=job.height or preset.height,
+    )
     shard_path = resolve_config(job.shard_config or preset.shard_preset, ShardConfig)
     layout = StorageLayout.from_shard_config(load_config(ShardConfig, shard_path))
-    cluster = ClusterShape(job.cpu_nodes, job.cores_per_node, job.gpus, job.gpu_type,
-                           job.loader_workers_per_gpu, job.shuffle_buffer)  # fmt: skip
+    cluster = ClusterShape(
+        job.cpu_nodes,
+        job.cores_per_node,
+        job.gpus,
+        job.gpu_type,
+        job.loader_workers_per_gpu,
+        job.shuffle_buffer,
+    )
     plan = make_plan(costs, data, layout, cluster)
     print(
         f"# {data.name}: {data.train_videos:,} train + {data.val_videos:,} val videos, "

@@ -10,10 +10,12 @@ Command line -> config (pipeline/config.py does the typing and names unknown key
 
     --config NAME|PATH     a preset name (jobs/configs/NAME.yaml) or a YAML file      -> base mapping
     --optim.lr 0.01        one flag per leaf field of the dataclass, read as YAML     -> overrides, in order
+    --num-segments 8       a top-level field: hyphens (--num_segments is read too, not listed)
     --workers 4            a shortcut: = --run.workers 4 (--gpus: a switch = --run.use_gpu true)
     --address auto         the job's own options, not config                         -> args.address
     --print-config         print the resolved config (preset + flags) as YAML, exit 0, run nothing
     --verbose              (jobs that start Ray) Ray's known-harmless lines too (pipeline/ray_connect.py)
+    --json                 (jobs that end with a summary, pipeline/summary.py) the result as one JSON line
 
 ``--help`` lists the fields by section (model, optim, run, ...), each with its default and the description
 written beside it in the dataclass (pipeline/config_docs.py); fields in a dataclass's TEST_ONLY are accepted
@@ -44,9 +46,14 @@ import yaml
 
 from pipeline.config import config_to_dict, load_config
 from pipeline.config_docs import FieldDoc, describe_fields
-from pipeline.errors import InputError  # ConfigError, AnnotationError, ContractError, ...: user input, exit 2
-from pipeline.ray_connect import set_verbose
+from pipeline.errors import (
+    InputError,
+    Stopped,
+)  # ConfigError, AnnotationError, ContractError, ...: user input, exit 2
+from pipeline.ray_connect import set_verbose, settle
+from pipeline.scratch import remove_abandoned
 from pipeline.storage import StorageUnreachable
+from pipeline.summary import Summary, print_summary
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -81,6 +88,31 @@ class Shortcut:
     help: str = ""
 
 
+TRACKING_URI_HELP = (
+    "MLflow tracking: empty = $MLFLOW_TRACKING_URI, else the local store sqlite:///mlruns/mlflow.db (browse it "
+    "with mlflow ui); none = no tracking, nothing logged or registered; anything else = that tracking URI "
+    "(http://HOST:5000, sqlite:///PATH/mlflow.db)"
+)
+
+
+def tracking_uri_flag(key: str = "tracking_uri", needs_mlflow: str = "") -> Shortcut:
+    """``--tracking-uri`` for the config key ``key``, its help saying what each value does; ``needs_mlflow``:
+    why this job cannot run with ``none`` (the job's check refuses it, tdn.tracking.mlflow_store.tracking_off)."""
+    refused = f"; none is refused: {needs_mlflow}" if needs_mlflow else ""
+    return Shortcut("--tracking-uri", key, help=f"{TRACKING_URI_HELP}{refused} (= --{key})")
+
+
+def model_source_flags(key: str = "model") -> tuple[Shortcut, ...]:
+    """The flags naming the model a job reads (a ModelSource under ``key``): evaluate and predict."""
+    return (
+        Shortcut("--model", f"{key}.uri"),
+        Shortcut("--official-checkpoint", f"{key}.official"),
+        Shortcut("--arch", f"{key}.arch"),
+        Shortcut("--segments", f"{key}.num_segments"),
+        Shortcut("--num-classes", f"{key}.num_classes"),
+    )
+
+
 @dataclass(frozen=True)
 class Option:
     """A flag of the job that is not a config field (``--address``, ``--dry-run``); a name without ``--`` is
@@ -90,6 +122,7 @@ class Option:
     help: str
     switch: bool = False
     default: str | None = None
+    many: bool = False  # a positional that takes any number of values (``SOURCE...``): a list in ``args``
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,8 @@ class Job(Generic[C]):
     # FileNotFoundError, e.g. AnnotationError: a dataset's list files missing or malformed.
     input_errors: tuple[type[Exception], ...] = ()
     ray: bool = False  # the job starts or joins Ray: it gets --verbose (Ray's known-harmless lines too)
+    epilog: str = ""  # shown at the end of --help as written (an example run and its output)
+    summary: bool = False  # the job ends with a pipeline.summary.Summary: it gets --json (for scripts)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,9 +148,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=f"python jobs/{job.name}.py",
+        prog=f"python -m jobs.{job.name}",
         usage=f"%(prog)s {_usage(job)}",  # argparse's own lists every field: 80 lines for train
         description=job.doc.split("\n\n")[0],
+        epilog=job.epilog or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     names = preset_names(job.config)
@@ -133,11 +169,17 @@ def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
         parser.add_argument(
             "--verbose",
             action="store_true",
-            help="also print Ray's known-harmless lines (per-report echoes, notes)",
+            help="also print Ray's known-harmless lines (start-up, progress reports, per-report echoes, notes)",
+        )
+    if job.summary:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="end with the result as one line of JSON (for scripts) instead of the summary",
         )
     for option in job.options:
         if not option.flag.startswith("-"):
-            parser.add_argument(option.flag, help=option.help)
+            parser.add_argument(option.flag, nargs="*" if option.many else None, help=option.help)
         elif option.switch:
             parser.add_argument(option.flag, action="store_true", help=option.help)
         else:
@@ -148,15 +190,28 @@ def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
         dest = _FIELD + s.key
         doc = docs.get(s.key)
         if s.const is not None:
-            shortcuts.add_argument(s.flag, dest=dest, action="store_const", const=s.const,
-                                   help=s.help or f"= --{s.key} {s.const}")  # fmt: skip
+            shortcuts.add_argument(
+                s.flag,
+                dest=dest,
+                action="store_const",
+                const=s.const,
+                help=s.help or f"= --{s.key} {s.const}",
+            )
         else:
-            shortcuts.add_argument(s.flag, dest=dest, type=s.parse or str, metavar="VALUE",
-                                   help=_help(doc, s.help or f"= --{s.key}"))  # fmt: skip
+            shortcuts.add_argument(
+                s.flag,
+                dest=dest,
+                type=s.parse or str,
+                metavar="VALUE",
+                help=_help(doc, s.help or f"= --{s.key}"),
+            )
     taken = {s.flag for s in job.shortcuts}
     groups: dict[str, argparse._ArgumentGroup] = {}
     for doc in docs.values():
-        if f"--{doc.name}" in taken:
+        flag, plain = field_flag(doc.name), f"--{doc.name}"
+        if flag != plain and plain not in taken:  # the underscore spelling of earlier versions, still read
+            parser.add_argument(plain, dest=_FIELD + doc.name, help=argparse.SUPPRESS)
+        if flag in taken or plain in taken:
             continue
         section = doc.name.rpartition(".")[0]
         if section not in groups:
@@ -164,13 +219,26 @@ def build_parser(job: Job[Any]) -> argparse.ArgumentParser:
                 f"{section} (--{section}.*)" if section else f"{job.config.__name__} (override the preset)"
             )
             groups[section] = parser.add_argument_group(title)
-        groups[section].add_argument(f"--{doc.name}", dest=_FIELD + doc.name, metavar=_metavar(doc.type),
-                                     help=argparse.SUPPRESS if doc.test_only else _help(doc))  # fmt: skip
+        groups[section].add_argument(
+            flag,
+            dest=_FIELD + doc.name,
+            metavar=_metavar(doc.type),
+            help=argparse.SUPPRESS if doc.test_only else _help(doc),
+        )
     return parser
 
 
+def field_flag(key: str) -> str:
+    """The flag of a config field: ``--section.field_name`` inside a section (the key as written in YAML),
+    ``--field-name`` for a top-level field, like the shortcuts (``--num-segments``; ``--num_segments`` is a
+    hidden alias)."""
+    return f"--{key}" if "." in key else f"--{key.replace('_', '-')}"
+
+
 def _usage(job: Job[Any]) -> str:
-    positional = " ".join(o.flag.upper() for o in job.options if not o.flag.startswith("-"))
+    positional = " ".join(
+        o.flag.upper() + ("..." if o.many else "") for o in job.options if not o.flag.startswith("-")
+    )
     return " ".join(
         p for p in (positional, "[--config NAME|PATH] [--SECTION.FIELD VALUE ...] [options]") if p
     )
@@ -226,12 +294,15 @@ def run(job: Job[C], argv: Sequence[str] | None, body: Callable[[C, argparse.Nam
     if args.print_config:
         print(config_yaml(cfg), end="", flush=True)
         return 0
-    if job.ray:
-        set_verbose(args.verbose)
+    if job.ray:  # argv None: the process's own command line, so the process is the job (its stderr too)
+        set_verbose(args.verbose, own_stderr=argv is None)
+    remove_abandoned()  # scratch files and folders that killed jobs left in <tmp> (pipeline/scratch.py)
     try:
         return body(cfg, args)
     except JobFailed as exc:
         return _report(job, "failed", exc, show, 1)
+    except Stopped as exc:  # a signal asked the job to stop, and it did: 143 (SIGTERM) / 130 (SIGINT)
+        return _report(job, "stopped", exc, show, exc.exit_code)
     except (
         BadInput,
         InputError,
@@ -241,6 +312,14 @@ def run(job: Job[C], argv: Sequence[str] | None, body: Callable[[C, argparse.Nam
         *job.input_errors,
     ) as exc:
         return _report(job, "error", exc, show, 2)
+
+
+def finish(summary: Summary, args: argparse.Namespace) -> None:
+    """End a job with its summary (``--json``: its data as one JSON line), after the lines its Ray workers
+    printed have reached the console (pipeline/ray_connect.py settle). Every job that has a result calls this
+    last (a Job with ``summary=True``)."""
+    settle()
+    print_summary(summary, getattr(args, "json", False))
 
 
 def config_yaml(cfg: Any) -> str:
@@ -260,8 +339,11 @@ def resolve_config(value: str, cls: type) -> Path:
         return preset
     names = preset_names(cls)
     close = difflib.get_close_matches(value, names, n=3, cutoff=0.5)
-    hint = (f"did you mean {', '.join(close)}?" if close
-            else f"presets for {cls.__name__}: {', '.join(names) or '-'}")  # fmt: skip
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else f"presets for {cls.__name__}: {', '.join(names) or '-'}"
+    )
     raise BadInput(f"--config {value}: no such file or preset in {_rel(PRESETS)}/; {hint}")
 
 
@@ -288,6 +370,7 @@ def _unknown_flags(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
 
 
 def _report(job: Job[Any], kind: str, exc: BaseException, show: bool, code: int) -> int:
+    settle()  # the workers' last lines first: this line is the job's last (train's resume command)
     if show:
         traceback.print_exception(exc)
     print(f"{job.name}: {kind}: {_one_line(exc)}", file=sys.stderr, flush=True)

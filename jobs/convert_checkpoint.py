@@ -1,6 +1,6 @@
 """Convert a checkpoint released with the paper (TDN ``main.py``) to this project's checkpoint format.
 
-    python jobs/convert_checkpoint.py TDN_K400_R50_8f.pth.tar k400_r50_8f.pt --arch resnet50 --segments 8 \
+    python -m jobs.convert_checkpoint TDN_K400_R50_8f.pth.tar k400_r50_8f.pt --arch resnet50 --segments 8 \
         --num-classes 400 [--class-names classes.txt]
 
 The released file does not record its shape, hence ``--arch``/``--segments``/``--num-classes``; a file that
@@ -15,11 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
-
-if __package__ in (None, ""):  # `python jobs/convert_checkpoint.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.cli import Job, Option, Shortcut, run
 from pipeline import storage
@@ -42,13 +38,21 @@ def check(job: ConvertJob) -> None:
         raise ValueError("--arch, --segments and --num-classes are required (the released file does not say)")
 
 
-JOB = Job("convert_checkpoint", ConvertJob, __doc__, check=check, input_errors=(CheckpointError,), shortcuts=(
-    Shortcut("--num-classes", "num_classes"),
-    Shortcut("--class-names", "class_names", help="text file, one class name per line (optional)"),
-), options=(
-    Option("input", "official checkpoint (.pth / .pth.tar), local path or s3:// URI"),
-    Option("output", "project checkpoint to write, local path or s3:// URI"),
-))  # fmt: skip
+JOB = Job(
+    "convert_checkpoint",
+    ConvertJob,
+    __doc__,
+    check=check,
+    input_errors=(CheckpointError,),
+    shortcuts=(
+        Shortcut("--num-classes", "num_classes"),
+        Shortcut("--class-names", "class_names", help="text file, one class name per line (optional)"),
+    ),
+    options=(
+        Option("input", "official checkpoint (.pth / .pth.tar), local path or s3:// URI"),
+        Option("output", "project checkpoint to write, local path or s3:// URI"),
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Combine stored evaluations into an ensemble row (the paper's "8+16"), logged as its own evaluation run.
 
-    python jobs/ensemble.py --runs RUN_8F,RUN_16F --out results/ens --tracking-uri http://mlflow:5000
+    python -m jobs.ensemble --runs RUN_8F,RUN_16F --out results/ens --tracking-uri http://mlflow:5000
 
 Uses each run's per_video_scores.npz; no inference is re-run. The runs must cover the same shards
 (same index checksum) with the same protocol.
@@ -9,20 +9,15 @@ Uses each run's per_video_scores.npz; no inference is re-run. The runs must cove
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-if __package__ in (None, ""):  # `python jobs/ensemble.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from jobs.cli import Job, Shortcut, run
+from jobs.cli import Job, finish, run, tracking_uri_flag
 from tdn.evaluation.ensemble import ensemble_runs
 from tdn.evaluation.results import DEFAULT_EXPERIMENT
+from tdn.evaluation.summaries import evaluation_summary
+from tdn.tracking.mlflow_store import resolve_tracking_uri, tracking_off
 
 
 @dataclass
@@ -30,21 +25,27 @@ class EnsembleJob:
     runs: list[str] = field(default_factory=list)  # evaluation run ids (--runs A,B)
     weights: list[float] = field(default_factory=list)  # one per run; empty: equal
     out: str = "results/ensemble"  # folder for the ensemble's results files
-    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else the local store sqlite:///mlruns/mlflow.db
     experiment: str = DEFAULT_EXPERIMENT  # MLflow experiment of the ensemble's evaluation run
 
 
 def check(job: EnsembleJob) -> None:
     if not job.runs:
         raise ValueError("--runs (comma-separated evaluation run ids) is required")
-    if not (job.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-        raise ValueError("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
+    if tracking_off(job.tracking_uri):
+        raise ValueError("--tracking-uri none: the ensemble reads evaluation runs from MLflow; give its URI")
 
 
 # input_errors: ensemble_runs raises ValueError for runs that do not match (other shards, other protocol).
-JOB = Job("ensemble", EnsembleJob, __doc__, check=check, input_errors=(ValueError,), shortcuts=(
-    Shortcut("--tracking-uri", "tracking_uri"),
-))  # fmt: skip
+JOB = Job(
+    "ensemble",
+    EnsembleJob,
+    __doc__,
+    check=check,
+    input_errors=(ValueError,),
+    shortcuts=(tracking_uri_flag(needs_mlflow="it combines evaluation runs and logs one"),),
+    summary=True,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def ensemble(job: EnsembleJob, args: argparse.Namespace) -> int:
-    tracking_uri = job.tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    tracking_uri = resolve_tracking_uri(job.tracking_uri)
     result, run_id = ensemble_runs(job.runs, job.out, tracking_uri, job.experiment, job.weights or None)
-    print(json.dumps({**result.to_dict(), "run_id": run_id}))
+    finish(evaluation_summary("ensemble", result, job.out, run_id, tracking_uri), args)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Multiply-adds and parameters of a model configuration, or the paper's FLOPs tables beside ours.
 
-    python jobs/flops.py --arch resnet50 --segments 8 --size 224 [--variant tdn] [--num-classes 400]
-    python jobs/flops.py --table [--size 224]
+    python -m jobs.flops --arch resnet50 --segments 8 --size 224 [--variant tdn] [--num-classes 400]
+    python -m jobs.flops --table [--size 224]
 
 Counted on a meta-device model, nothing computed (tdn/model/flops.py): multiply-adds per clip of batch 1,
 the paper's unit.
@@ -10,13 +10,8 @@ the paper's unit.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-if __package__ in (None, ""):  # `python jobs/flops.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.cli import Job, Shortcut, run
 from tdn.model.flops import count_flops, print_table
@@ -35,10 +30,15 @@ class FlopsJob:
     table: bool = False  # print our variants beside the paper's FLOPs (Tables 1-3) instead
 
 
-JOB = Job("flops", FlopsJob, __doc__, shortcuts=(
-    Shortcut("--num-classes", "num_classes"),
-    Shortcut("--table", "table", const="true", help="print our variants beside the paper's FLOPs"),
-))  # fmt: skip
+JOB = Job(
+    "flops",
+    FlopsJob,
+    __doc__,
+    shortcuts=(
+        Shortcut("--num-classes", "num_classes"),
+        Shortcut("--table", "table", const="true", help="print our variants beside the paper's FLOPs"),
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,11 +49,18 @@ def flops(job: FlopsJob, args: argparse.Namespace) -> int:
     if job.table:
         print_table(job.size)
         return 0
-    cfg = ModelConfig(arch=job.arch, num_classes=job.num_classes, num_segments=job.segments,
-                      variant=job.variant, width=job.width)  # fmt: skip
+    cfg = ModelConfig(
+        arch=job.arch,
+        num_classes=job.num_classes,
+        num_segments=job.segments,
+        variant=job.variant,
+        width=job.width,
+    )
     r = count_flops(cfg, job.size)
-    print(f"{job.variant} {job.arch} {job.segments}x{job.size}^2: {r.gmacs:.2f} GMACs "
-          f"(multiply-adds per clip), {r.params / 1e6:.2f} M parameters")  # fmt: skip
+    print(
+        f"{job.variant} {job.arch} {job.segments}x{job.size}^2: {r.gmacs:.2f} GMACs "
+        f"(multiply-adds per clip), {r.params / 1e6:.2f} M parameters"
+    )
     return 0
 
 

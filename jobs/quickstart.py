@@ -20,19 +20,29 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python jobs/quickstart.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import ray.data
 
 from jobs import cli
 from pipeline.config import load_config
+from pipeline.datasets import DatasetConfig
+from pipeline.ray_connect import init_ray
+from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
+from pipeline.synthetic.generate import SyntheticConfig, generate
+from tdn.evaluation.batch_inference import evaluate as run_evaluation
+from tdn.evaluation.model_source import ModelSource
+from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.results import OLD_FIELDS
+from tdn.evaluation.table_runs import refresh_tables
 from tdn.model.networks import Variant
-from tdn.tracking.mlflow_store import DEFAULT_TRACKING_URI
+from tdn.tracking.mlflow_store import DEFAULT_TRACKING_URI, tracking_off
+from tdn.training.config import TrainConfig
+from tdn.training.launcher import best_checkpoint, fit
+from tdn.training.metric_names import VAL_TOP1_PCT, best_key
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_PRESET = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
@@ -60,8 +70,6 @@ def done(start: float, what: str) -> None:
 
 
 def make_videos(cfg: QuickstartConfig) -> Path:
-    from pipeline.synthetic.generate import SyntheticConfig, generate
-
     root = Path(cfg.workdir) / "data" / "ucf101"
     start = stage(
         1, f"synthetic motion videos: {', '.join(cfg.motions)} x {cfg.videos_per_class} (UCF101 layout)"
@@ -83,9 +91,6 @@ def make_videos(cfg: QuickstartConfig) -> Path:
 
 
 def make_shards(cfg: QuickstartConfig, videos: Path, num_segments: int, input_size: int) -> Path:
-    from pipeline.datasets import DatasetConfig
-    from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
-
     out = Path(cfg.workdir) / "shards"
     start = stage(2, "shard job (Ray Data): decode -> 5-frame windows -> WebDataset shards")
     if all((out / split / "index.json").is_file() for split in ("train", "test")):
@@ -124,10 +129,6 @@ def eval_short_side(input_size: int) -> int:
 
 def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
     """Train one variant; returns its final checkpoint path (reused when the run finished before)."""
-    from tdn.training.config import TrainConfig
-    from tdn.training.launcher import best_checkpoint, fit
-    from tdn.training.metric_names import VAL_TOP1_PCT, best_key
-
     marker = Path(cfg.workdir) / f"train-{variant}.json"
     start = stage(n, f"train {variant.upper()} (ResNet-18 x0.25, Ray Train DDP with {cfg.workers} workers)")
     if marker.is_file():
@@ -141,11 +142,20 @@ def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
         model=replace(tc.model, variant=variant, num_classes=len(cfg.motions)),
         data=replace(tc.data, shards=str(shards), train_split="train", val_split="test"),
         optim=replace(tc.optim, epochs=cfg.epochs or tc.optim.epochs),
-        run=replace(tc.run, workers=cfg.workers, seed=cfg.seed, name="",
-                    storage_path=str((Path(cfg.workdir) / "ray_results").resolve())),
-        tracking=replace(tc.tracking, uri=cfg.tracking_uri, registered_model=registered_name(variant),
-                         registered_alias=ALIAS),
-    )  # fmt: skip
+        run=replace(
+            tc.run,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            name="",
+            storage_path=str((Path(cfg.workdir) / "ray_results").resolve()),
+        ),
+        tracking=replace(
+            tc.tracking,
+            uri=cfg.tracking_uri,
+            registered_model=registered_name(variant),
+            registered_alias=ALIAS,
+        ),
+    )
     result = fit(tc)
     if result.error is not None:
         raise RuntimeError(f"training {variant} failed: {result.error}")
@@ -158,11 +168,6 @@ def train(cfg: QuickstartConfig, variant: Variant, shards: Path, n: int) -> str:
 
 
 def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int) -> dict:
-    from tdn.evaluation.batch_inference import evaluate as run_evaluation
-    from tdn.evaluation.model_source import ModelSource
-    from tdn.evaluation.protocol import EvalConfig
-    from tdn.evaluation.results import OLD_FIELDS
-
     out = Path(cfg.workdir) / "eval" / variant
     results = out / "results.json"
     if results.is_file():
@@ -184,8 +189,6 @@ def evaluate(cfg: QuickstartConfig, variant: str, shards: Path, input_size: int)
 
 
 def table(cfg: QuickstartConfig) -> str:
-    from tdn.reporting.tables import refresh_tables
-
     tables, _ = refresh_tables(cfg.tracking_uri, Path(cfg.workdir) / "tables", with_paper=False)
     filled = [t.to_markdown() for t in tables if t.rows]
     return "\n".join(filled) if filled else "(no evaluations found)"
@@ -193,17 +196,13 @@ def table(cfg: QuickstartConfig) -> str:
 
 def start_ray(cfg: QuickstartConfig) -> None:
     """A private local Ray, started by the first stage that needs it (a re-run of finished stages needs none)."""
-    from pipeline.ray_connect import init_ray
-
     init_ray(None, num_cpus=max(2, cfg.workers + 1))
 
 
 def run(cfg: QuickstartConfig) -> dict[str, dict]:
     total = time.perf_counter()
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
-    preset = load_config(
-        __import__("tdn.training.config", fromlist=["TrainConfig"]).TrainConfig, TRAIN_PRESET
-    )
+    preset = load_config(TrainConfig, TRAIN_PRESET)
     videos = make_videos(cfg)
     shards = make_shards(cfg, videos, preset.model.num_segments, preset.loader.input_size)
     variants: tuple[tuple[Variant, int], ...] = (("tdn", 3), ("tsn", 4))
@@ -227,20 +226,33 @@ def run(cfg: QuickstartConfig) -> dict[str, dict]:
 
 def quiet_ray_data() -> None:
     """The stages print their own progress lines; Ray Data's per-operator log lines would drown them."""
-    import ray.data
-
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-JOB = cli.Job("quickstart", QuickstartConfig, __doc__, shortcuts=(
-    cli.Shortcut("--tracking-uri", "tracking_uri"),
-    cli.Shortcut("--motions", "motions", help="comma-separated motion classes"),
-    cli.Shortcut("--videos-per-class", "videos_per_class"),
-    cli.Shortcut("--epochs", "epochs", help="0 = the preset's"),
-), options=(
-    cli.Option("--fresh", "delete --workdir first and start over", switch=True),
-), ray=True)  # fmt: skip
+def check(cfg: QuickstartConfig) -> None:
+    if tracking_off(cfg.tracking_uri):
+        raise ValueError(
+            "--tracking-uri none: the quickstart registers, evaluates and tabulates through MLflow"
+        )
+
+
+JOB = cli.Job(
+    "quickstart",
+    QuickstartConfig,
+    __doc__,
+    check=check,
+    shortcuts=(
+        cli.tracking_uri_flag(
+            needs_mlflow="the quickstart registers, evaluates and tabulates through MLflow"
+        ),
+        cli.Shortcut("--motions", "motions", help="comma-separated motion classes"),
+        cli.Shortcut("--videos-per-class", "videos_per_class"),
+        cli.Shortcut("--epochs", "epochs", help="0 = the preset's"),
+    ),
+    options=(cli.Option("--fresh", "delete --workdir first and start over", switch=True),),
+    ray=True,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

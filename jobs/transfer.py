@@ -1,43 +1,52 @@
 """Fine-tune a Kinetics-pretrained TDN on UCF101 and HMDB51, three official splits each (the paper's Table 4).
 
-    python jobs/transfer.py --config jobs/configs/transfer_k400_r50.yaml --pretrained models:/tdn-k400@champion \
+    python -m jobs.transfer --config jobs/configs/transfer_k400_r50.yaml --pretrained models:/tdn-k400@champion \
         --data.ucf101_root data/UCF101 --data.hmdb51_root data/HMDB51 --tracking-uri http://mlflow:5000
-    python jobs/transfer.py --official-checkpoint TDN_k400_R50_8f.pth.tar --arch resnet50 ...
+    python -m jobs.transfer --official-checkpoint TDN_k400_R50_8f.pth.tar --arch resnet50 ...
 
 The released recipe is the default (16 segments, lr 0.002 for a batch of 128, steps 10/20, 25 epochs,
 dropout 0.8, new classifier). Each split: shard job -> Ray Train run -> evaluation of the test list. One
-parent MLflow run with a child run per split; prints the per-split and mean top-1 as JSON.
+parent MLflow run with a child run per split; ends with the mean top-1 per dataset, each split's top-1 and
+checkpoint and the parent run's page (--json: the TransferReport as one JSON line).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python jobs/transfer.py` from the repository root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from jobs.cli import Job, Option, Shortcut, finish, run, tracking_uri_flag
+from tdn.evaluation.summaries import transfer_summary
+from tdn.evaluation.transfer import RESULTS_FILE, TransferConfig, run_transfer
 
-from jobs.cli import Job, Option, Shortcut, run
-from tdn.evaluation.transfer import TransferConfig, run_transfer
 
-JOB = Job("transfer", TransferConfig, __doc__, check=lambda cfg: cfg.pretrained.check(), shortcuts=(
-    Shortcut("--pretrained", "pretrained.uri"),
-    Shortcut("--checkpoint", "pretrained.uri"),
-    Shortcut("--ucf101", "data.ucf101_root"),
-    Shortcut("--hmdb51", "data.hmdb51_root"),
-    Shortcut("--official-checkpoint", "pretrained.official"),
-    Shortcut("--arch", "pretrained.arch"),
-    Shortcut("--segments", "num_segments"),
-    Shortcut("--workers", "run.workers"),
-    Shortcut("--tracking-uri", "tracking_uri"),
-), options=(
-    Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),
-), ray=True)  # fmt: skip
+def check(cfg: TransferConfig) -> None:
+    cfg.pretrained.check()
+    cfg.tracking()  # --tracking-uri none: an InputError (the split runs nest under one MLflow run)
+
+
+JOB = Job(
+    "transfer",
+    TransferConfig,
+    __doc__,
+    check=check,
+    shortcuts=(
+        Shortcut("--pretrained", "pretrained.uri"),
+        Shortcut("--checkpoint", "pretrained.uri"),
+        Shortcut("--ucf101", "data.ucf101_root"),
+        Shortcut("--hmdb51", "data.hmdb51_root"),
+        Shortcut("--official-checkpoint", "pretrained.official"),
+        Shortcut("--arch", "pretrained.arch"),
+        Shortcut("--segments", "num_segments"),
+        Shortcut("--workers", "run.workers"),
+        tracking_uri_flag(needs_mlflow="its per-split runs nest under one MLflow run"),
+    ),
+    options=(Option("--address", "Ray cluster address (default: RAY_ADDRESS or local)"),),
+    ray=True,
+    summary=True,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def transfer(cfg: TransferConfig, args: argparse.Namespace) -> int:
     report = run_transfer(cfg, address=args.address)
-    print(json.dumps(dataclasses.asdict(report)))
+    results = str(Path(cfg.work_dir) / RESULTS_FILE)
+    finish(transfer_summary(report, results, cfg.tracking()), args)
     return 0
 
 

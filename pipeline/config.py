@@ -12,6 +12,8 @@ The command line of the jobs (``--config``, ``--optim.lr 0.01``, shortcuts) is b
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -101,9 +103,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from exc
+        if not math.isfinite(number):  # `lr <= 0` is false for NaN: nothing later would catch it
+            raise ConfigError(f"{where}: {value!r} is not a finite number")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -142,6 +147,8 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
+        if where and str(exc).startswith(f"{where}."):  # it names its key already ("run.workers must be ...")
+            raise ConfigError(str(exc)) from exc
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
@@ -204,15 +211,20 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """YAML preset (optional) + ``key.sub=value`` overrides -> dataclass ``cls``."""
     data: dict[str, Any] = _read_yaml(path) if path else {}
+    given: set[str] = set()  # keys set by the overrides (command-line flags), not by the preset
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
         _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw != "" else "")
+        given.add(key.strip())
     try:
         return _from_mapping(cls, data)
     except ConfigError as exc:
-        if path:
+        # "optim.lr: ...", "optim.steps[1]: ..." or "run.name 'x': ...": blame the preset only for a key it set
+        found = re.match(r"[A-Za-z_][\w.]*", str(exc))
+        key = found.group(0) if found else ""
+        if path and not any(key == k or key.startswith(k + ".") for k in given):
             raise ConfigError(f"{exc} (in {path})") from exc
         raise
 
@@ -242,3 +254,12 @@ def section_class(cls: type, name: str) -> type | None:
 
 def save_config(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False), encoding="utf-8")
+
+
+def require_finite(section: Any, name: str) -> None:
+    """ConfigError naming ``<name>.<field>`` for a float field that is NaN or infinite (for configs built in
+    code; values read from YAML or flags are checked as they are read)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name}.{f.name}: {value!r} is not a finite number")

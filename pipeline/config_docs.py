@@ -14,7 +14,7 @@ is the help a user sees (one mechanism, no second copy to keep in step):
     describe_fields(TrainConfig) -> [FieldDoc(name="run.workers", type=int, default=1,
                                               help="number of DDP workers", test_only=False), ...]
 
-Pragmas in a comment (``# fmt: skip``, ``# noqa``, ``# type: ignore``) are not part of the description.
+Pragmas in a comment (``# noqa``, ``# type: ignore``, ``# pragma``) are not part of the description.
 ``TEST_ONLY`` (a ClassVar of the dataclass) names the fields that exist for fault injection in tests: jobs/cli.py
 still accepts them as flags but does not list them.
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 from pipeline.config import leaf_fields, section_class
 
-_PRAGMA = re.compile(r"\s*#?\s*(fmt:\s*(skip|off|on)|noqa\b.*|type:\s*ignore\b.*|pragma\b.*)$")
+_PRAGMA = re.compile(r"\s*#?\s*(noqa\b.*|type:\s*ignore\b.*|pragma\b.*)$")
 
 
 @dataclass(frozen=True)

@@ -14,3 +14,12 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """A file or setting the user handed in is wrong: retrying cannot help. The message names it."""
+
+
+class Stopped(Exception):
+    """A job asked to stop (a signal) that stopped cleanly: one line, exit ``exit_code`` (143 SIGTERM, 130
+    SIGINT, as a shell reports a process ended by the signal)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

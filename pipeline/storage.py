@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pyarrow.fs as pafs
+
+from pipeline.scratch import scratch_file
 
 
 class StorageUnreachable(OSError):
@@ -197,8 +198,8 @@ def download_to_temp(uri: str | os.PathLike, suffix: str = "") -> str:
     """Local path of the file: the path itself if local, else a temporary copy the caller removes."""
     if not is_s3(uri):
         return str(uri)
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    with os.fdopen(fd, "wb") as dst, open_input_stream(uri) as src:
+    tmp = scratch_file("download", suffix)  # named after this process: removed by remove_abandoned if killed
+    with open(tmp, "wb") as dst, open_input_stream(uri) as src:
         while chunk := src.read(1 << 22):
             dst.write(chunk)
     return tmp

@@ -13,6 +13,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# Ray Train's controller polls its workers every 2 s, and each ray.train.report waits for the next poll: an
+# epoch of the tests' tiny recipes takes about as long as one wait. 0.25 s keeps the polling cheap and takes
+# most of that wait out of every training run the tests start (the jobs they launch inherit it).
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 # Keep tests from spending time on Ray Data's progress bars.
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
@@ -24,7 +28,13 @@ import pytest  # noqa: E402
 
 from tests.services import MlflowServer, S3Server  # noqa: E402
 
-pytest_plugins = ["tests.fixtures_data", "tests.fixtures_train"]
+pytest_plugins = [
+    "tests.tiers",
+    "tests.fixtures_data",
+    "tests.fixtures_train",
+    "tests.object_model",
+    "pytester",
+]
 
 
 @pytest.fixture(scope="session")

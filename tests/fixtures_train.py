@@ -8,10 +8,18 @@ Its four classes are pan left / right and zoom in / out: single frames look alik
 (pipeline/synthetic/render.py), so only a model that sees motion beats chance -- the training tests use that
 to tell TDN from TSN. (Of the motions tried, whole-frame pans and zooms are the ones a tiny TDN learns within
 a CPU test's budget; object translations need many more steps.)
+
+``quickstart_run`` (session-scoped, read-only) is one ``make quickstart`` run at its defaults, tracked on the
+session's MLflow server: the one TDN-vs-TSN training the tests share.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +28,7 @@ from pipeline.datasets import DatasetConfig
 from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
 from pipeline.synthetic.generate import SyntheticConfig, generate
 
+REPO = Path(__file__).resolve().parent.parent
 MOTIONS = ("pan_left", "pan_right", "zoom_in", "zoom_out")
 NUM_SEGMENTS = 4
 
@@ -65,3 +74,39 @@ def synthetic_shards(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> P
     """Shard root with ``train/`` (120 videos x 2 views) and ``test/`` (56 videos), 4 classes, 4 segments,
     64x64 frames. Read-only."""
     return make_synthetic_shards(tmp_path_factory.mktemp("synthetic_shards"))
+
+
+@dataclass(frozen=True)
+class QuickstartRun:
+    """One ``python -m jobs.quickstart`` run, shared by every test that needs a trained TDN and TSN: the
+    quickstart's own test (tests/test_quickstart.py) and the training tests that read its MLflow runs
+    (tests/test_train.py). Read-only: a test that would change it makes its own."""
+
+    workdir: Path
+    tracking_uri: str  # the session's mlflow server: the runs, the registered models, the evaluations
+    args: tuple[str, ...]  # the quickstart's arguments, for a re-run
+    output: str  # stdout and stderr of the run
+
+
+def run_quickstart(args: Sequence[str]) -> str:
+    """``python -m jobs.quickstart ARGS`` from the repository root, as a user runs it; its output."""
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # the quickstart starts its own local Ray, not the tests' cluster
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobs.quickstart", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(mlflow_server, tmp_path_factory: pytest.TempPathFactory) -> QuickstartRun:
+    workdir = tmp_path_factory.mktemp("quickstart") / "qs"
+    args = ("--workdir", str(workdir), "--tracking-uri", mlflow_server.uri)
+    return QuickstartRun(workdir, mlflow_server.uri, args, run_quickstart(args))

@@ -62,20 +62,34 @@ def jpeg_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
 
 
 def make_sample(
-    video: FakeVideo, view: int, num_views: int, frame_indices: list[list[int]], size: tuple[int, int],
+    video: FakeVideo,
+    view: int,
+    num_views: int,
+    frame_indices: list[list[int]],
+    size: tuple[int, int],
     half_res_neighbours: bool = False,
-) -> dict:  # fmt: skip
+) -> dict:
     w, h = size
     stored = sorted({f for window in frame_indices for f in window})
     centres = {window[2] for window in frame_indices}
     scales = [1 if (f in centres or not half_res_neighbours) else 2 for f in stored]
     jpegs = [jpeg_bytes(frame_pixels(f, view, w, h), s) for f, s in zip(stored, scales)]
     meta = SampleMeta(
-        video_id=video.video_id, label=video.label, view=view, num_views=num_views, split="train",
-        source=f"/videos/{video.video_id}.mp4", fps=25.0, num_frames=video.num_frames,
-        frame_indices=frame_indices, stored_frames=stored, jpeg_sizes=[len(j) for j in jpegs],
-        frame_scales=scales, height=h, width=w,
-    )  # fmt: skip
+        video_id=video.video_id,
+        label=video.label,
+        view=view,
+        num_views=num_views,
+        split="train",
+        source=f"/videos/{video.video_id}.mp4",
+        fps=25.0,
+        num_frames=video.num_frames,
+        frame_indices=frame_indices,
+        stored_frames=stored,
+        jpeg_sizes=[len(j) for j in jpegs],
+        frame_scales=scales,
+        height=h,
+        width=w,
+    )
     return encode_sample(meta, jpegs)
 
 
@@ -107,8 +121,15 @@ def write_split(
                     windows = [list(w) for w in clip.frame_indices]
                     sink.write(make_sample(video, clip.view, num_views, windows, size, half_res_neighbours))
         storage.write_bytes_atomic(storage.join(split_dir, name), buf.getvalue())
-        shards.append(ShardEntry(name=name, samples=count * num_views, videos=count, bytes=len(buf.getvalue()),
-                                 sha256=hashlib.sha256(buf.getvalue()).hexdigest()))  # fmt: skip
+        shards.append(
+            ShardEntry(
+                name=name,
+                samples=count * num_views,
+                videos=count,
+                bytes=len(buf.getvalue()),
+                sha256=hashlib.sha256(buf.getvalue()).hexdigest(),
+            )
+        )
         start += count
     classes = num_classes or (max(v.label for v in videos) + 1)
     index = split_index(shards, classes, num_views, num_segments, min(size))
@@ -125,14 +146,27 @@ def split_index(
 ) -> ShardIndex:
     """The index of a fake train split made of ``shards``, sealed with its checksum."""
     return ShardIndex(
-        schema=SCHEMA, split="train", dataset="fake", classes=[f"c{i}" for i in range(num_classes)],
-        num_samples=sum(s.samples for s in shards), num_videos=sum(s.videos for s in shards),
-        views_per_video=num_views, shards=shards,
-        sampling=SamplingSettings(sampler="train", num_segments=num_segments, window=WINDOW, views=num_views,
-                                  seed=0, videos_per_shard=max([s.videos for s in shards], default=0)),
+        schema=SCHEMA,
+        split="train",
+        dataset="fake",
+        classes=[f"c{i}" for i in range(num_classes)],
+        num_samples=sum(s.samples for s in shards),
+        num_videos=sum(s.videos for s in shards),
+        views_per_video=num_views,
+        shards=shards,
+        sampling=SamplingSettings(
+            sampler="train",
+            num_segments=num_segments,
+            window=WINDOW,
+            views=num_views,
+            seed=0,
+            videos_per_shard=max([s.videos for s in shards], default=0),
+        ),
         resize=ResizeSettings(short_side=short_side, jpeg_quality=95, context_scale=1),
-        annotation_checksums={}, quarantined=0, checksum="",
-    ).sealed()  # fmt: skip
+        annotation_checksums={},
+        quarantined=0,
+        checksum="",
+    ).sealed()
 
 
 def fake_videos(n: int, prefix: str = "vid", min_frames: int = 6, max_frames: int = 40) -> list[FakeVideo]:

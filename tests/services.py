@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from infra.mlflow.command import MlflowServerCommand
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,18 +54,20 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MlflowServer:
-        env = dict(os.environ)
-        env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
-        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-        cmd = [
-            mlflow_bin, "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]  # fmt: skip
+        server = MlflowServerCommand(
+            port=self.port,
+            backend_store_uri=f"sqlite:///{self.root / 'mlflow.db'}",
+            artifacts_destination=str(self.root / "artifacts"),
+        )
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - closed with the process
+        guard = [sys.executable, "-m", "tests.orphan_guard", str(os.getpid())]  # ends it if this process dies
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            [*guard, *server.argv()],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server.env(os.environ),
+            start_new_session=True,
         )
         wait_http(f"{self.uri}/health", proc=self.proc)
         return self

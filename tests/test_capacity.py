@@ -42,17 +42,25 @@ COSTS = UnitCosts(
             bytes_per_stored_jpeg=1000.0,
             source=SRC,
         ),
-    ),  # fmt: skip
+    ),
     overhead=PipelineOverhead(shard_cpu_s_per_video=1.0, index_bytes_per_video=0.0, source=SRC),
     loader=(LoaderCost("cpu", 224, 10.0, SRC), LoaderCost("device", 224, 100.0, SRC)),
     gpu=(GpuThroughput("X1", "toy", train_clips_per_s=100.0, eval_views_per_s=300.0, source=GUESS),),
 )
 # 1000 + 100 videos of 10 s at 10 fps: 100 frames decoded, 1 view x 2 segments x 5 = 10 JPEGs stored
 DATA = DatasetShape("toy", 1000, 100, 10.0, 10.0, 100, 100, "h264", "shard_kinetics400", 1, 224, "test")
-LAYOUT = StorageLayout(num_segments=2, train_views=1, train_short_side=100, val_views=1, val_short_side=100,
-                       videos_per_shard=10, context_scale=1)  # fmt: skip
-CLUSTER = ClusterShape(cpu_nodes=1, cores_per_node=10, gpus=2, gpu_type="X1", loader_workers_per_gpu=1,
-                       shuffle_buffer=4)  # fmt: skip
+LAYOUT = StorageLayout(
+    num_segments=2,
+    train_views=1,
+    train_short_side=100,
+    val_views=1,
+    val_short_side=100,
+    videos_per_shard=10,
+    context_scale=1,
+)
+CLUSTER = ClusterShape(
+    cpu_nodes=1, cores_per_node=10, gpus=2, gpu_type="X1", loader_workers_per_gpu=1, shuffle_buffer=4
+)
 
 
 def test_plan_arithmetic_by_hand():
@@ -104,13 +112,16 @@ def test_unit_costs_round_trip_and_merge(tmp_path):
     assert got.shard == (COSTS.shard[0], other)  # a new resolution is added beside the old one
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d["gpu"][0].update(tflops=1), "unknown field 'tflops'"),
-    (lambda d: d["overhead"].pop("source"), "missing field 'source'"),
-    (lambda d: d["shard"][0].update(cpu_s_per_stored_jpeg="x"), "'cpu_s_per_stored_jpeg' must be float"),
-    (lambda d: d["loader"][1].update(decode="gpu"), "decode must be 'cpu' or 'device'"),
-    (lambda d: d["gpu"][0]["source"].update(measured="yes"), "field 'measured' must be bool"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["gpu"][0].update(tflops=1), "unknown field 'tflops'"),
+        (lambda d: d["overhead"].pop("source"), "missing field 'source'"),
+        (lambda d: d["shard"][0].update(cpu_s_per_stored_jpeg="x"), "'cpu_s_per_stored_jpeg' must be float"),
+        (lambda d: d["loader"][1].update(decode="gpu"), "decode must be 'cpu' or 'device'"),
+        (lambda d: d["gpu"][0]["source"].update(measured="yes"), "field 'measured' must be bool"),
+    ],
+)
 def test_bad_unit_costs_file_is_one_line_exit_2(edit, message, tmp_path, capsys):
     data = json.loads(COSTS.to_json())
     edit(data)
@@ -139,8 +150,14 @@ def test_command_prints_the_plan(capsys):
     assert capacity_job.main(["--dataset", "k400", "--gpus", "64"]) == 0
     out = capsys.readouterr().out
     assert f"{K400.train_videos:,} train" in out and "64 x H100" in out
-    for label in ("CPU-hours to shard", "shard bytes on S3", "S3 GET requests/s", "GPU-hours per epoch",
-                  "CPU cores per GPU, decode: cpu", "CPU cores per GPU, decode: device"):  # fmt: skip
+    for label in (
+        "CPU-hours to shard",
+        "shard bytes on S3",
+        "S3 GET requests/s",
+        "GPU-hours per epoch",
+        "CPU cores per GPU, decode: cpu",
+        "CPU cores per GPU, decode: device",
+    ):
         assert label in out
     assert "[gpu] H100" in out and "ASSUMPTION" in out  # the GPU rate is not measured yet: said so
     assert capacity_job.main(["--gpu-type", "TPU"]) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 
@@ -13,74 +12,17 @@ import torch.nn.functional as F
 
 from tdn.checkpoints.imagenet import load_imagenet_weights
 from tdn.checkpoints.official import load_official_checkpoint
-from tdn.checkpoints.project import CheckpointError, load_checkpoint, load_model_checkpoint, save_checkpoint
+from tdn.checkpoints.official_random import P, random_official_state_dict
+from tdn.checkpoints.project import (
+    CheckpointError,
+    TrainingState,
+    load_checkpoint,
+    load_model_checkpoint,
+    save_checkpoint,
+)
 from tdn.model.networks import ModelConfig, build_model, build_model_from_config
 
-P = "module.base_model."
-
 # ---------------------------------------------------------------------------------------------- official layout
-
-
-def official_state_dict(num_classes: int, depths=(3, 4, 6, 3), seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights under the released TDN's key names: biased convs, random BN statistics, conv1_temp."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-
-    def conv(name: str, cout: int, cin: int, k: int, bias: bool = True) -> None:
-        sd[name + ".weight"] = torch.randn(cout, cin, k, k, generator=g) * math.sqrt(1.0 / (cin * k * k))
-        if bias:
-            sd[name + ".bias"] = torch.randn(cout, generator=g) * 0.2
-
-    def bn(name: str, c: int) -> None:
-        sd[name + ".weight"] = torch.rand(c, generator=g) * 0.5 + 0.75
-        sd[name + ".bias"] = torch.randn(c, generator=g) * 0.1
-        sd[name + ".running_mean"] = torch.randn(c, generator=g) * 0.2
-        sd[name + ".running_var"] = torch.rand(c, generator=g) + 0.5
-        sd[name + ".num_batches_tracked"] = torch.tensor(123)
-
-    def mse(prefix: str, c: int) -> None:
-        r = c // 16
-        conv(prefix + "conv1", r, c, 1, bias=False)
-        bn(prefix + "bn1", r)
-        sd[prefix + "conv2.weight"] = torch.randn(r, 1, 3, 3, generator=g) / 3
-        conv(prefix + "conv3_smallscale2", r, r, 3, bias=False)
-        bn(prefix + "bn3_smallscale2", r)
-        conv(prefix + "conv3_smallscale4", r, r, 3, bias=False)
-        bn(prefix + "bn3_smallscale4", r)
-        conv(prefix + "conv3", c, r, 1, bias=False)
-        bn(prefix + "bn3", c)
-
-    def layer(name: str, inplanes: int, planes: int, blocks: int, stride: int, temporal: bool) -> int:
-        for i in range(blocks):
-            pre = f"{name}.{i}."
-            conv(pre + "conv1", planes, inplanes, 1)
-            bn(pre + "bn1", planes)
-            if temporal:
-                mse(pre + "mse.", planes)
-                sd[pre + "shift.conv.weight"] = torch.randn(planes, 1, 3, generator=g) * 0.5
-            conv(pre + "conv2", planes, planes, 3)
-            bn(pre + "bn2", planes)
-            conv(pre + "conv3", planes * 4, planes, 1)
-            bn(pre + "bn3", planes * 4)
-            if i == 0:
-                conv(pre + "downsample.0", planes * 4, inplanes, 1)
-                bn(pre + "downsample.1", planes * 4)
-            inplanes = planes * 4
-        return inplanes
-
-    conv(P + "conv1", 64, 3, 7)
-    bn(P + "bn1", 64)
-    conv(P + "conv1_temp", 64, 3, 7)
-    conv(P + "conv1_5.0", 64, 12, 7, bias=False)
-    bn(P + "conv1_5.1", 64)
-    layer(P + "resnext_layer1", 64, 64, depths[0], 1, False)
-    c = layer(P + "layer1_bak", 64, 64, depths[0], 1, False)
-    c = layer(P + "layer2_bak", c, 128, depths[1], 2, True)
-    c = layer(P + "layer3_bak", c, 256, depths[2], 2, True)
-    c = layer(P + "layer4_bak", c, 512, depths[3], 2, True)
-    sd["module.new_fc.weight"] = torch.randn(num_classes, c, generator=g) * 0.05
-    sd["module.new_fc.bias"] = torch.randn(num_classes, generator=g) * 0.1
-    return sd
 
 
 def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, depths=(3, 4, 6, 3)) -> torch.Tensor:
@@ -157,7 +99,7 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("segments", [8, 3])
 def test_official_checkpoint_matches_reference(tmp_path, segments):
-    sd = official_state_dict(num_classes=11, seed=segments)
+    sd = random_official_state_dict(num_classes=11, seed=segments)
     path = tmp_path / "official.pth.tar"
     # released checkpoints carry metadata beside the weights (numpy scalars among them)
     best = np.float64(50.0)
@@ -176,8 +118,30 @@ def test_official_checkpoint_matches_reference(tmp_path, segments):
         assert _rel_err(reference_forward(no_bias, x), ref) > 1e-3
 
 
+@pytest.mark.parametrize("segments", [8, 3])
+def test_official_checkpoint_logits_within_1e6_of_the_released_function(tmp_path, segments):
+    """Tighter than the test above: the fused temporal modules must not move a logit.
+
+    float32 logits within 1e-6 (relative to the largest) of the float64 reference, where the float32
+    reference itself is 2.5e-7 / 4.7e-7 off; in float64 within 1e-7, the rounding of the float32 checkpoint's
+    conv biases folded into BN (1.3e-8 / 1.1e-8 here): a changed function would be off by far more.
+    """
+    sd = random_official_state_dict(num_classes=11, seed=segments)
+    path = tmp_path / "official.pth.tar"
+    torch.save({"epoch": 3, "arch": "resnet50", "state_dict": sd}, path)
+    model = load_official_checkpoint(str(path), arch="resnet50", num_segments=segments, num_classes=11)
+    x = torch.randn(2, segments, 5, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    sd64 = {k: v.double() if v.is_floating_point() else v for k, v in sd.items()}
+    with torch.no_grad():
+        ref = reference_forward(sd64, x.double())
+        ours32 = model(x)
+        ours64 = model.double()(x.double())
+    assert _rel_err(ours32.double(), ref) <= 1e-6
+    assert _rel_err(ours64, ref) <= 1e-7
+
+
 def test_official_checkpoint_errors_name_keys(tmp_path):
-    sd = official_state_dict(num_classes=5)
+    sd = random_official_state_dict(num_classes=5)
     broken = dict(sd)
     del broken[P + "layer3_bak.2.mse.conv3.weight"]
     broken[P + "layer9_bak.0.conv1.weight"] = torch.zeros(1)
@@ -198,15 +162,17 @@ def test_official_checkpoint_errors_name_keys(tmp_path):
         load_official_checkpoint(str(tmp_path / "nope.pth"), "resnet50", 8, 5)
 
 
+@pytest.mark.slow
 def test_convert_official_cli(tmp_path, repo_root):
-    sd = official_state_dict(num_classes=4, seed=5)
+    sd = random_official_state_dict(num_classes=4, seed=5)
     src, dst = tmp_path / "official.pth", tmp_path / "ours.pt"
     torch.save({"state_dict": sd}, src)
     names = tmp_path / "classes.txt"
     names.write_text("a\nb\nc\nd\n")
     cmd = [
         sys.executable,
-        str(repo_root / "jobs" / "convert_checkpoint.py"),
+        "-m",
+        "jobs.convert_checkpoint",
         str(src),
         str(dst),
         "--arch",
@@ -218,13 +184,15 @@ def test_convert_official_cli(tmp_path, repo_root):
         "--class-names",
         str(names),
     ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=tmp_path)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=repo_root)
     model, ckpt = load_model_checkpoint(str(dst))
     assert ckpt["class_names"] == ["a", "b", "c", "d"] and ckpt["model_config"]["arch"] == "resnet50"
     x = torch.randn(1, 8, 5, 3, 64, 64)
     with torch.no_grad():
         assert _rel_err(model.eval()(x), reference_forward(sd, x)) <= 1e-4
-    bad = subprocess.run(cmd[:-6] + ["--segments", "8", "--num-classes", "9"], capture_output=True, text=True)
+    bad = subprocess.run(
+        cmd[:-6] + ["--segments", "8", "--num-classes", "9"], capture_output=True, text=True, cwd=repo_root
+    )
     assert bad.returncode == 2 and "shape mismatches" in bad.stderr
 
 
@@ -295,11 +263,9 @@ def _roundtrip(uri: str) -> None:
         model,
         cfg,
         ["x", "y", "z"],
-        optimizer=opt,
-        epoch=2,
-        step=40,
-        metrics={"top1": 0.5},
-        rng={"torch": torch.get_rng_state()},
+        TrainingState(
+            optimizer=opt, epoch=2, step=40, metrics={"top1": 0.5}, rng={"torch": torch.get_rng_state()}
+        ),
     )
     loaded, ckpt = load_model_checkpoint(uri)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 40 and ckpt["class_names"] == ["x", "y", "z"]

@@ -1,6 +1,6 @@
 """The jobs' command line (jobs/cli.py): flags, presets by name, and exit codes with one-line errors.
 
-The helper is exercised on a small config dataclass in-process, then as a user runs it: `python jobs/shard.py`
+The helper is exercised on a small config dataclass in-process, then as a user runs it: `python -m jobs.shard`
 as a subprocess from the repository root (only cheap paths: bad flags, a missing dataset, --dry-run).
 """
 
@@ -12,6 +12,7 @@ import importlib
 import os
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -26,6 +27,7 @@ from jobs.cli import (
     Option,
     Shortcut,
     build_parser,
+    field_flag,
     parse,
     resolve_config,
     run,
@@ -66,24 +68,52 @@ def _check(cfg: Toy) -> None:
         raise ValueError(f"--workers must be >= 1, got {cfg.workers}")
 
 
-TOY = Job("toy", Toy, "A toy job.\n\nMore text.", check=_check, shortcuts=(
-    Shortcut("--n", "workers"),
-    Shortcut("--gpus", "gpu", const="true"),
-    Shortcut("--sizes", "sizes", parse=_sizes),
-), options=(
-    Option("out", "output folder"),
-    Option("--dry-run", "nothing written", switch=True),
-    Option("--address", "a cluster", default="local"),
-))  # fmt: skip
+TOY = Job(
+    "toy",
+    Toy,
+    "A toy job.\n\nMore text.",
+    check=_check,
+    shortcuts=(
+        Shortcut("--n", "workers"),
+        Shortcut("--gpus", "gpu", const="true"),
+        Shortcut("--sizes", "sizes", parse=_sizes),
+    ),
+    options=(
+        Option("out", "output folder"),
+        Option("--dry-run", "nothing written", switch=True),
+        Option("--address", "a cluster", default="local"),
+    ),
+)
 
 
 def test_flags_shortcuts_and_options(tmp_path):
     preset = tmp_path / "toy.yaml"
     preset.write_text("name: from-yaml\noptim:\n  lr: 0.5\n")
-    cfg, args = parse(TOY, ["OUT", "--config", str(preset), "--optim.steps", "5,7", "--n", "3", "--gpus",
-                            "--sizes", "16x12,32x24", "--pretrained", "w.pt"])  # fmt: skip
-    assert cfg == Toy(name="from-yaml", workers=3, gpu=True, pretrained="w.pt", sizes=[[16, 12], [32, 24]],
-                      optim=Optim(lr=0.5, steps=[5, 7]))  # fmt: skip
+    cfg, args = parse(
+        TOY,
+        [
+            "OUT",
+            "--config",
+            str(preset),
+            "--optim.steps",
+            "5,7",
+            "--n",
+            "3",
+            "--gpus",
+            "--sizes",
+            "16x12,32x24",
+            "--pretrained",
+            "w.pt",
+        ],
+    )
+    assert cfg == Toy(
+        name="from-yaml",
+        workers=3,
+        gpu=True,
+        pretrained="w.pt",
+        sizes=[[16, 12], [32, 24]],
+        optim=Optim(lr=0.5, steps=[5, 7]),
+    )
     assert (args.out, args.dry_run, args.address) == ("OUT", False, "local")
     cfg, args = parse(TOY, ["o", "--workers", "2", "--dry-run", "--address", "auto"])
     assert cfg.workers == 2 and not cfg.gpu and args.dry_run and args.address == "auto"
@@ -190,8 +220,19 @@ def test_traceback_on_request(capsys, monkeypatch):
 def test_every_job_uses_the_helper():
     """Each jobs/*.py declares a JOB whose parser builds (no clashing flags); main() goes through run()."""
     jobs = sorted(p.stem for p in (ROOT / "jobs").glob("*.py") if p.stem not in ("__init__", "cli"))
-    expected = {"shard", "train", "evaluate", "transfer", "reevaluate", "tables", "ensemble", "quickstart",
-                "flops", "synthetic", "convert_checkpoint"}  # fmt: skip
+    expected = {
+        "shard",
+        "train",
+        "evaluate",
+        "transfer",
+        "reevaluate",
+        "tables",
+        "ensemble",
+        "quickstart",
+        "flops",
+        "synthetic",
+        "convert_checkpoint",
+    }
     assert expected <= set(jobs)
     for name in jobs:
         module = importlib.import_module(f"jobs.{name}")
@@ -199,6 +240,27 @@ def test_every_job_uses_the_helper():
         build_parser(module.JOB)
         source = (ROOT / "jobs" / f"{name}.py").read_text()
         assert "ArgumentParser(" not in source and "run(JOB, argv" in source, name
+
+
+def test_every_job_runs_as_a_module_and_as_a_console_script(tmp_path):
+    """`python -m jobs.<job>` and `tdn-<job>` (pyproject.toml [project.scripts]) for every job, and no job
+    puts the checkout on sys.path itself; the installed script runs from any folder."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {f"tdn-{name.replace('_', '-')}": f"jobs.{name}:main" for name in _job_modules()}
+    for name in _job_modules():
+        assert callable(importlib.import_module(f"jobs.{name}").main), name
+        assert "sys.path" not in (ROOT / "jobs" / f"{name}.py").read_text(), name
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    script = subprocess.run(
+        [str(Path(sys.executable).with_name("tdn-flops")), "--help"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert script.returncode == 0, script.stderr[-3000:]
+    assert script.stdout.startswith("usage: python -m jobs.flops "), script.stdout[:300]
 
 
 def test_the_library_has_no_command_line():
@@ -224,21 +286,36 @@ def test_the_library_has_no_command_line():
 
 def _shard(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("TDN_TRACEBACK", "PYTHONPATH")}
-    return subprocess.run([sys.executable, "jobs/shard.py", *args], cwd=ROOT, env={**environ, **env},
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.shard", *args],
+        cwd=ROOT,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_shard_job_from_the_command_line(tmp_path):
     missing = tmp_path / "no-such-dataset"
-    dry = _shard("--config", "shard_ucf101", "--dataset.root", str(missing), "--dataset.annotations",
-                 str(missing / "lists"), "--dry-run")  # fmt: skip
+    dry = _shard(
+        "--config",
+        "shard_ucf101",
+        "--dataset.root",
+        str(missing),
+        "--dataset.annotations",
+        str(missing / "lists"),
+        "--dry-run",
+    )
     assert dry.returncode == 2 and dry.stdout == "", dry.stderr[-3000:]
     assert _lines(dry.stderr) == [f"shard: error: dataset root {missing} does not exist or is not a folder"]
 
     bad = _shard("--train.viewz", "3", "--dry-run")
     assert bad.returncode == 2 and "usage:" not in bad.stderr
-    assert _lines(bad.stderr) == ["shard: error: unknown flag --train.viewz; did you mean --train.views, "
-                                  "--val.views, --train.short_side?"]  # fmt: skip
+    assert _lines(bad.stderr) == [
+        "shard: error: unknown flag --train.viewz; did you mean --train.views, "
+        "--val.views, --train.short_side?"
+    ]
 
     preset = _shard("--config", "shard_ucf", "--dry-run", TDN_TRACEBACK="1")
     assert preset.returncode == 2 and "Traceback (most recent call last)" in preset.stderr
@@ -286,11 +363,12 @@ def test_every_config_field_is_described_and_help_shows_its_default(monkeypatch)
         for doc in describe_fields(job.config):
             if not doc.help:
                 undescribed.append(f"{job.config.__name__}.{doc.name} ({name})")
-            flag = f"--{doc.name}"
+            flag = field_flag(doc.name)  # --section.field_name, or --field-name at the top level
             if doc.test_only:
                 hidden.append(doc.name)
                 assert flag not in entries, f"{name}: test-only {flag} is listed"
-            elif flag not in shortcut_flags:
+            elif flag not in shortcut_flags and f"--{doc.name}" not in shortcut_flags:
+                assert "_" not in flag.split(".")[0], f"{name}: {flag} (a top-level flag takes hyphens)"
                 assert flag in entries, f"{name}: {flag} missing from --help"
                 entry = entries[flag]
                 assert " ".join(doc.help.split()) in entry, (name, flag, entry)
@@ -302,8 +380,10 @@ def test_every_config_field_is_described_and_help_shows_its_default(monkeypatch)
     assert not undescribed, f"fields without a # comment or docstring line: {undescribed}"
     assert {"run.crash_once_at_step", "run.crash_marker"} <= set(hidden)
     text = " ".join(build_parser(importlib.import_module("jobs.train").JOB).format_help().split())
-    assert "--optim.lr FLOAT learning rate for reference_batch samples per step (scaled linearly) " \
-           "(default: 0.01)" in text  # fmt: skip
+    assert (
+        "--optim.lr FLOAT learning rate for reference_batch samples per step (scaled linearly) "
+        "(default: 0.01)" in text
+    )
     assert "--optim.steps LIST epochs at which lr *= gamma (default: [30, 45, 55])" in text
     assert "--data.shards STR folder or s3:// prefix" in text and '(default: "")' in text
     assert "--verbose" in text and "--print-config" in text
@@ -322,7 +402,7 @@ class Inner:
     # on two lines
     size: int = 3
     hook: str = ""  # noqa: E501
-    ratio: float = 0.5  # 50% of it  # fmt: skip
+    ratio: float = 0.5  # 50% of it  # type: ignore[assignment]
 
 
 @dataclass
@@ -366,3 +446,77 @@ def test_print_config_prints_the_resolved_yaml_and_runs_nothing(tmp_path, capsys
     (tmp_path / "train.yaml").write_text(yaml_text)
     expected = load_config(TrainConfig, PRESETS / "synthetic_tiny.yaml", ["optim.lr=0.5"])
     assert load_config(TrainConfig, tmp_path / "train.yaml") == expected
+
+
+def test_top_level_fields_take_hyphens_and_the_underscore_spelling_is_still_read():
+    """The shard job's flags are spelled as every other job's (issue 25): --num-segments, --jpeg-quality;
+    --num_segments, the spelling of earlier versions, still works and is not listed."""
+    from jobs.shard import JOB as SHARD
+
+    entries = _help_entries(build_parser(SHARD).format_help())
+    assert {"--num-segments", "--jpeg-quality", "--max-failed-fraction"} <= set(entries)
+    assert not {"--num_segments", "--jpeg_quality", "--max_failed_fraction"} & set(entries)
+    for argv in (
+        ["--num-segments", "4", "--jpeg-quality", "70"],
+        ["--num_segments", "4", "--jpeg_quality", "70"],
+    ):
+        cfg, _ = parse(SHARD, argv)
+        assert (cfg.num_segments, cfg.jpeg_quality) == (4, 70), argv
+    assert "--dataset.split_number" in entries  # inside a section the key is written as in YAML
+
+
+def test_tracking_uri_help_says_what_each_value_does(monkeypatch):
+    """--tracking-uri: empty, none and a URI each explained; a job that needs MLflow says it refuses none."""
+    monkeypatch.setenv("COLUMNS", "2000")
+    for name in (
+        "train",
+        "evaluate",
+        "predict",
+        "tables",
+        "reevaluate",
+        "ensemble",
+        "transfer",
+        "quickstart",
+    ):
+        entry = _help_entries(build_parser(importlib.import_module(f"jobs.{name}").JOB).format_help())[
+            "--tracking-uri"
+        ]
+        assert "empty = $MLFLOW_TRACKING_URI, else the local store sqlite:///mlruns/mlflow.db" in entry, entry
+        assert "none = no tracking, nothing logged or registered" in entry and "http://HOST:5000" in entry, (
+            entry
+        )
+        refuses = name in ("tables", "reevaluate", "ensemble", "transfer", "quickstart")
+        assert ("none is refused" in entry) == refuses, (name, entry)
+
+
+def test_tracking_uri_none_turns_tracking_off_or_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """train: none = tracking.enabled false; evaluate of a registered model and the jobs that live in MLflow:
+    exit 2 and one line, before any work; nothing is written to the default local store."""
+    from jobs.evaluate import main as evaluate_main
+    from jobs.tables import main as tables_main
+    from jobs.train import JOB as TRAIN
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, _ = parse(TRAIN, ["--tracking-uri", "none"])
+    assert cfg.tracking.enabled is False and cfg.tracking.uri == "none"
+    assert parse(TRAIN, ["--tracking-uri", ""])[0].tracking.enabled is True  # empty: the default store
+
+    shards = str(ROOT / "tests" / "data" / "legacy_shards" / "test")
+    argv = ["--model", "models:/tdn@champion", "--shards", shards, "--tracking-uri", "none"]
+    assert evaluate_main([*argv, "--out", str(tmp_path / "eval")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("evaluate: error: --model models:/tdn@champion is read from the MLflow registry")
+    assert tables_main(["--tracking-uri", "none", "--out", str(tmp_path / "tables")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("tables: error: --tracking-uri none: this job reads or writes MLflow runs"), line
+    for job, args in (
+        ("ensemble", ["--runs", "abc"]),
+        ("replay_tracking", ["journal.jsonl"]),
+        ("quickstart", []),
+    ):
+        module = importlib.import_module(f"jobs.{job}")
+        assert module.main([*args, "--tracking-uri", "none"]) == 2, job
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"{job}: error: --tracking-uri none: "), line
+    assert not (tmp_path / "mlruns").exists()

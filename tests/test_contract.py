@@ -28,29 +28,60 @@ from pipeline.shards.contract import (
 )
 
 INDEX = ShardIndex(
-    schema=SCHEMA, split="train", dataset="ucf101", classes=["a", "b"], num_samples=4, num_videos=2,
+    schema=SCHEMA,
+    split="train",
+    dataset="ucf101",
+    classes=["a", "b"],
+    num_samples=4,
+    num_videos=2,
     views_per_video=2,
     shards=[ShardEntry(name="shard-000000.tar", samples=4, videos=2, bytes=30720, sha256="ab")],
-    sampling=SamplingSettings(sampler="train", num_segments=8, window=5, views=2, seed=0,
-                              videos_per_shard=64),
-    resize=ResizeSettings(short_side=320, upscale=False, jpeg_quality=90, context_scale=1,
-                          jpeg_encoder="simplejpeg"),
-    annotation_checksums={"classInd.txt": "00"}, quarantined=1, checksum="",
-).sealed()  # fmt: skip
+    sampling=SamplingSettings(
+        sampler="train", num_segments=8, window=5, views=2, seed=0, videos_per_shard=64
+    ),
+    resize=ResizeSettings(
+        short_side=320, upscale=False, jpeg_quality=90, context_scale=1, jpeg_encoder="simplejpeg"
+    ),
+    annotation_checksums={"classInd.txt": "00"},
+    quarantined=1,
+    checksum="",
+).sealed()
 SIDECAR = ShardSidecar(
-    name="shard-000000.tar", split="train", samples=4, videos=2, bytes=30720, sha256="ab",
-    video_ids=["x", "y"], clamped=[],
-    quarantine=[QuarantineEntry(path="/v/z.mp4", video_id="z", stage="open", error="bad")], inputs="f00",
-)  # fmt: skip
+    name="shard-000000.tar",
+    split="train",
+    samples=4,
+    videos=2,
+    bytes=30720,
+    sha256="ab",
+    video_ids=["x", "y"],
+    clamped=[],
+    quarantine=[QuarantineEntry(path="/v/z.mp4", video_id="z", stage="open", error="bad")],
+    inputs="f00",
+)
 
 
 def test_records_round_trip_through_json() -> None:
     summary = ShardJobSummary(
-        dataset="ucf101", output="out", ok=True, seconds=1.5, videos_per_s=2.0,
-        splits={"train": SplitSummary(listed=3, missing=1, videos=2, samples=4, shards=1,
-                                      shards_already_done=0, shards_rewritten=0, quarantined=1,
-                                      failed_fraction=0.333333, checksum="c")},
-    )  # fmt: skip
+        dataset="ucf101",
+        output="out",
+        ok=True,
+        seconds=1.5,
+        videos_per_s=2.0,
+        splits={
+            "train": SplitSummary(
+                listed=3,
+                missing=1,
+                videos=2,
+                samples=4,
+                shards=1,
+                shards_already_done=0,
+                shards_rewritten=0,
+                quarantined=1,
+                failed_fraction=0.333333,
+                checksum="c",
+            )
+        },
+    )
     report = DryRunReport(dataset="ucf101", num_classes=2, splits={"test": DryRunSplit(2, 2, 0)})
     for record in (INDEX, SIDECAR, summary, report, SIDECAR.quarantine[0]):
         assert type(record).from_json(record.to_json(indent=1), "mem") == record
@@ -106,10 +137,21 @@ def test_files_of_earlier_versions_load_with_their_implied_values() -> None:
 
 def test_sample_metadata_is_checked_by_field() -> None:
     meta = SampleMeta(
-        video_id="v.1 ä", label=1, view=0, num_views=1, split="val", source="/v.mp4", fps=25.0,
-        num_frames=3, frame_indices=[[0, 0, 1, 2, 2]], stored_frames=[0, 1, 2], jpeg_sizes=[1, 1, 1],
-        frame_scales=[1, 1, 1], height=48, width=64,
-    )  # fmt: skip
+        video_id="v.1 ä",
+        label=1,
+        view=0,
+        num_views=1,
+        split="val",
+        source="/v.mp4",
+        fps=25.0,
+        num_frames=3,
+        frame_indices=[[0, 0, 1, 2, 2]],
+        stored_frames=[0, 1, 2],
+        jpeg_sizes=[1, 1, 1],
+        frame_scales=[1, 1, 1],
+        height=48,
+        width=64,
+    )
     members = encode_sample(meta, [b"a", b"b", b"c"])
     assert decode_sample_metadata({"json": members["json"]}) == meta
     assert SampleMeta.from_dict(meta.to_dict(), "m") == meta

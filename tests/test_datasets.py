@@ -58,19 +58,38 @@ def write_ucf101(root: Path, clip: bytes) -> Path:
     # CRLF everywhere, as shipped; a BOM and a trailing blank line are tolerated too
     put(lists / "classInd.txt", "\ufeff1 ApplyEyeMakeup\r\n2 HandstandPushups\r\n3 YoYo\r\n\r\n")
     for split, (train, test) in {
-        1: (["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1", "HandstandPushups/v_HandStandPushups_g08_c01.avi 2",
-             "YoYo/v_YoYo_g25_c05.avi 3", "YoYo/v_YoYo_g09_c01.avi 3"],
-            ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "HandstandPushups/v_HandStandPushups_g01_c01.avi",
-             "YoYo/v_YoYo_g07_c03.avi"]),
-        2: (["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1", "HandStandPushups/v_HandStandPushups_g01_c01.avi 2"],
-            ["YoYo/v_YoYo_g09_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"]),
+        1: (
+            [
+                "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1",
+                "HandstandPushups/v_HandStandPushups_g08_c01.avi 2",
+                "YoYo/v_YoYo_g25_c05.avi 3",
+                "YoYo/v_YoYo_g09_c01.avi 3",
+            ],
+            [
+                "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+                "HandstandPushups/v_HandStandPushups_g01_c01.avi",
+                "YoYo/v_YoYo_g07_c03.avi",
+            ],
+        ),
+        2: (
+            [
+                "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1",
+                "HandStandPushups/v_HandStandPushups_g01_c01.avi 2",
+            ],
+            ["YoYo/v_YoYo_g09_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"],
+        ),
         3: (["YoYo/v_YoYo_g07_c03.avi 3"], ["YoYo/v_YoYo_g25_c05.avi"]),
-    }.items():  # fmt: skip
+    }.items():
         put(lists / f"trainlist{split:02d}.txt", "".join(line + "\r\n" for line in train))
         put(lists / f"testlist{split:02d}.txt", "".join(line + "\r\n" for line in test))
-    for rel in ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
-                "HandstandPushups/v_HandStandPushups_g08_c01.avi", "HandstandPushups/v_HandStandPushups_g01_c01.avi",
-                "YoYo/v_YoYo_g25_c05.avi", "YoYo/v_YoYo_g07_c03.avi"):  # fmt: skip
+    for rel in (
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+        "HandstandPushups/v_HandStandPushups_g08_c01.avi",
+        "HandstandPushups/v_HandStandPushups_g01_c01.avi",
+        "YoYo/v_YoYo_g25_c05.avi",
+        "YoYo/v_YoYo_g07_c03.avi",
+    ):
         put(root / rel, clip)  # v_YoYo_g09_c01.avi is listed but absent
     return lists
 
@@ -84,8 +103,11 @@ def test_ucf101_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     assert train["v_HandStandPushups_g08_c01"].label == 1 and train["v_YoYo_g25_c05"].label == 2
     assert train["v_YoYo_g25_c05"].path == str(tmp_path / "YoYo" / "v_YoYo_g25_c05.avi")
     # test lists carry no label: it comes from the class folder through classInd
-    assert {k: r.label for k, r in test.items()} == {"v_ApplyEyeMakeup_g01_c01": 0, "v_HandStandPushups_g01_c01": 1,
-                                                     "v_YoYo_g07_c03": 2}  # fmt: skip
+    assert {k: r.label for k, r in test.items()} == {
+        "v_ApplyEyeMakeup_g01_c01": 0,
+        "v_HandStandPushups_g01_c01": 1,
+        "v_YoYo_g07_c03": 2,
+    }
     assert all(r.split == "test" for r in test.values())
     assert _missing(index) == {"train": [str(tmp_path / "YoYo" / "v_YoYo_g09_c01.avi")], "test": []}
     assert index.annotation_checksums == {
@@ -163,7 +185,7 @@ def test_synthetic_ucf101_parses_with_manifest_labels(synthetic_ucf101: Path) ->
     assert seen_test[0] != seen_test[1] != seen_test[2]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_ucf101_on_s3_matches_local(s3_server, synthetic_ucf101: Path) -> None:
     bucket = s3_server.create_bucket("datasets-test")
     for path in sorted(synthetic_ucf101.rglob("*")):
@@ -186,9 +208,11 @@ def test_ucf101_on_s3_matches_local(s3_server, synthetic_ucf101: Path) -> None:
 
 def test_hmdb51_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
     splits = tmp_path / "testTrainMulti_7030_splits"
-    put(splits / "brush_hair_test_split1.txt",
+    put(
+        splits / "brush_hair_test_split1.txt",
         "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nApril_09_brush_hair_u_nm_np1_ba_goo_1.avi 2 \n"
-        "Aussie_Brushing_Hair!_brush_hair_u_nm_np2_le_med_2.avi 0 \n")  # fmt: skip
+        "Aussie_Brushing_Hair!_brush_hair_u_nm_np2_le_med_2.avi 0 \n",
+    )
     put(splits / "cartwheel_test_split1.txt", "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 2 \n")
     put(splits / "brush_hair_test_split2.txt", "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 2 \n")
     put(splits / "cartwheel_test_split2.txt", "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 1 \n")
@@ -220,8 +244,15 @@ def test_hmdb51_official_format(tmp_path: Path, clip_bytes: bytes) -> None:
 
 
 def test_hmdb51_synthetic_layout(tmp_path: Path) -> None:
-    cfg = SyntheticConfig(classes=2, videos_per_class=5, codec="mpeg4", layout="hmdb51", min_frames=6,
-                          max_frames=8, sizes=((32, 32),))  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=2,
+        videos_per_class=5,
+        codec="mpeg4",
+        layout="hmdb51",
+        min_frames=6,
+        max_frames=8,
+        sizes=((32, 32),),
+    )
     videos = generate(cfg, tmp_path)
     index = load_dataset(DatasetConfig(format="hmdb51", root=str(tmp_path)))
     labels = {Path(v.path).stem: v.label for v in videos}
@@ -263,8 +294,10 @@ def test_kinetics_csv(tmp_path: Path, clip_bytes: bytes) -> None:
     assert index.classes == ["abseiling", "dancing, ballet-ish", "passing American football (in game)"]
     train = by_id(index, "train")
     assert {k: r.label for k, r in train.items()} == {
-        "-0V4a8xXV5M_000010_000020": 2, "--07WQ2iBlw_000001_000011": 1, "0347ZoDXyP0_000305_000315": 0,
-    }  # fmt: skip
+        "-0V4a8xXV5M_000010_000020": 2,
+        "--07WQ2iBlw_000001_000011": 1,
+        "0347ZoDXyP0_000305_000315": 0,
+    }
     assert train["0347ZoDXyP0_000305_000315"].path.endswith(".mkv")
     assert [(r.video_id, r.label, r.split) for r in index.splits["val"]] == [
         ("3Hb9w-2yZpI_000017_000027", 0, "val")
@@ -301,19 +334,30 @@ def test_kinetics_errors(tmp_path: Path, text: str, message: str) -> None:
 # ---------------------------------------------------------------- Something-Something
 
 
-SS2_LABELS = {"Approaching something with your camera": "0", "Putting something next to something": "1",
-              "Holding something": "2"}  # fmt: skip
+SS2_LABELS = {
+    "Approaching something with your camera": "0",
+    "Putting something next to something": "1",
+    "Holding something": "2",
+}
 
 
 def test_ssv2_json(tmp_path: Path, clip_bytes: bytes) -> None:
     put(tmp_path / "something-something-v2-labels.json", json.dumps(SS2_LABELS, indent=4))
     train = [
-        {"id": "78687", "label": "putting a pen next to a cup", "template": "Putting [something] next to [something]",
-         "placeholders": ["a pen", "a cup"]},
-        {"id": "42326", "label": "approaching a tree with your camera",
-         "template": "Approaching [something] with your camera", "placeholders": ["a tree"]},
+        {
+            "id": "78687",
+            "label": "putting a pen next to a cup",
+            "template": "Putting [something] next to [something]",
+            "placeholders": ["a pen", "a cup"],
+        },
+        {
+            "id": "42326",
+            "label": "approaching a tree with your camera",
+            "template": "Approaching [something] with your camera",
+            "placeholders": ["a tree"],
+        },
         {"id": "100", "label": "holding x", "template": "Holding [something]", "placeholders": ["x"]},
-    ]  # fmt: skip
+    ]
     put(tmp_path / "something-something-v2-train.json", json.dumps(train))
     put(
         tmp_path / "something-something-v2-validation.json",
@@ -346,8 +390,9 @@ def test_ssv2_json(tmp_path: Path, clip_bytes: bytes) -> None:
 
 
 def test_ssv1_csv_and_frame_folders(tmp_path: Path) -> None:
-    cfg = SyntheticConfig(classes=2, videos_per_class=4, seed=3, layout="ssv1", min_frames=5, max_frames=7,
-                          sizes=((32, 24),))  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=2, videos_per_class=4, seed=3, layout="ssv1", min_frames=5, max_frames=7, sizes=((32, 24),)
+    )
     videos = generate(cfg, tmp_path)
     frames = tmp_path / "20bn-something-something-v1"
     gone = videos[0].path.split("/")[1]
@@ -406,16 +451,22 @@ def test_generic_csv(tmp_path: Path, clip_bytes: bytes) -> None:
 
 def test_generic_csv_indices_and_classes_file(tmp_path: Path) -> None:
     put(tmp_path / "train.csv", "a.mp4,2\nb.mp4,0\n")
-    index = load_dataset(DatasetConfig(format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv"),
-                                       check_exists=False))  # fmt: skip
+    index = load_dataset(
+        DatasetConfig(
+            format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv"), check_exists=False
+        )
+    )
     assert index.classes == ["0", "1", "2"] and [r.label for r in index.splits["train"]] == [2, 0]
     assert _missing(index) == {"train": []}
     put(tmp_path / "train.csv", "a.mp4,2\nb.mp4,jump\n")
     with pytest.raises(AnnotationError, match=r"train.csv:1: labels mix class names and indices"):
         load_dataset(DatasetConfig(format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv")))
     put(tmp_path / "classes.txt", "run\njump\nswim\n")
-    index = load_dataset(DatasetConfig(format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv"),
-                                       check_exists=False))  # fmt: skip
+    index = load_dataset(
+        DatasetConfig(
+            format="csv", root=str(tmp_path), annotations=str(tmp_path / "train.csv"), check_exists=False
+        )
+    )
     assert index.classes == ["run", "jump", "swim"] and [r.label for r in index.splits["train"]] == [2, 1]
     assert "classes.txt" in index.annotation_checksums
     put(tmp_path / "train.csv", "a.mp4,2\nb.mp4,fly\n")

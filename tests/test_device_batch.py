@@ -90,11 +90,17 @@ def _grey_levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 CASES = {
     "train crops": (lambda rng: [multi_scale_crop_box(W, H, 112, (1.0, 0.875, 0.75, 0.66), rng)], False, 112),
     "train crops, half-resolution neighbours": (
-        lambda rng: [multi_scale_crop_box(W, H, 112, (1.0, 0.875, 0.75, 0.66), rng)], True, 112),
+        lambda rng: [multi_scale_crop_box(W, H, 112, (1.0, 0.875, 0.75, 0.66), rng)],
+        True,
+        112,
+    ),
     "eval centre crop, frames stored at another short side": (
-        lambda rng: eval_boxes(W, H, 128, 112, 1), False, 112),
+        lambda rng: eval_boxes(W, H, 128, 112, 1),
+        False,
+        112,
+    ),
     "eval three crops, half-resolution neighbours": (lambda rng: eval_boxes(W, H, 128, 112, 3), True, 128),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -122,10 +128,18 @@ def test_flip_mirrors_the_row_and_rows_follow_the_window_positions() -> None:
     rng = np.random.default_rng(3)
     items, rows, out_size = _batch(rng, lambda: [CropBox(10, 20, 122, 132)], False, 112, samples=1)
     frames, sizes, width, height, windows, _, where = items[0]
-    plain = decode_batch(encode_batch([(frames, sizes, width, height, windows, [(0, CropBox(10, 20, 122, 132), False)],
-                                        where)], 1, 112), PilJpegDecoder())  # fmt: skip
-    flipped = decode_batch(encode_batch([(frames, sizes, width, height, windows, [(0, CropBox(10, 20, 122, 132), True)],
-                                          where)], 1, 112), PilJpegDecoder())  # fmt: skip
+    plain = decode_batch(
+        encode_batch(
+            [(frames, sizes, width, height, windows, [(0, CropBox(10, 20, 122, 132), False)], where)], 1, 112
+        ),
+        PilJpegDecoder(),
+    )
+    flipped = decode_batch(
+        encode_batch(
+            [(frames, sizes, width, height, windows, [(0, CropBox(10, 20, 122, 132), True)], where)], 1, 112
+        ),
+        PilJpegDecoder(),
+    )
     assert torch.equal(plain.flip(-1), flipped)
     # Stored frames 2, 3, 4 are shared by both windows: window 0 positions 2..4 == window 1 positions 0..2.
     assert torch.equal(plain[0, 0, 2:5], plain[0, 1, 0:3])
@@ -143,8 +157,10 @@ def test_bad_blobs_are_rejected_with_the_sample_named() -> None:
     broken = bytearray(frames)
     broken[: sizes[0]] = b"\x00" * sizes[0]
     with pytest.raises(ValueError, match="cannot decode stored JPEG 0"):
-        decode_batch(encode_batch([(bytes(broken), sizes, width, height, windows, sample_rows, "k")], 1, 112),
-                     PilJpegDecoder())  # fmt: skip
+        decode_batch(
+            encode_batch([(bytes(broken), sizes, width, height, windows, sample_rows, "k")], 1, 112),
+            PilJpegDecoder(),
+        )
 
 
 def test_prefetcher_yields_decoded_batches_in_order_and_times_the_waits() -> None:

@@ -4,7 +4,6 @@ the results, the MLflow run and the tables. Before, every model was evaluated at
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -15,14 +14,16 @@ import torch
 
 from pipeline.config import config_to_dict
 from pipeline.loading.config import LoaderConfig
-from tdn.checkpoints.project import save_checkpoint
+from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
+from tdn.checkpoints.project import TrainingState, save_checkpoint
 from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.model_source import ModelSource
-from tdn.evaluation.protocol import EvalConfig, input_sizes
+from tdn.evaluation.protocol import EvalConfig, TrainedSizes, resolve_protocol
 from tdn.evaluation.replica_pool import loader_config
+from tdn.evaluation.split import read_split
 from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.training.config import TrainConfig
-from tests.eval_shards import register_checkpoint_version, render_videos, write_split
+from tests.eval_shards import register_checkpoint_version
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 TINY = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, dropout=0.0)
@@ -31,7 +32,9 @@ TINY = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, d
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> Path:
     videos = render_videos(3, 1, frames=16)
-    return write_split(tmp_path_factory.mktemp("sizes"), videos, CLASSES, num_segments=4, num_shards=1)
+    return write_split(
+        tmp_path_factory.mktemp("sizes"), videos, CLASSES, SplitLayout(num_segments=4, num_shards=1)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +44,15 @@ def trained_48(tmp_path_factory) -> tuple[str, torch.nn.Module]:
     model = build_model_from_config(TINY).eval()
     train = TrainConfig(model=TINY, loader=LoaderConfig(input_size=48, eval_short_side=56))
     path = str(tmp_path_factory.mktemp("ckpt") / "trained48.pt")
-    save_checkpoint(path, model, TINY, CLASSES, train_config=config_to_dict(train))
+    save_checkpoint(path, model, TINY, CLASSES, TrainingState(train_config=config_to_dict(train)))
     return path, model
 
 
 def _scores_at(model: torch.nn.Module, split: Path, size: int, short: int) -> dict[str, np.ndarray]:
     from pipeline.loading.eval_loader import eval_batches
 
-    cfg = loader_config(EvalConfig(input_size=size, short_side=short), "cpu")
+    given = EvalConfig(input_size=size, short_side=short)
+    cfg = loader_config(given, resolve_protocol(given, read_split(str(split)), TrainedSizes()), "cpu")
     out = {}
     with torch.inference_mode():
         for b in eval_batches(str(split), cfg, 8):
@@ -57,28 +61,11 @@ def _scores_at(model: torch.nn.Module, split: Path, size: int, short: int) -> di
     return out
 
 
-def _sizes(cfg: EvalConfig, *trained: int) -> tuple:
-    return dataclasses.astuple(input_sizes(cfg, *trained))[:5]
-
-
-def test_sizes_come_from_the_training_config_unless_given():
-    ssv1, k400 = EvalConfig(protocol="ssv1x1"), EvalConfig(protocol="k400_10x3")
-    assert _sizes(ssv1, 56, 64) == (56, 64, "checkpoint", 56, 64)
-    assert _sizes(k400, 56, 64) == (64, 64, "checkpoint", 56, 64)  # 3 crops cover the short side
-    assert _sizes(ssv1, 224, 256) == (224, 256, "checkpoint", 224, 256)
-    assert _sizes(k400, 224, 256) == (256, 256, "checkpoint", 224, 256)  # the paper's Kinetics protocol
-    assert _sizes(ssv1) == (224, 256, "protocol", 0, 0) and _sizes(k400) == (256, 256, "protocol", 0, 0)
-    assert not input_sizes(ssv1, 224, 256).mismatch and not input_sizes(ssv1).mismatch
-    given = input_sizes(EvalConfig(input_size=224, short_side=256), 56, 64)
-    assert _sizes(EvalConfig(input_size=224, short_side=256), 56, 64) == (224, 256, "user", 56, 64)
-    assert "trained at input size 56" in given.mismatch
-    assert not input_sizes(EvalConfig(input_size=56), 56, 64).mismatch  # given, and the model's own
-
-
 def test_evaluated_at_the_checkpoints_size(split, trained_48, tmp_path):
     path, model = trained_48
-    out = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local"), tmp_path / "o",
-                   log_to_mlflow=False)  # fmt: skip
+    out = evaluate(
+        ModelSource(uri=path), str(split), EvalConfig(engine="local"), tmp_path / "o", log_to_mlflow=False
+    )
     r = out.result
     assert (r.input_size, r.short_side, r.sizes_from) == (48, 56, "checkpoint")
     assert (r.trained_input_size, r.trained_short_side, r.size_mismatch) == (48, 56, "")
@@ -89,15 +76,21 @@ def test_evaluated_at_the_checkpoints_size(split, trained_48, tmp_path):
 
 def test_a_size_mismatch_is_printed_and_recorded(split, trained_48, tmp_path, caplog):
     """Given sizes win, and the mismatch is in the log, results.json, the MLflow run and the tables."""
-    from tdn.reporting.tables import build_tables, load_evaluations
+    from tdn.evaluation.table_runs import load_evaluations
+    from tdn.evaluation.tables import build_tables
     from tdn.tracking.mlflow_store import tracking_client
 
     path, _ = trained_48
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     own = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local"), tmp_path / "own", uri)
     with caplog.at_level(logging.WARNING, logger="tdn.evaluation.batch_inference"):
-        other = evaluate(ModelSource(uri=path), str(split), EvalConfig(engine="local", input_size=40),
-                         tmp_path / "other", uri)  # fmt: skip
+        other = evaluate(
+            ModelSource(uri=path),
+            str(split),
+            EvalConfig(engine="local", input_size=40),
+            tmp_path / "other",
+            uri,
+        )
     r = other.result
     assert (r.input_size, r.short_side, r.sizes_from, r.trained_input_size) == (40, 56, "user", 48)
     assert "trained at input size 48" in r.size_mismatch
@@ -123,9 +116,15 @@ def test_reevaluation_uses_each_versions_own_size(split, trained_48, tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     version, _ = register_checkpoint_version(uri, trained_48[0], "sized")
-    cfg = ReevaluateConfig(shards=str(split), models=["sized"], tracking_uri=uri, out=str(tmp_path / "out"),
-                           tables_out=str(tmp_path / "tables"), with_paper=False,
-                           eval=EvalConfig(engine="local"))  # fmt: skip
+    cfg = ReevaluateConfig(
+        shards=str(split),
+        models=["sized"],
+        tracking_uri=uri,
+        out=str(tmp_path / "out"),
+        tables_out=str(tmp_path / "tables"),
+        with_paper=False,
+        eval=EvalConfig(engine="local"),
+    )
     first = reevaluate_once(cfg)
     assert list(first.evaluated) == [f"models:/sized/{version}"], first
     params = tracking_client(uri).get_run(first.evaluated[f"models:/sized/{version}"]).data.params

@@ -17,15 +17,16 @@ import torch
 
 from pipeline.loading.eval_loader import eval_batches
 from pipeline.loading.shard_reading import read_index
+from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
 from tdn.checkpoints.project import save_checkpoint
 from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.model_source import ModelSource
-from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.protocol import EvalConfig, TrainedSizes, resolve_protocol
 from tdn.evaluation.replica_pool import loader_config
 from tdn.evaluation.results import load_video_scores
+from tdn.evaluation.split import read_split
 from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.tracking.registry import parse_models_uri
-from tests.eval_shards import render_videos, write_split
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 TINY = ModelConfig(arch="resnet18", num_classes=3, num_segments=4, width=0.25, dropout=0.0)
@@ -52,7 +53,7 @@ def videos():
 
 def reference_scores(model: torch.nn.Module, split_dir: Path, cfg: EvalConfig) -> dict[str, np.ndarray]:
     """Per-view softmax computed in this process shard by shard, averaged per video with a plain dict."""
-    loader_cfg = loader_config(cfg, "cpu")
+    loader_cfg = loader_config(cfg, resolve_protocol(cfg, read_split(str(split_dir)), TrainedSizes()), "cpu")
     views: dict[str, list[np.ndarray]] = defaultdict(list)
     with torch.inference_mode():
         for shard in sorted(split_dir.glob("*.tar")):
@@ -63,13 +64,17 @@ def reference_scores(model: torch.nn.Module, split_dir: Path, cfg: EvalConfig) -
     return {vid: np.mean(rows, axis=0) for vid, rows in views.items()}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_10x3_views_split_across_shards_and_replicas(
     ray_cluster, mlflow_server, tiny_checkpoint, videos, tmp_path
 ):
     # video i's clip v goes to shard (i + v) % 2: every video has views in both shards
-    split = write_split(tmp_path / "shards", videos, CLASSES, num_segments=4, clips=2, num_shards=2,
-                        shard_of=lambda i, v: (i + v) % 2, dataset="synthetic")  # fmt: skip
+    split = write_split(
+        tmp_path / "shards",
+        videos,
+        CLASSES,
+        SplitLayout(num_segments=4, clips=2, num_shards=2, shard_of=lambda i, v: (i + v) % 2),
+    )
     cfg = EvalConfig(protocol="k400_10x3", clips=2, input_size=64, short_side=64, replicas=2, batch_size=4)
     out = tmp_path / "out"
     outcome = evaluate(ModelSource(uri=tiny_checkpoint), str(split), cfg, out, mlflow_server.uri)
@@ -134,12 +139,17 @@ def test_10x3_views_split_across_shards_and_replicas(
     assert {"report.html", "per_class.png", "most_confused.csv"} <= names
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_lost_views_and_wrong_protocol_are_errors(ray_cluster, tiny_checkpoint, videos, tmp_path):
-    split = write_split(tmp_path / "shards", videos, CLASSES, num_segments=4, clips=2, num_shards=2)
+    split = write_split(tmp_path / "shards", videos, CLASSES, SplitLayout(num_segments=4, clips=2))
     with pytest.raises(ValueError, match="clip"):
-        evaluate(ModelSource(uri=tiny_checkpoint), str(split), EvalConfig(protocol="ssv1x1", input_size=64),
-                 tmp_path / "o", log_to_mlflow=False)  # fmt: skip
+        evaluate(
+            ModelSource(uri=tiny_checkpoint),
+            str(split),
+            EvalConfig(protocol="ssv1x1", input_size=64),
+            tmp_path / "o",
+            log_to_mlflow=False,
+        )
     # a shard listed in the index but gone: a clear error before any inference
     (split / "shard-000001.tar").unlink()
     cfg = EvalConfig(protocol="k400_10x3", clips=2, input_size=64, short_side=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +13,18 @@ import pytest
 import torch
 
 from pipeline.loading.shard_reading import read_index
+from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
 from tdn.checkpoints.official import load_official_checkpoint
+from tdn.checkpoints.official_random import random_official_state_dict
 from tdn.checkpoints.project import save_checkpoint
 from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.model_source import ModelSource
-from tdn.evaluation.protocol import EvalConfig
+from tdn.evaluation.protocol import EvalConfig, TrainedSizes, resolve_protocol
 from tdn.evaluation.replica_pool import loader_config
 from tdn.evaluation.results import load_video_scores
+from tdn.evaluation.split import read_split
 from tdn.model.networks import ModelConfig, build_model_from_config
-from tests.eval_shards import register_checkpoint_version, render_videos, write_split
-from tests.test_checkpoint import official_state_dict
+from tests.eval_shards import register_checkpoint_version
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 
@@ -29,7 +32,7 @@ CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 @pytest.fixture(scope="module")
 def split_1clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards1")
-    return write_split(root, render_videos(3, 2, frames=20), CLASSES, num_segments=4, clips=1, num_shards=2)
+    return write_split(root, render_videos(3, 2, frames=20), CLASSES, SplitLayout(num_segments=4))
 
 
 def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch.nn.Module, list[float]]:
@@ -56,7 +59,7 @@ def _train_briefly(train_dir: Path, cfg: ModelConfig, steps: int) -> tuple[torch
     return model.eval(), losses
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, synthetic_shards, tmp_path):
     """A model trained on the synthetic motion shards, registered like training does, evaluated through
     models:/name@champion; the run is linked to the version and its numbers match an in-process count."""
@@ -69,8 +72,14 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     version, train_run = register_checkpoint_version(mlflow_server.uri, ckpt, "tiny-eval", "champion")
 
     ecfg = EvalConfig(input_size=56, short_side=64, engine="local")
-    out = evaluate(ModelSource(uri="models:/tiny-eval@champion"), str(synthetic_shards / "test"), ecfg,
-                   tmp_path / "out", mlflow_server.uri)  # fmt: skip
+    before_ms = int(time.time() * 1000)
+    out = evaluate(
+        ModelSource(uri="models:/tiny-eval@champion"),
+        str(synthetic_shards / "test"),
+        ecfg,
+        tmp_path / "out",
+        mlflow_server.uri,
+    )
     r = out.result
     assert r.model_id == f"models:/tiny-eval/{version}" and r.model_name == "tiny-eval"
     assert r.model_version == version and r.model_run_id == train_run
@@ -84,7 +93,9 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
 
     correct, seen = 0, 0
     with torch.inference_mode():
-        for b in eval_batches(str(synthetic_shards / "test"), loader_config(ecfg, "cpu"), 16):
+        test_split = read_split(str(synthetic_shards / "test"))
+        loader_cfg = loader_config(ecfg, resolve_protocol(ecfg, test_split, TrainedSizes()), "cpu")
+        for b in eval_batches(str(synthetic_shards / "test"), loader_cfg, 16):
             correct += int((model(b.x).argmax(1) == b.labels).sum())
             seen += len(b.labels)
     assert seen == index.num_videos and r.top1_pct == pytest.approx(100.0 * correct / seen)
@@ -117,12 +128,25 @@ def test_trained_model_registered_and_evaluated_by_alias(mlflow_server, syntheti
     assert run.data.tags["mlflow.user"] == getpass.getuser()
     assert run.data.tags["mlflow.source.type"] == "LOCAL"
     assert run.data.tags["mlflow.source.name"]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).parents[1])  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
+    # a page that explains itself (issue 25): the version in the run's name, a description of what was
+    # evaluated on what and how, and a duration that covers the work (the run starts when the work does)
+    assert run.info.run_name == f"eval-tiny-eval-v{version}-{index.dataset}-test"
+    about = run.data.tags["mlflow.note.content"]
+    assert f"`models:/tiny-eval/{version}`" in about and f"**{index.dataset}/test**" in about, about
+    assert "**Protocol** `ssv1x1`: 1 clip(s) x 1 crop(s) of 56 px" in about, about
+    assert before_ms <= run.info.start_time <= before_ms + 30_000, (before_ms, run.info.start_time)
+    assert run.info.end_time - run.info.start_time >= r.ms_per_video * r.num_videos * 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path):
     """An official-layout ResNet-50 TDN file evaluated by jobs/evaluate.py gives the scores of the same
     weights loaded in this process (so the import and the distributed path agree)."""
@@ -130,12 +154,36 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
 
     path = tmp_path / "official.pth.tar"
     torch.save(
-        {"epoch": 1, "arch": "resnet50", "state_dict": official_state_dict(num_classes=3, seed=3)}, path
+        {"epoch": 1, "arch": "resnet50", "state_dict": random_official_state_dict(num_classes=3, seed=3)},
+        path,
     )
     out = tmp_path / "out"
-    rc = main(["--official-checkpoint", str(path), "--arch", "resnet50", "--segments", "4", "--num-classes", "3",
-               "--shards", str(split_1clip), "--protocol", "ssv1x1", "--eval.input_size", "64",
-               "--eval.short_side", "72", "--replicas", "2", "--out", str(out), "--tracking_uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])  # fmt: skip
+    rc = main(
+        [
+            "--official-checkpoint",
+            str(path),
+            "--arch",
+            "resnet50",
+            "--segments",
+            "4",
+            "--num-classes",
+            "3",
+            "--shards",
+            str(split_1clip),
+            "--protocol",
+            "ssv1x1",
+            "--eval.input_size",
+            "64",
+            "--eval.short_side",
+            "72",
+            "--replicas",
+            "2",
+            "--out",
+            str(out),
+            "--tracking_uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ]
+    )
     assert rc == 0
     row = json.loads((out / "results.json").read_text())
     assert row["model_id"] == f"official:{path}" and row["arch"] == "resnet50" and row["num_videos"] == 6
@@ -147,7 +195,10 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
     cfg = EvalConfig(input_size=64, short_side=72)
     ref = {}
     with torch.inference_mode():
-        for b in eval_batches(str(split_1clip), loader_config(cfg, "cpu"), 8):
+        loader_cfg = loader_config(
+            cfg, resolve_protocol(cfg, read_split(str(split_1clip)), TrainedSizes()), "cpu"
+        )
+        for b in eval_batches(str(split_1clip), loader_cfg, 8):
             for vid, p in zip(b.video_ids, torch.softmax(model(b.x), 1).numpy()):
                 ref[vid] = p
     for vid, row_scores in zip(stored.video_ids, stored.scores):

@@ -25,20 +25,33 @@ from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.training.config import TrainConfig
 from tdn.training.failures import WorkerInputError, one_line
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
 # the cheapest run that starts workers: TSN at 32 px, one epoch, no validation; 2 restarts allowed
-CHEAP = ("model.variant=tsn", "loader.input_size=32", "loader.batch_size=8", "optim.epochs=1", "data.val_split=",
-         "run.max_failures=2")  # fmt: skip
+CHEAP = (
+    "model.variant=tsn",
+    "loader.input_size=32",
+    "loader.batch_size=8",
+    "optim.epochs=1",
+    "data.val_split=",
+    "run.max_failures=2",
+)
 
 
 def cheap(shards: Path, tmp_path: Path, *overrides: str) -> TrainConfig:
-    return load_config(TrainConfig, RECIPE, [
-        f"data.shards={shards}", f"run.storage_path={tmp_path / 'ray'}", "tracking.enabled=false", *CHEAP,
-        *overrides,
-    ])  # fmt: skip
+    return load_config(
+        TrainConfig,
+        RECIPE,
+        [
+            f"data.shards={shards}",
+            f"run.storage_path={tmp_path / 'ray'}",
+            "tracking.enabled=false",
+            *CHEAP,
+            *overrides,
+        ],
+    )
 
 
 def fit(cfg: TrainConfig):
@@ -106,12 +119,21 @@ def test_bad_weights_files_fail_on_the_driver(ray_cluster, synthetic_shards, tmp
         fit(cheap(synthetic_shards, tmp_path, f"run.resume={pickled}"))
 
 
-def test_cli_rejects_val_every_0_and_more_workers_than_the_cluster_holds(ray_cluster, synthetic_shards, tmp_path,
-                                                                         capsys):  # fmt: skip
+def test_cli_rejects_val_every_0_and_more_workers_than_the_cluster_holds(
+    ray_cluster, synthetic_shards, tmp_path, capsys
+):
     from jobs.train import main
 
-    base = ["--config", str(RECIPE), "--data.shards", str(synthetic_shards), "--run.storage_path",
-            str(tmp_path / "ray"), "--tracking.enabled", "false"]  # fmt: skip
+    base = [
+        "--config",
+        str(RECIPE),
+        "--data.shards",
+        str(synthetic_shards),
+        "--run.storage_path",
+        str(tmp_path / "ray"),
+        "--tracking.enabled",
+        "false",
+    ]
     assert main([*base, "--run.val_every_epochs", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "run.val_every_epochs must be >= 1" in err and len(err.splitlines()) == 1
@@ -121,6 +143,15 @@ def test_cli_rejects_val_every_0_and_more_workers_than_the_cluster_holds(ray_clu
     err = capsys.readouterr().err.strip()
     assert time.monotonic() - t0 < 60
     assert "run.workers=8" in err and "hold only 4" in err and len(err.splitlines()) == 1
+
+    # a GPU request on a cluster without GPUs: at once, one line saying so (not a wait, then "lower --workers")
+    t0 = time.monotonic()
+    assert main([*base, "--workers", "2", "--gpus", "--run.resources_timeout_s", "60"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - t0 < 30, time.monotonic() - t0
+    assert "the Ray cluster has no GPU; train on CPUs without --gpus" in err and len(err.splitlines()) == 1, (
+        err
+    )
 
 
 def test_a_corrupt_shard_seen_by_a_worker_ends_the_run_on_its_first_attempt(

@@ -18,6 +18,7 @@ def test_paper_flops_8_frames(arch, variant, paper):
     assert abs(r.gmacs / paper - 1) <= 0.03, f"{arch} {variant}: {r.gmacs:.2f} G vs paper {paper} G"
 
 
+@pytest.mark.slow
 def test_sixteen_frames_cost_twice_eight():
     for arch in ("resnet50", "resnet101"):
         g8 = count_flops(ModelConfig(arch=arch, num_segments=8)).gmacs
@@ -46,6 +47,7 @@ def test_module_costs_and_parameters():
     )
 
 
+@pytest.mark.slow
 def test_cli_prints_figures(capsys):
     assert main(["--arch", "resnet50", "--segments", "8", "--size", "224", "--variant", "tsn"]) == 0
     out = capsys.readouterr().out

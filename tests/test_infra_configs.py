@@ -454,39 +454,75 @@ def limits(doc: dict) -> dict:
 
 # Each breaks one rule of the schema: (kind, how, what the error says).
 BROKEN_MANIFESTS: dict[str, tuple[str, Callable[[dict], object], str]] = {
-    "unknown spec field":
-        ("RayCluster", lambda d: d["spec"].update(gcsFaultTolerance={}), "spec: Additional"),
-    "unknown field in a worker group":
-        ("RayCluster", lambda d: gpu_group(d).update(maxReplica=4), "spec.workerGroupSpecs.1: Additional"),
-    "unknown field deep in a pod template":
-        ("RayCluster", lambda d: head_container(d).update(resource={}), "containers.0: Additional"),
-    "unknown field in metadata":
-        ("RayCluster", lambda d: d["metadata"].update(label={}), "metadata: Additional"),
-    "string for an integer":
-        ("RayCluster", lambda d: gpu_group(d).update(maxReplicas="4"), "maxReplicas: '4'"),
-    "integer beyond int32":
-        ("RayCluster", lambda d: gpu_group(d).update(maxReplicas=2**31), "maxReplicas: 2147483648"),
-    "quantity that is no quantity":
-        ("RayCluster", lambda d: limits(d).update(cpu="four"), "limits.cpu: 'four' does not match"),
-    "float for an int-or-string":
-        ("RayCluster", lambda d: limits(d).update(cpu=4.5), "limits.cpu: 4.5"),
-    "missing required field":
-        ("RayCluster", lambda d: d["spec"].pop("headGroupSpec"), "spec: 'headGroupSpec' is a required"),
-    "GCS fault tolerance without a Redis address":
-        ("RayCluster", lambda d: d["spec"]["gcsFaultToleranceOptions"].pop("redisAddress"), "'redisAddress'"),
-    "duplicate key in a list map":
-        ("RayCluster", lambda d: head_container(d)["env"].append(head_container(d)["env"][0]), "duplicate"),
-    "CEL rule":
-        ("RayCluster", lambda d: d["spec"].update(managedBy="me"), "spec.managedBy: the managedBy"),
-    "invalid name":
-        ("RayCluster", lambda d: d["metadata"].update(name="TDN_cluster"), "metadata.name: 'TDN_cluster'"),
-    "RayJob: unknown field":
-        ("RayJob", lambda d: d["spec"].update(entrypointNumCPUs=1), "spec: Additional"),
-    "RayJob: string for a number":
-        ("RayJob", lambda d: d["spec"].update(entrypointNumCpus="1"), "entrypointNumCpus: '1'"),
-    "RayJob: string for a map":
-        ("RayJob", lambda d: d["spec"].update(clusterSelector="tdn"), "clusterSelector: 'tdn'"),
-}  # fmt: skip
+    "unknown spec field": (
+        "RayCluster",
+        lambda d: d["spec"].update(gcsFaultTolerance={}),
+        "spec: Additional",
+    ),
+    "unknown field in a worker group": (
+        "RayCluster",
+        lambda d: gpu_group(d).update(maxReplica=4),
+        "spec.workerGroupSpecs.1: Additional",
+    ),
+    "unknown field deep in a pod template": (
+        "RayCluster",
+        lambda d: head_container(d).update(resource={}),
+        "containers.0: Additional",
+    ),
+    "unknown field in metadata": (
+        "RayCluster",
+        lambda d: d["metadata"].update(label={}),
+        "metadata: Additional",
+    ),
+    "string for an integer": (
+        "RayCluster",
+        lambda d: gpu_group(d).update(maxReplicas="4"),
+        "maxReplicas: '4'",
+    ),
+    "integer beyond int32": (
+        "RayCluster",
+        lambda d: gpu_group(d).update(maxReplicas=2**31),
+        "maxReplicas: 2147483648",
+    ),
+    "quantity that is no quantity": (
+        "RayCluster",
+        lambda d: limits(d).update(cpu="four"),
+        "limits.cpu: 'four' does not match",
+    ),
+    "float for an int-or-string": ("RayCluster", lambda d: limits(d).update(cpu=4.5), "limits.cpu: 4.5"),
+    "missing required field": (
+        "RayCluster",
+        lambda d: d["spec"].pop("headGroupSpec"),
+        "spec: 'headGroupSpec' is a required",
+    ),
+    "GCS fault tolerance without a Redis address": (
+        "RayCluster",
+        lambda d: d["spec"]["gcsFaultToleranceOptions"].pop("redisAddress"),
+        "'redisAddress'",
+    ),
+    "duplicate key in a list map": (
+        "RayCluster",
+        lambda d: head_container(d)["env"].append(head_container(d)["env"][0]),
+        "duplicate",
+    ),
+    "CEL rule": ("RayCluster", lambda d: d["spec"].update(managedBy="me"), "spec.managedBy: the managedBy"),
+    "invalid name": (
+        "RayCluster",
+        lambda d: d["metadata"].update(name="TDN_cluster"),
+        "metadata.name: 'TDN_cluster'",
+    ),
+    "RayJob: unknown field": ("RayJob", lambda d: d["spec"].update(entrypointNumCPUs=1), "spec: Additional"),
+    "RayJob: string for a number": (
+        "RayJob",
+        lambda d: d["spec"].update(entrypointNumCpus="1"),
+        "entrypointNumCpus: '1'",
+    ),
+    "RayJob: string for a map": (
+        "RayJob",
+        lambda d: d["spec"].update(clusterSelector="tdn"),
+        "clusterSelector: 'tdn'",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_MANIFESTS))
@@ -503,36 +539,53 @@ def test_structural_schema_extensions_are_translated() -> None:
     # The v1.6.2 CRDs have no x-kubernetes-preserve-unknown-fields and no nullable field in a spec; this
     # schema has both, with the other extensions, so each translation is seen to accept and to reject.
     kept = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    schema = to_json_schema({
-        "type": "object",
-        "properties": {
-            "port": {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
-                     "pattern": "^[a-z]+$"},
-            "config": {**kept, "properties": {"level": {"type": "integer"}}},
-            "strict": {"type": "object", "properties": {"level": {"type": "integer"}}},
-            "empty": {"type": "object"},
-            "note": {"type": "string", "nullable": True},
-            "template": {"type": "object", "x-kubernetes-embedded-resource": True,
-                         "properties": {"spec": kept}},
-            "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
-        },
-    })  # fmt: skip
+    schema = to_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "port": {
+                    "x-kubernetes-int-or-string": True,
+                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                    "pattern": "^[a-z]+$",
+                },
+                "config": {**kept, "properties": {"level": {"type": "integer"}}},
+                "strict": {"type": "object", "properties": {"level": {"type": "integer"}}},
+                "empty": {"type": "object"},
+                "note": {"type": "string", "nullable": True},
+                "template": {
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": True,
+                    "properties": {"spec": kept},
+                },
+                "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+            },
+        }
+    )
     validator = CrdValidator(schema, format_checker=FORMATS)
     good = [
-        {"port": 8080}, {"port": "http"},
+        {"port": 8080},
+        {"port": "http"},
         {"config": {"level": 1, "anything": {"else": [1, 2]}}},
-        {"strict": {"level": 1}}, {"empty": {}}, {"note": None}, {"note": "x"},
+        {"strict": {"level": 1}},
+        {"empty": {}},
+        {"note": None},
+        {"note": "x"},
         {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"x": 1}}},
         {"tags": ["a", "b"]},
-    ]  # fmt: skip
+    ]
     bad = [
-        {"port": 80.5}, {"port": True}, {"port": "HTTP"}, {"port": None},
+        {"port": 80.5},
+        {"port": True},
+        {"port": "HTTP"},
+        {"port": None},
         {"config": {"level": "one"}},
-        {"strict": {"level": 1, "other": 2}}, {"empty": {"a": 1}}, {"note": 3},
+        {"strict": {"level": 1, "other": 2}},
+        {"empty": {"a": 1}},
+        {"note": 3},
         {"template": {"status": {}}},
         {"tags": ["a", "a"]},
         {"unknown": 1},
-    ]  # fmt: skip
+    ]
     for instance in good:
         assert not schema_errors(validator, instance), instance
     for instance in bad:
@@ -598,13 +651,14 @@ def job_config(argv: list[str]) -> object:
 
     from jobs.cli import parse
 
-    assert argv[0] == "python", argv
-    assert (ROOT / argv[1]).is_file(), f"{argv[1]} does not exist"
-    job = importlib.import_module(f"jobs.{Path(argv[1]).stem}").JOB
-    args = list(argv[2:])
+    assert argv[:2] == ["python", "-m"] and argv[2].startswith("jobs."), argv
+    module = argv[2]
+    assert (ROOT / f"{module.replace('.', '/')}.py").is_file(), f"{module} does not exist"
+    job = importlib.import_module(module).JOB
+    args = list(argv[3:])
     for i, flag in enumerate(args[:-1]):
         if flag == "--config":  # relative to the image's working directory, the repository root
-            assert (ROOT / args[i + 1]).is_file(), f"{args[i + 1]} (referenced by {argv[1]}) does not exist"
+            assert (ROOT / args[i + 1]).is_file(), f"{args[i + 1]} (referenced by {module}) does not exist"
             args[i + 1] = str(ROOT / args[i + 1])
     cfg, _ = parse(job, args)
     return cfg
@@ -618,7 +672,7 @@ def test_rayjobs_target_the_cluster_and_carry_its_token() -> None:
     secret = cluster["spec"]["authOptions"]["secretName"]
     for name, job in jobs.items():
         assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}, name
-        assert entrypoint_argv(job)[:2] == ["python", f"jobs/{name.removeprefix('tdn-')}.py"]
+        assert entrypoint_argv(job)[:3] == ["python", "-m", f"jobs.{name.removeprefix('tdn-')}"]
         (container,) = job["spec"]["submitterPodTemplate"]["spec"]["containers"]
         assert container["image"] == VALUES["TDN_IMAGE"]
         env = {e["name"]: e for e in container["env"]}
@@ -653,7 +707,7 @@ def test_job_command_lines_parse_and_chain_shard_train_evaluate() -> None:
     from tdn.evaluation.protocol import PROTOCOLS
 
     assert shard.num_segments == train.model.num_segments
-    assert shard.val.views == PROTOCOLS[evaluate.eval.protocol][0]
+    assert shard.val.views == PROTOCOLS[evaluate.eval.protocol].clips
 
 
 def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:
@@ -666,7 +720,7 @@ def test_reevaluation_is_scheduled_against_the_clusters_head_service() -> None:
     (container,) = pod_specs(cron)[0]["containers"]
     command = container["command"]
     assert command[:3] == ["ray", "job", "submit"]
-    assert cron_argv(cron)[:2] == ["python", "jobs/reevaluate.py"]
+    assert cron_argv(cron)[:3] == ["python", "-m", "jobs.reevaluate"]
     name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
     address = command[command.index("--address") + 1]
     assert address == f"http://{name}-head-svc.{namespace}.svc.cluster.local:8265"
@@ -830,30 +884,51 @@ def redis_service(docs: list[dict]) -> dict:
 
 # Each breaks one thing the API server or the wiring would refuse: (how, what the problem says).
 BROKEN_CORE_MANIFESTS: dict[str, tuple[Callable[[list[dict]], object], str]] = {
-    "unknown container field":
-        (lambda docs: redis_container(docs).update(volumeMount=[]), "containers.0: Additional properties"),
-    "string for an integer":
-        (lambda docs: redis_container(docs)["ports"][0].update(containerPort="6379"), "'6379' is not of"),
-    "quantity that is no quantity":
-        (lambda docs: redis_container(docs)["resources"]["limits"].update(memory="4 GB"), "'4 GB' does not"),
-    "claim without storage":
-        (lambda docs: redis_claim(docs).pop("resources"), "claim data: no accessModes or no storage request"),
-    "claim with a bad access mode":
-        (lambda docs: redis_claim(docs).update(accessModes="ReadWriteOnce"), "is not of type 'array'"),
-    "mount without a volume":
-        (lambda docs: redis_container(docs)["volumeMounts"].append({"name": "c", "mountPath": "/c"}),
-         "volumeMount c has no volume"),
-    "missing ConfigMap":
-        (lambda docs: docs.remove(named(docs, "ConfigMap", "tdn-redis-config")), "names a missing ConfigMap"),
-    "Service port the pod does not open":
-        (lambda docs: redis_service(docs)["spec"]["ports"][0].update(targetPort=6380), "is no port of its"),
-    "Service selecting nothing":
-        (lambda docs: redis_service(docs)["spec"].update(selector={"app": "redis"}), "selects 0 workloads"),
-    "StatefulSet without its Service":
-        (lambda docs: docs.remove(redis_service(docs)), "serviceName tdn-redis is no Service"),
-    "bad name":
-        (lambda docs: redis_service(docs)["metadata"].update(name="tdn_redis"), "'tdn_redis' does not match"),
-}  # fmt: skip
+    "unknown container field": (
+        lambda docs: redis_container(docs).update(volumeMount=[]),
+        "containers.0: Additional properties",
+    ),
+    "string for an integer": (
+        lambda docs: redis_container(docs)["ports"][0].update(containerPort="6379"),
+        "'6379' is not of",
+    ),
+    "quantity that is no quantity": (
+        lambda docs: redis_container(docs)["resources"]["limits"].update(memory="4 GB"),
+        "'4 GB' does not",
+    ),
+    "claim without storage": (
+        lambda docs: redis_claim(docs).pop("resources"),
+        "claim data: no accessModes or no storage request",
+    ),
+    "claim with a bad access mode": (
+        lambda docs: redis_claim(docs).update(accessModes="ReadWriteOnce"),
+        "is not of type 'array'",
+    ),
+    "mount without a volume": (
+        lambda docs: redis_container(docs)["volumeMounts"].append({"name": "c", "mountPath": "/c"}),
+        "volumeMount c has no volume",
+    ),
+    "missing ConfigMap": (
+        lambda docs: docs.remove(named(docs, "ConfigMap", "tdn-redis-config")),
+        "names a missing ConfigMap",
+    ),
+    "Service port the pod does not open": (
+        lambda docs: redis_service(docs)["spec"]["ports"][0].update(targetPort=6380),
+        "is no port of its",
+    ),
+    "Service selecting nothing": (
+        lambda docs: redis_service(docs)["spec"].update(selector={"app": "redis"}),
+        "selects 0 workloads",
+    ),
+    "StatefulSet without its Service": (
+        lambda docs: docs.remove(redis_service(docs)),
+        "serviceName tdn-redis is no Service",
+    ),
+    "bad name": (
+        lambda docs: redis_service(docs)["metadata"].update(name="tdn_redis"),
+        "'tdn_redis' does not match",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_CORE_MANIFESTS))
@@ -952,7 +1027,7 @@ def test_mlflow_server_command_has_auth_proxy_and_allowlists() -> None:
     from infra.mlflow.server import ServerConfigError, server_command
 
     env = {k: v.get("value", "from-secret") for k, v in mlflow_env()[0].items()}
-    argv = server_command(env)
+    argv = server_command(env).argv()
     i = argv.index("server")
     assert argv[i + 1 : i + 3] == ["--app-name", "basic-auth"]
     assert "--serve-artifacts" in argv
@@ -964,9 +1039,68 @@ def test_mlflow_server_command_has_auth_proxy_and_allowlists() -> None:
     assert {a for a in argv[i + 1 :] if a.startswith("--")} <= known
     # The store URI (with its password) is never on the command line.
     assert not any("postgresql://" in a for a in argv)
+    with pytest.raises(ServerConfigError, match="MLFLOW_PORT must be a whole number"):
+        server_command({**env, "MLFLOW_PORT": "http"})
+    with pytest.raises(ServerConfigError, match="port must be in 1..65535"):
+        server_command({**env, "MLFLOW_PORT": "70000"})
     del env["MLFLOW_AUTH_ADMIN_PASSWORD"], env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     with pytest.raises(ServerConfigError, match="MLFLOW_AUTH_ADMIN_PASSWORD, MLFLOW_FLASK_SERVER_SECRET_KEY"):
         server_command(env)
+
+
+def test_every_mlflow_server_is_built_by_the_one_command_builder() -> None:
+    """Each flag the builder can emit exists in the installed `mlflow server`; its environment turns MLflow's
+    job runner off; and nothing else in the repository spells out an `mlflow server` command line."""
+    from mlflow.cli import server as server_cli
+
+    from infra.mlflow.command import SERVER_ENV, MlflowServerCommand
+
+    full = MlflowServerCommand(
+        port=5001,
+        host="0.0.0.0",
+        workers=2,
+        backend_store_uri="sqlite:///x.db",
+        artifacts_destination="s3://b/a",
+        app_name="basic-auth",
+        allowed_hosts="h",
+        cors_allowed_origins="https://h",
+    )
+    argv = full.argv()
+    assert " ".join(argv[1:4]) == "-m mlflow server"
+    known = {opt for param in server_cli.params for opt in param.opts + param.secondary_opts}
+    assert {a for a in argv if a.startswith("--")} <= known
+    assert argv[argv.index("--backend-store-uri") + 1] == "sqlite:///x.db"
+    assert full.uri == "http://127.0.0.1:5001"
+    bare = MlflowServerCommand(port=5002).argv()
+    assert "--backend-store-uri" not in bare and "--app-name" not in bare
+    env = full.env({"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert env["PATH"] == "/bin" and SERVER_ENV.items() <= env.items()
+    with pytest.raises(ValueError, match="workers"):
+        MlflowServerCommand(port=5000, workers=0)
+    spelled_out = [
+        str(path.relative_to(ROOT))
+        for top in ("pipeline", "tdn", "jobs", "infra", "benchmarks", "tests")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if re.search(r"""["']mlflow["'],\s*["']server["']""", path.read_text())
+        and path != INFRA / "mlflow" / "command.py"
+    ]
+    assert not spelled_out, spelled_out
+
+
+def test_the_mlflow_image_copies_every_module_its_entrypoint_imports() -> None:
+    import ast
+
+    copied = set()
+    for line in (INFRA / "mlflow" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied.update(line.split()[1:-1])
+    tree = ast.parse((INFRA / "mlflow" / "server.py").read_text())
+    imported = {
+        node.module.replace(".", "/") + ".py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("infra.")
+    }
+    assert imported and imported <= copied, imported - copied
 
 
 def test_auth_config_gets_the_database_from_the_environment_and_no_password(tmp_path: Path) -> None:

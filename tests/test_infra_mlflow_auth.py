@@ -38,7 +38,7 @@ def status(url: str, user: str | None = None, password: str | None = None, host:
         return 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_deployed_server_requires_auth_enforces_hosts_and_creates_users(tmp_path: Path) -> None:
     pytest.importorskip("flask_wtf", reason="mlflow's basic-auth app needs Flask-WTF (mlflow[auth])")
     (port,) = free_ports(1)

@@ -50,12 +50,19 @@ def test_every_legacy_file_parses_with_the_contract(legacy: Path) -> None:
         for entry in index.shards:
             side = _sidecar(legacy / split / f"{entry.name}.json")
             assert (side.name, side.samples, side.videos, side.bytes, side.sha256) == (
-                entry.name, entry.samples, entry.videos, entry.bytes, entry.sha256
-            )  # fmt: skip
+                entry.name,
+                entry.samples,
+                entry.videos,
+                entry.bytes,
+                entry.sha256,
+            )
             assert side.inputs and not side.quarantine
             with tarfile.open(legacy / split / entry.name) as tar:
-                metas = [SampleMeta.from_json(tar.extractfile(m).read(), m.name)  # type: ignore[union-attr]
-                         for m in tar.getmembers() if m.name.endswith(".json")]  # fmt: skip
+                metas = [
+                    SampleMeta.from_json(tar.extractfile(m).read(), m.name)  # type: ignore[union-attr]
+                    for m in tar.getmembers()
+                    if m.name.endswith(".json")
+                ]
             assert [sample_key(m.video_id, m.view) for m in metas] == [
                 sample_key(v, view) for v in side.video_ids for view in range(views)
             ]
@@ -74,8 +81,9 @@ def test_legacy_shards_train_one_step(legacy: Path) -> None:
     ((x, y),) = list(loader)
     assert isinstance(x, torch.Tensor) and x.shape == (2, 4, 5, 3, 56, 56) and sorted(y.tolist()) == [0, 1]
     torch.manual_seed(0)
-    model = build_model_from_config(ModelConfig(arch="resnet18", num_classes=2, num_segments=4, width=0.25,
-                                                dropout=0.0))  # fmt: skip
+    model = build_model_from_config(
+        ModelConfig(arch="resnet18", num_classes=2, num_segments=4, width=0.25, dropout=0.0)
+    )
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -122,7 +122,7 @@ def test_flip_swaps_direction_paired_labels(split: tuple[str, list]) -> None:
         assert (ramps[:, 0] < ramps[:, -1]).all() and (y < 100).all()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_equal_steps_per_rank_and_every_video_once_per_epoch(split: tuple[str, list]) -> None:
     """11 videos in uneven shards (5, 1, 3, 2), 2 ranks x 2 loader worker processes, batch 2: 3 steps per
     rank, 12 rows, every video once plus one repeat; the view follows the epoch."""

@@ -48,20 +48,35 @@ def test_experiment_made_elsewhere_keeps_artifacts_beside_the_database(tmp_path,
     assert not any(elsewhere.iterdir()), list(elsewhere.iterdir())
 
 
-@pytest.mark.slow
-def test_training_artifacts_and_registered_model_live_beside_the_store(ray_cluster, synthetic_shards,
-                                                                        tmp_path):  # fmt: skip
+@pytest.mark.integration
+def test_training_artifacts_and_registered_model_live_beside_the_store(
+    ray_cluster, synthetic_shards, tmp_path
+):
     """One cheap training epoch (TSN, 32 px, 1 worker) with the default kind of store: a sqlite file."""
     from tdn.training.launcher import fit
 
     store = tmp_path / "store"
     uri = f"sqlite:///{store / 'mlflow.db'}"
-    cfg = load_config(TrainConfig, RECIPE, [
-        f"data.shards={synthetic_shards}", f"run.storage_path={tmp_path / 'ray'}", "run.name=artifact-home",
-        "model.variant=tsn", "loader.input_size=32", "loader.batch_size=16", "optim.epochs=1",
-        "data.val_split=", "run.workers=1", "tracking.enabled=true", f"tracking.uri={uri}",
-        "tracking.registered_model=home", "tracking.registered_alias=here", "tracking.export_model=false",
-    ])  # fmt: skip
+    cfg = load_config(
+        TrainConfig,
+        RECIPE,
+        [
+            f"data.shards={synthetic_shards}",
+            f"run.storage_path={tmp_path / 'ray'}",
+            "run.name=artifact-home",
+            "model.variant=tsn",
+            "loader.input_size=32",
+            "loader.batch_size=16",
+            "optim.epochs=1",
+            "data.val_split=",
+            "run.workers=1",
+            "tracking.enabled=true",
+            f"tracking.uri={uri}",
+            "tracking.registered_model=home",
+            "tracking.registered_alias=here",
+            "tracking.export_model=false",
+        ],
+    )
     result = fit(cfg)
     assert result.error is None
 
@@ -71,8 +86,11 @@ def test_training_artifacts_and_registered_model_live_beside_the_store(ray_clust
     exp = client.get_experiment(run.info.experiment_id)
     model = client.get_logged_model(version.model_id or version.source.removeprefix("models:/"))
     home = store.resolve()
-    for what, location in (("experiment", exp.artifact_location), ("run", run.info.artifact_uri),
-                           ("logged model", model.artifact_location)):  # fmt: skip
+    for what, location in (
+        ("experiment", exp.artifact_location),
+        ("run", run.info.artifact_uri),
+        ("logged model", model.artifact_location),
+    ):
         assert _local(location).is_relative_to(home), f"{what} artifacts at {location}, not beside {home}"
     assert (_local(model.artifact_location) / "checkpoint.pt").is_file()
     assert (_local(run.info.artifact_uri) / "config.yaml").is_file()

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from tdn.evaluation.metrics import (
+    PartialScores,
+    ScoreAccumulator,
+    VideoScores,
     aggregate_views,
     confusion_matrix,
     mean_class_accuracy,
@@ -99,3 +102,50 @@ def test_softmax_and_summary():
     s = summary(video)
     assert s["top1"] == pytest.approx(0.0)  # x: tie -> class 0 (label 1); y: predicts 1 (label 0)
     assert s["num_labelled"] == 2
+
+
+def test_topk_and_summary_agree_with_a_stable_sort_on_ties():
+    """Ranks are counted, not sorted: the same hits as a stable argsort of the negated scores, ties included."""
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(500, 7)).astype(np.float64)  # many ties
+    labels = rng.integers(-1, 7, size=500)
+    keep = labels >= 0
+    order = np.argsort(-scores[keep], axis=1, kind="stable")
+    for k in (1, 2, 5, 9):
+        by_sort = float((order[:, :k] == labels[keep][:, None]).any(axis=1).mean())
+        assert topk_accuracy(scores, labels, k) == by_sort
+    video = VideoScores(np.arange(500).astype(str), labels, scores, np.ones(500, dtype=np.int64))
+    s = summary(video)
+    assert s["top1"] == topk_accuracy(scores, labels, 1) and s["top5"] == topk_accuracy(scores, labels, 5)
+    assert s["mean_class_acc"] == mean_class_accuracy(scores, labels)  # argmax-based: the same ties rule
+
+
+def test_accumulator_results_are_snapshots_and_parts_may_repeat_videos():
+    acc = ScoreAccumulator()
+    acc.add(["a", "a"], [0, 1], [0, 0], [1, 1], np.array([[0.2, 0.8], [0.4, 0.6]], dtype=np.float32))
+    first = acc.result()
+    acc.add(["b", "a"], [0, 2], [0, 0], [0, 1], np.array([[1.0, 0.0], [0.5, 0.5]]))
+    second = acc.result()
+    np.testing.assert_allclose(first.sums, [[0.6, 1.4]])  # not changed by the later add
+    assert first.view_keys == [[(0, 0), (1, 0)]]
+    np.testing.assert_allclose(second.sums, [[1.1, 1.9], [1.0, 0.0]])
+    assert second.video_ids == ["a", "b"] and second.view_keys == [[(0, 0), (1, 0), (2, 0)], [(0, 0)]]
+    # a part listing a video twice (not a ScoreAccumulator's) is summed, its keys checked like any other
+    doubled = PartialScores.from_view_keys(
+        ["c", "c"], np.array([2, 2]), np.array([[1.0, 0.0], [0.0, 1.0]]), [[(0, 0)], [(1, 0)]]
+    )
+    video = merge_partials([second, doubled])
+    assert list(video.video_ids) == ["a", "b", "c"] and list(video.num_views) == [3, 1, 2]
+    np.testing.assert_allclose(video.scores[2], [0.5, 0.5])
+    with pytest.raises(ValueError, match="'c': view 0 crop 0 was scored twice"):
+        merge_partials(
+            [doubled, PartialScores.from_view_keys(["c"], np.array([2]), np.ones((1, 2)), [[(0, 0)]])]
+        )
+    with pytest.raises(ValueError, match="different labels"):
+        merge_partials(
+            [doubled, PartialScores.from_view_keys(["c"], np.array([1]), np.ones((1, 2)), [[(2, 0)]])]
+        )
+    # sparse view numbers take the sorting check instead of the dense count: same answer
+    sparse = PartialScores.from_view_keys(["x"], np.array([0]), np.ones((1, 2)), [[(10**6, 1), (10**6, 1)]])
+    with pytest.raises(ValueError, match="'x': view 1000000 crop 1 was scored twice"):
+        merge_partials([sparse])

@@ -44,8 +44,15 @@ def test_multistep_decays_at_the_exact_iteration():
 
 
 def test_linear_warmup_then_cosine():
-    cfg = OptimConfig(lr=0.2, reference_batch=4, epochs=10, schedule="cosine", warmup_epochs=2,
-                      warmup_start_ratio=0.0, min_lr_ratio=0.05)  # fmt: skip
+    cfg = OptimConfig(
+        lr=0.2,
+        reference_batch=4,
+        epochs=10,
+        schedule="cosine",
+        warmup_epochs=2,
+        warmup_start_ratio=0.0,
+        min_lr_ratio=0.05,
+    )
     _, sched = build_optimizer(nn.Linear(2, 2), cfg, 4, steps_per_epoch=10)
     lrs = _lrs(sched, 100)
     assert lrs[0] == 0.0
@@ -97,9 +104,14 @@ def test_norm_and_bias_can_be_exempt_from_weight_decay():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"lr": 0.0}, "lr"), ({"epochs": 0}, "epochs"), ({"steps": [5, 3]}, "steps"),
-     ({"warmup_epochs": 100, "epochs": 10}, "warmup"), ({"clip_grad_norm": -1.0}, "clip")],
-)  # fmt: skip
+    [
+        ({"lr": 0.0}, "lr"),
+        ({"epochs": 0}, "epochs"),
+        ({"steps": [5, 3]}, "steps"),
+        ({"warmup_epochs": 100, "epochs": 10}, "warmup"),
+        ({"clip_grad_norm": -1.0}, "clip"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OptimConfig(**kwargs)

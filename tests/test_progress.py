@@ -71,10 +71,22 @@ def test_resumed_run_counts_only_the_epochs_left():
 
 
 def test_progress_line_has_the_documented_shape():
-    line = progress_line(StepProgress(
-        epoch=2, epochs=5, step=8, steps=20, loss=0.69314, lr=0.01, samples_per_s=52.08, data_wait_pct=3.2,
-        mem_gib=1.21, gpu_gib=None, eta_epoch_s=12, eta_run_s=65,
-    ))  # fmt: skip
+    line = progress_line(
+        StepProgress(
+            epoch=2,
+            epochs=5,
+            step=8,
+            steps=20,
+            loss=0.69314,
+            lr=0.01,
+            samples_per_s=52.08,
+            data_wait_pct=3.2,
+            mem_gib=1.21,
+            gpu_gib=None,
+            eta_epoch_s=12,
+            eta_run_s=65,
+        )
+    )
     assert line == (
         "epoch 2/5  40% step 8/20 | loss 0.6931 lr 0.01 | 52.1 samples/s data 3% | mem 1.2 GiB | "
         "ETA epoch 0:12 run 1:05"

@@ -1,42 +1,22 @@
-"""`make quickstart` in a reduced size, as a new user runs it: every stage leaves its output, the table is built
-from the evaluation results, and TDN beats TSN on the motion-only dataset. A second run reuses every stage."""
+"""`make quickstart` as a new user runs it (the session's shared run, tests/fixtures_train.py): every stage
+leaves its output, the table is built from the evaluation results, and TDN beats TSN on the motion-only
+dataset. A second run reuses every stage."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pipeline.loading.shard_reading import read_index
+from tests.fixtures_train import QuickstartRun, run_quickstart
 
-pytestmark = pytest.mark.slow
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.quickstart", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    return out
+pytestmark = pytest.mark.integration
 
 
-def test_quickstart_end_to_end(tmp_path, repo_root):
-    work = tmp_path / "qs"
-    args = ["--workdir", str(work), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    out = _run(args, repo_root)
+def test_quickstart_end_to_end(quickstart_run: QuickstartRun) -> None:
+    work, out = quickstart_run.workdir, quickstart_run.output
     print(out[-4000:])
 
     # Every stage announced itself and left its output behind.
@@ -70,7 +50,7 @@ def test_quickstart_end_to_end(tmp_path, repo_root):
     assert results["tdn"]["top1_pct"] > results["tsn"]["top1_pct"] + 10.0
 
     # A re-run reuses every finished stage and changes no result.
-    again = _run(args, repo_root)
+    again = run_quickstart(quickstart_run.args)
     assert len(re.findall(r"reused", again)) >= 5, again[-3000:]
     rerun = {v: json.loads((work / "eval" / v / "results.json").read_text()) for v in ("tdn", "tsn")}
     assert rerun == results

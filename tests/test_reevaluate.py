@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
 from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.reevaluate import ReevaluateConfig, parse_interval, reevaluate_loop, reevaluate_once
-from tests.eval_shards import register_checkpoint_version, render_videos, save_tiny_checkpoint, write_split
+from tests.eval_shards import register_checkpoint_version, save_tiny_checkpoint
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 
@@ -22,10 +23,12 @@ def test_parse_interval():
             parse_interval(bad)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
     uri = mlflow_server.uri
-    split = write_split(tmp_path / "shards", render_videos(3, 1, frames=16), CLASSES, num_segments=4)
+    split = write_split(
+        tmp_path / "shards", render_videos(3, 1, frames=16), CLASSES, SplitLayout(num_segments=4)
+    )
     name = "reeval-tiny"
     v1, _ = register_checkpoint_version(uri, save_tiny_checkpoint(tmp_path / "a.pt", 3, CLASSES, "tdn"), name)
     v2, _ = register_checkpoint_version(
@@ -37,8 +40,13 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
     )
 
     eval_cfg = EvalConfig(input_size=64, short_side=64, engine="local")
-    base = dict(shards=str(split), tracking_uri=uri, out=str(tmp_path / "out"), tables_out=str(tmp_path / "tables"),
-                eval=eval_cfg)  # fmt: skip
+    base = dict(
+        shards=str(split),
+        tracking_uri=uri,
+        out=str(tmp_path / "out"),
+        tables_out=str(tmp_path / "tables"),
+        eval=eval_cfg,
+    )
 
     first = reevaluate_once(ReevaluateConfig(models=[name], alias="champion", **base))
     assert list(first.evaluated) == [f"models:/{name}/{v2}"] and not first.skipped and first.tables_run_id
@@ -52,12 +60,37 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
     )
     table = (tmp_path / "tables" / "tables.md").read_text()
     assert f"{name} v{v1}" in table and f"{name} v{v2}" in table
+    # each version's evaluation run names its version (issue 25): told apart in the runs list
+    from tdn.tracking.mlflow_store import tracking_client
+
+    names = {v: tracking_client(uri).get_run(run_id).info.run_name for v, run_id in second.evaluated.items()}
+    names.update(
+        {v: tracking_client(uri).get_run(run_id).info.run_name for v, run_id in first.evaluated.items()}
+    )
+    assert names == {f"models:/{name}/{v}": f"eval-{name}-v{v}-synthetic-val" for v in (v1, v2)}, names
 
     # nothing new: the CLI evaluates nothing and logs no tables run
     from jobs.reevaluate import main
 
-    rc = main(["--shards", str(split), "--tracking-uri", uri, "--models", name, "--eval.engine", "local",
-               "--eval.input_size", "64", "--eval.short_side", "64", "--out", str(tmp_path / "out")])  # fmt: skip
+    rc = main(
+        [
+            "--shards",
+            str(split),
+            "--tracking-uri",
+            uri,
+            "--models",
+            name,
+            "--eval.engine",
+            "local",
+            "--eval.input_size",
+            "64",
+            "--eval.short_side",
+            "64",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ]
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (
         rc == 0
@@ -68,7 +101,7 @@ def test_reevaluate_only_what_is_missing(mlflow_server, tmp_path, capsys):
 
     # new shards (different checksum): every version is due again; the loop runs passes on its schedule
     split2 = write_split(
-        tmp_path / "shards2", render_videos(3, 1, frames=18, seed=7), CLASSES, num_segments=4
+        tmp_path / "shards2", render_videos(3, 1, frames=18, seed=7), CLASSES, SplitLayout(num_segments=4)
     )
     reports, sleeps = [], []
     loop_cfg = ReevaluateConfig(

@@ -64,8 +64,15 @@ def test_evaluation_scores_are_summed_batch_by_batch_in_memory_of_the_videos() -
     for first in range(0, videos, per_batch):
         n = min(per_batch, videos - first)
         ids = [f"v{v:04d}" for v in range(first, first + n) for _ in range(views)]
-        batches.append((ids, [i % 10 for i in range(n * views)], [(i // 10) % 3 for i in range(n * views)],
-                        [int(i[1:]) % classes for i in ids], block[: n * views]))  # fmt: skip
+        batches.append(
+            (
+                ids,
+                [i % 10 for i in range(n * views)],
+                [(i // 10) % 3 for i in range(n * views)],
+                [int(i[1:]) % classes for i in ids],
+                block[: n * views],
+            )
+        )
     tracemalloc.start()
     acc = ScoreAccumulator()
     for batch in batches:
@@ -75,8 +82,9 @@ def test_evaluation_scores_are_summed_batch_by_batch_in_memory_of_the_videos() -
     tracemalloc.stop()
     all_views = videos * views * classes * 4  # float32 rows of every view: 14.4 MB
     assert peak < all_views / 4, f"peak {peak / 2**20:.1f} MiB"
-    whole = partial_sums(*(sum((list(b[k]) for b in batches), []) for k in range(4)),
-                         np.concatenate([b[4] for b in batches]))  # fmt: skip
+    whole = partial_sums(
+        *(sum((list(b[k]) for b in batches), []) for k in range(4)), np.concatenate([b[4] for b in batches])
+    )
     assert summed.video_ids == whole.video_ids and summed.view_keys == whole.view_keys
     np.testing.assert_allclose(summed.sums, whole.sums)
     np.testing.assert_array_equal(summed.labels, whole.labels)

@@ -97,15 +97,20 @@ def _rgb(jpeg: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
     dataset, good_paths, bad_paths = write_csv_dataset(tmp_path / "zoo")
     records = load_dataset(dataset).splits["train"]
     cfg = ShardConfig(
-        dataset=dataset, output=str(tmp_path / "shards"), splits=["train"], num_segments=3,
-        train=SplitShardConfig("train", 2, 32), videos_per_shard=4, progress_interval_s=0.0,
+        dataset=dataset,
+        output=str(tmp_path / "shards"),
+        splits=["train"],
+        num_segments=3,
+        train=SplitShardConfig("train", 2, 32),
+        videos_per_shard=4,
+        progress_interval_s=0.0,
         max_failed_fraction=0.5,
-    )  # fmt: skip
+    )
     summary = run_shard_job(cfg)
     assert "videos/s" in capsys.readouterr().out  # progress lines
     index, quarantine, videos = read_split(str(tmp_path / "shards" / "train"))
@@ -142,24 +147,34 @@ def test_zoo_to_local_shards(ray_cluster, tmp_path, capsys):
     assert strict.splits["train"].shards_rewritten == 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_synthetic_to_s3(ray_cluster, s3_server, synthetic_ucf101, tmp_path):
     bucket = s3_server.create_bucket("shard-test")
-    dataset = DatasetConfig(format="ucf101", root=str(synthetic_ucf101),
-                            annotations=str(synthetic_ucf101 / "ucfTrainTestlist"), split_number=1)  # fmt: skip
+    dataset = DatasetConfig(
+        format="ucf101",
+        root=str(synthetic_ucf101),
+        annotations=str(synthetic_ucf101 / "ucfTrainTestlist"),
+        split_number=1,
+    )
     # Videos read from S3 too: upload the dataset tree.
     for path in synthetic_ucf101.rglob("*"):
         if path.is_file():
             storage.write_bytes_atomic(
                 f"{bucket}/ucf/{path.relative_to(synthetic_ucf101).as_posix()}", path.read_bytes()
             )
-    s3_dataset = DatasetConfig(format="ucf101", root=f"{bucket}/ucf", annotations=f"{bucket}/ucf/ucfTrainTestlist",
-                               split_number=1)  # fmt: skip
+    s3_dataset = DatasetConfig(
+        format="ucf101", root=f"{bucket}/ucf", annotations=f"{bucket}/ucf/ucfTrainTestlist", split_number=1
+    )
     cfg = ShardConfig(
-        dataset=s3_dataset, output=f"{bucket}/shards", splits=["train", "test"], num_segments=4,
-        train=SplitShardConfig("train", 2, 48), test=SplitShardConfig("centre", 1, 40),
-        videos_per_shard=5, max_videos_per_split=8,
-    )  # fmt: skip
+        dataset=s3_dataset,
+        output=f"{bucket}/shards",
+        splits=["train", "test"],
+        num_segments=4,
+        train=SplitShardConfig("train", 2, 48),
+        test=SplitShardConfig("centre", 1, 40),
+        videos_per_shard=5,
+        max_videos_per_split=8,
+    )
     summary = run_shard_job(cfg)
     assert summary.ok
     local = load_dataset(dataset)
@@ -181,16 +196,23 @@ def test_synthetic_to_s3(ray_cluster, s3_server, synthetic_ucf101, tmp_path):
 
 def _job_flags(dataset: Path, out: Path) -> dict[str, str]:
     return {
-        "dataset.format": "ucf101", "dataset.root": str(dataset),
-        "dataset.annotations": str(dataset / "ucfTrainTestlist"), "dataset.split_number": "1",
-        "output": str(out), "splits": "train,test", "num_segments": "4", "train.short_side": "40",
-        "test.short_side": "32", "videos_per_shard": "1", "max_videos_per_split": "10",
-    }  # fmt: skip
+        "dataset.format": "ucf101",
+        "dataset.root": str(dataset),
+        "dataset.annotations": str(dataset / "ucfTrainTestlist"),
+        "dataset.split_number": "1",
+        "output": str(out),
+        "splits": "train,test",
+        "num_segments": "4",
+        "train.short_side": "40",
+        "test.short_side": "32",
+        "videos_per_shard": "1",
+        "max_videos_per_split": "10",
+    }
 
 
 def _shard_job_cmd(address: str, dataset: Path, out: Path) -> list[str]:
     flags = [arg for key, value in _job_flags(dataset, out).items() for arg in (f"--{key}", value)]
-    return [sys.executable, str(REPO / "jobs" / "shard.py"), "--address", address, *flags]
+    return [sys.executable, "-m", "jobs.shard", "--address", address, "--json", *flags]
 
 
 def _index(split_dir: Path) -> ShardIndex:
@@ -201,7 +223,7 @@ def _shard_hashes(out: Path) -> dict[str, str]:
     return {f"{split}/{s.name}": s.sha256 for split in ("train", "test") for s in _index(out / split).shards}
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_killed_job_resumes_to_identical_result(ray_cluster, synthetic_ucf101, tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
     clean, resumed = tmp_path / "clean", tmp_path / "resumed"
@@ -211,8 +233,13 @@ def test_killed_job_resumes_to_identical_result(ray_cluster, synthetic_ucf101, t
     total = len(list(clean.glob("*/shard-*.tar")))
     assert total > 8
     # Same job, killed as soon as its first shards are complete.
-    proc = subprocess.Popen(_shard_job_cmd(ray_cluster.address, synthetic_ucf101, resumed), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _shard_job_cmd(ray_cluster.address, synthetic_ucf101, resumed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not list(resumed.glob("*/shard-*.tar.json")):
@@ -223,11 +250,16 @@ def test_killed_job_resumes_to_identical_result(ray_cluster, synthetic_ucf101, t
         proc.wait()
     done = len(list(resumed.glob("*/shard-*.tar.json")))
     assert 0 < done < total and not (resumed / "train" / "index.json").exists()
-    rerun = subprocess.run(_shard_job_cmd(ray_cluster.address, synthetic_ucf101, resumed), env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    rerun = subprocess.run(
+        _shard_job_cmd(ray_cluster.address, synthetic_ucf101, resumed),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already done" in rerun.stdout
-    summary = ShardJobSummary.from_json(rerun.stdout[rerun.stdout.index("\n{") :], "jobs/shard.py stdout")
+    summary = ShardJobSummary.from_json(rerun.stdout.strip().splitlines()[-1], "jobs/shard.py --json")
     assert summary.splits["train"].checksum == _index(clean / "train").checksum
     assert _shard_hashes(resumed) == _shard_hashes(clean)
     for split in ("train", "test"):
@@ -245,8 +277,20 @@ def test_dry_run_counts_and_writes_nothing(synthetic_ucf101, tmp_path, capsys):
     with (lists / "trainlist01.txt").open("ab") as f:
         f.write(f"{first_class}/v_{first_class}_g99_c09.mp4 1\r\n".encode())
     out = tmp_path / "never"
-    rc = main(["--dry-run", "--dataset.format", "ucf101", "--dataset.root", str(synthetic_ucf101),
-               "--dataset.annotations", str(lists), "--output", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "--dry-run",
+            "--json",
+            "--dataset.format",
+            "ucf101",
+            "--dataset.root",
+            str(synthetic_ucf101),
+            "--dataset.annotations",
+            str(lists),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0 and not out.exists()
     report = DryRunReport.from_json(
         capsys.readouterr().out.strip().splitlines()[-1], "jobs/shard.py --dry-run"

@@ -22,12 +22,12 @@ from pipeline.shards.contract import (
     split_jpegs,
 )
 from pipeline.shards.sampling import CentreSampler, TrainSampler, centre_starts, rng_for
+from pipeline.shards.tar_io import sha256_file
 from pipeline.shards.writer import (
     EncodeSettings,
     ShardTask,
     VideoItem,
     build_index,
-    sha256_file,
     video_samples,
     write_shard,
 )
@@ -132,9 +132,14 @@ def test_rotated_video_metadata_is_portrait(zoo):
 
 def _task(videos, split_dir: Path, index: int = 0) -> ShardTask:
     return ShardTask(
-        split="train", shard_index=index, split_dir=str(split_dir), videos=tuple(videos),
-        sampler=TrainSampler(num_segments=2, num_views=2), seed=1, encode=SETTINGS,
-    )  # fmt: skip
+        split="train",
+        shard_index=index,
+        split_dir=str(split_dir),
+        videos=tuple(videos),
+        sampler=TrainSampler(num_segments=2, num_views=2),
+        seed=1,
+        encode=SETTINGS,
+    )
 
 
 def test_write_shard_quarantines_bad_videos_and_is_reproducible(zoo, tmp_path):
@@ -195,17 +200,43 @@ def test_a_finished_shard_from_other_inputs_is_rewritten(zoo, tmp_path):
 
 def test_build_index_checksum_and_empty_shards():
     sidecars = [
-        ShardSidecar(name="shard-000001.tar", split="train", samples=0, videos=0, bytes=10240, sha256="b",
-                     video_ids=[], clamped=[], quarantine=[], inputs="y"),
-        ShardSidecar(name="shard-000000.tar", split="train", samples=4, videos=2, bytes=999, sha256="a",
-                     video_ids=["v1", "v2"], clamped=[], quarantine=[], inputs="x"),
-    ]  # fmt: skip
+        ShardSidecar(
+            name="shard-000001.tar",
+            split="train",
+            samples=0,
+            videos=0,
+            bytes=10240,
+            sha256="b",
+            video_ids=[],
+            clamped=[],
+            quarantine=[],
+            inputs="y",
+        ),
+        ShardSidecar(
+            name="shard-000000.tar",
+            split="train",
+            samples=4,
+            videos=2,
+            bytes=999,
+            sha256="a",
+            video_ids=["v1", "v2"],
+            clamped=[],
+            quarantine=[],
+            inputs="x",
+        ),
+    ]
     kwargs = dict(
-        split="train", dataset="csv", classes=["a", "b"], views_per_video=2,
-        sampling=SamplingSettings(sampler="train", num_segments=8, window=5, views=2, seed=0, videos_per_shard=2),
+        split="train",
+        dataset="csv",
+        classes=["a", "b"],
+        views_per_video=2,
+        sampling=SamplingSettings(
+            sampler="train", num_segments=8, window=5, views=2, seed=0, videos_per_shard=2
+        ),
         resize=ResizeSettings(short_side=320, jpeg_quality=90, context_scale=1, jpeg_encoder="simplejpeg"),
-        annotation_checksums={"x.csv": "00"}, quarantined=3,
-    )  # fmt: skip
+        annotation_checksums={"x.csv": "00"},
+        quarantined=3,
+    )
     index = build_index(sidecars=sidecars, **kwargs)
     assert [s.name for s in index.shards] == ["shard-000000.tar"]
     assert index.num_samples == 4 and index.num_videos == 2 and index.quarantined == 3

@@ -163,9 +163,14 @@ def leave_one_video_out(samples: list[np.ndarray], labels: np.ndarray) -> float:
 
 
 PROPERTY_CFG = SyntheticConfig(
-    classes=len(MOTION_CLASSES), videos_per_class=10, seed=11, min_frames=16, max_frames=24,
-    sizes=((96, 72),), fps=(25,),
-)  # fmt: skip
+    classes=len(MOTION_CLASSES),
+    videos_per_class=10,
+    seed=11,
+    min_frames=16,
+    max_frames=24,
+    sizes=((96, 72),),
+    fps=(25,),
+)
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +192,7 @@ def _accuracies(videos, feats, classes=None) -> tuple[float, float]:
     return colour, leave_one_video_out([motion[i : i + 1] for i in idx], y[idx])
 
 
+@pytest.mark.slow
 def test_single_frames_carry_no_label_but_motion_does(property_data) -> None:
     videos, frames = property_data
     assert sorted({v.num_frames for v in videos})[0] < 20
@@ -211,8 +217,11 @@ def test_single_frames_carry_no_label_but_motion_does(property_data) -> None:
     assert np.mean(pair_motion) > 0.8
     # the translations (move, pan, speed up / slow down) are what the flow features estimate directly; the
     # zoom and rotation pairs depend on a local divergence / curl estimate that is noisy on 96x72 frames
-    translation_pairs = [m for k, m in zip(range(0, n, 2), pair_motion) if "zoom" not in MOTION_CLASSES[k].motion
-                         and "rotate" not in MOTION_CLASSES[k].motion]  # fmt: skip
+    translation_pairs = [
+        m
+        for k, m in zip(range(0, n, 2), pair_motion)
+        if "zoom" not in MOTION_CLASSES[k].motion and "rotate" not in MOTION_CLASSES[k].motion
+    ]
     assert len(translation_pairs) == 6 and min(translation_pairs) >= 0.85
 
 
@@ -283,8 +292,17 @@ def test_ucf101_annotation_files(synthetic_ucf101: Path) -> None:
 
 
 def test_hmdb51_and_ssv1_layouts_and_codecs(tmp_path: Path) -> None:
-    cfg = SyntheticConfig(classes=2, videos_per_class=4, seed=5, codec="mpeg4", layout="hmdb51",
-                          min_frames=12, max_frames=20, sizes=((48, 32),), fps=(30,))  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=2,
+        videos_per_class=4,
+        seed=5,
+        codec="mpeg4",
+        layout="hmdb51",
+        min_frames=12,
+        max_frames=20,
+        sizes=((48, 32),),
+        fps=(30,),
+    )
     hm = tmp_path / "hmdb"
     videos = generate(cfg, hm)
     for v in videos:
@@ -297,8 +315,17 @@ def test_hmdb51_and_ssv1_layouts_and_codecs(tmp_path: Path) -> None:
             assert len(lines) == 4 and all(line.endswith(" ") for line in lines)
             flags = [line.split()[1] for line in lines]
             assert set(flags) <= {"0", "1", "2"} and "1" in flags and "2" in flags
-    cfg = SyntheticConfig(classes=2, videos_per_class=4, seed=5, codec="vp9", layout="ssv1",
-                          min_frames=12, max_frames=20, sizes=((48, 32), (50, 34)), fps=(12,))  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=2,
+        videos_per_class=4,
+        seed=5,
+        codec="vp9",
+        layout="ssv1",
+        min_frames=12,
+        max_frames=20,
+        sizes=((48, 32), (50, 34)),
+        fps=(12,),
+    )
     ss = tmp_path / "ssv1"
     videos = generate(cfg, ss)
     labels = (ss / "something-something-v1-labels.csv").read_text().splitlines()
@@ -321,12 +348,17 @@ def test_hmdb51_and_ssv1_layouts_and_codecs(tmp_path: Path) -> None:
         assert (ss / v.path / "00001.jpg").is_file()
     # VP9/WebM on request: decodes with the expected count although the container declares none
     webm = tmp_path / "vp9"
-    videos = generate(SyntheticConfig(classes=2, videos_per_class=1, codec="vp9", min_frames=9, max_frames=9,
-                                      sizes=((32, 32),)), webm)  # fmt: skip
+    videos = generate(
+        SyntheticConfig(
+            classes=2, videos_per_class=1, codec="vp9", min_frames=9, max_frames=9, sizes=((32, 32),)
+        ),
+        webm,
+    )
     for v in videos:
         assert v.path.endswith(".webm") and len(decode_rgb(webm / v.path)) == 9
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     def digest(root: Path) -> dict[str, str]:
         return {
@@ -335,8 +367,20 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
             if p.is_file()
         }
 
-    args = ["--classes", "2", "--videos-per-class", "3", "--min-frames", "10", "--max-frames", "30",
-            "--sizes", "48x32,64x48", "--seed", "7"]  # fmt: skip
+    args = [
+        "--classes",
+        "2",
+        "--videos-per-class",
+        "3",
+        "--min-frames",
+        "10",
+        "--max-frames",
+        "30",
+        "--sizes",
+        "48x32,64x48",
+        "--seed",
+        "7",
+    ]
     assert main([str(tmp_path / "a"), *args]) == 0
     assert main([str(tmp_path / "b"), *args]) == 0
     assert main([str(tmp_path / "c"), *args[:-1], "8"]) == 0
@@ -366,9 +410,14 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
         assert digest(tmp_path / f"{codec}1") == digest(tmp_path / f"{codec}2")
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in (["--classes", "99"], ["--sizes", "33x32"], ["--min-frames", "9", "--max-frames", "3"],
-                ["--sizes", "abc"]):  # fmt: skip
+    for bad in (
+        ["--classes", "99"],
+        ["--sizes", "33x32"],
+        ["--min-frames", "9", "--max-frames", "3"],
+        ["--sizes", "abc"],
+    ):
         assert main([str(tmp_path / "x"), *bad]) == 2
     assert not (tmp_path / "x").exists()
     assert "--classes" in capsys.readouterr().err
@@ -377,8 +426,15 @@ def test_bad_arguments_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_motions_chosen_by_name(tmp_path):
     from pipeline.synthetic.generate import SyntheticConfig, generate
 
-    cfg = SyntheticConfig(classes=2, videos_per_class=1, motions=("zoom_out", "pan_left"), min_frames=8,
-                          max_frames=8, sizes=((32, 32),), fps=(10,))  # fmt: skip
+    cfg = SyntheticConfig(
+        classes=2,
+        videos_per_class=1,
+        motions=("zoom_out", "pan_left"),
+        min_frames=8,
+        max_frames=8,
+        sizes=((32, 32),),
+        fps=(10,),
+    )
     videos = generate(cfg, tmp_path)
     assert sorted({v.class_name for v in videos}) == ["PanLeft", "ZoomOut"]
     class_ind = (tmp_path / "ucfTrainTestlist" / "classInd.txt").read_bytes().decode().split("\r\n")

@@ -9,15 +9,16 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
 from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.ensemble import combine_scores, ensemble_runs
 from tdn.evaluation.metrics import VideoScores
 from tdn.evaluation.model_source import ModelSource
 from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.results import EvalResult
-from tdn.reporting.tables import Table
+from tdn.evaluation.tables import Table
 from tdn.tracking.mlflow_store import TRANSFER_TAG, create_run, get_or_create_experiment, tracking_client
-from tests.eval_shards import render_videos, save_tiny_checkpoint, write_split
+from tests.eval_shards import save_tiny_checkpoint
 
 CLASSES = ["MoveLeft", "MoveRight", "MoveUp"]
 
@@ -36,12 +37,12 @@ def _cells(md: str, first: str) -> list[list[str]]:
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
     uri = mlflow_server.uri
     local = EvalConfig(input_size=64, short_side=64, engine="local")
     videos = render_videos(3, 2, frames=16)
-    ssv1 = write_split(tmp_path / "ssv1", videos, CLASSES, num_segments=4, dataset="ssv1")
+    ssv1 = write_split(tmp_path / "ssv1", videos, CLASSES, SplitLayout(num_segments=4, dataset="ssv1"))
     tdn_ckpt = save_tiny_checkpoint(tmp_path / "tdn.pt", 3, CLASSES, "tdn")
     tsn_ckpt = save_tiny_checkpoint(tmp_path / "tsn.pt", 3, CLASSES, "tsn", seed=2)
     a = evaluate(ModelSource(uri=tdn_ckpt), str(ssv1), local, tmp_path / "a", uri)
@@ -55,30 +56,57 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
     top1 = {}
     for ds, splits in (("ucf101", (1, 2, 3)), ("hmdb51", (1, 2))):
         for k in splits:
-            split = write_split(tmp_path / f"{ds}{k}", render_videos(3, 1, frames=16, seed=k), CLASSES,
-                                num_segments=4, dataset=ds, split="test")  # fmt: skip
+            split = write_split(
+                tmp_path / f"{ds}{k}",
+                render_videos(3, 1, frames=16, seed=k),
+                CLASSES,
+                SplitLayout(num_segments=4, dataset=ds, split="test"),
+            )
             cfg = EvalConfig(
                 input_size=64, short_side=64, engine="local", split_number=k, pretrain="synthetic"
             )
-            o = evaluate(ModelSource(uri=tdn_ckpt), str(split), cfg, tmp_path / f"o{ds}{k}", uri,
-                         extra_tags={TRANSFER_TAG: "transfer-xyz"})  # fmt: skip
+            o = evaluate(
+                ModelSource(uri=tdn_ckpt),
+                str(split),
+                cfg,
+                tmp_path / f"o{ds}{k}",
+                uri,
+                extra_tags={TRANSFER_TAG: "transfer-xyz"},
+            )
             top1[(ds, k)] = o.result.top1_pct
 
     # a run logged before issue 15 (metrics top1 / top5 / mean_class_acc / gflops / num_videos) still reads
     client = tracking_client(uri)
-    new_only = ("top1_pct", "top5_pct", "mean_class_top1_pct", "ms_per_video", "videos_per_s", "gflops",
-                "num_videos", "logged_model_id", "shards", "ensemble_of")  # fmt: skip
+    new_only = (
+        "top1_pct",
+        "top5_pct",
+        "mean_class_top1_pct",
+        "ms_per_video",
+        "videos_per_s",
+        "gflops",
+        "num_videos",
+        "logged_model_id",
+        "shards",
+        "ensemble_of",
+    )
     old_params = {k: v for k, v in a.result.to_dict().items() if k not in new_only}
     old = create_run(client, get_or_create_experiment(client, "pre-15"), "old", {"tdn.kind": "evaluation"})
-    old_metrics = {"top1": 12.5, "top5": 50.0, "mean_class_acc": 10.0, "ms_per_video": 3.0,
-                   "videos_per_s": 333.3, "gflops": 1.5, "num_videos": 6}  # fmt: skip
+    old_metrics = {
+        "top1": 12.5,
+        "top5": 50.0,
+        "mean_class_acc": 10.0,
+        "ms_per_video": 3.0,
+        "videos_per_s": 333.3,
+        "gflops": 1.5,
+        "num_videos": 6,
+    }
     old.log(params={**old_params, "dataset": "ssv2"}, metrics=old_metrics)
     old.finish()
 
     from jobs.tables import main
 
     out = tmp_path / "tables"
-    assert main(["--tracking-uri", uri, "--out", str(out), "--with-paper"]) == 0
+    assert main(["--tracking-uri", uri, "--out", str(out), "--with-paper", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
     md = (out / "table2_ssv1.md").read_text()
@@ -107,6 +135,8 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
 
     run = client.get_run(printed["run_id"])
     assert run.data.tags["tdn.kind"] == "tables"
+    about = run.data.tags["mlflow.note.content"]  # its page says what it is built from (issue 25)
+    assert "FINISHED evaluation runs" in about and "(paper)" in about and "rows)" in about, about
     logged = {f.path for f in client.list_artifacts(printed["run_id"], "tables")}
     assert {"tables/table2_ssv1.md", "tables/table4_transfer.csv", "tables/tables.html"} <= logged
     ens_logged = client.get_run(ens_run)
@@ -118,10 +148,26 @@ def test_tables_from_real_runs(mlflow_server, tmp_path, capsys):
 
 def test_results_rows_written_before_issue_15_still_read():
     """results.json rows of old evaluations named the percentages top1 / top5 / mean_class_acc."""
-    row = {"model_id": "m.pt", "arch": "resnet18", "variant": "tdn", "frames": "8", "clips": 1, "crops": 1,
-           "input_size": 224, "short_side": 256, "dataset": "ssv1", "split": "val", "index_checksum": "c",
-           "num_videos": 3, "top1": 33.3, "top5": 100.0, "mean_class_acc": 30.0, "ms_per_video": 1.0,
-           "videos_per_s": 1000.0, "gflops": 36.0}  # fmt: skip
+    row = {
+        "model_id": "m.pt",
+        "arch": "resnet18",
+        "variant": "tdn",
+        "frames": "8",
+        "clips": 1,
+        "crops": 1,
+        "input_size": 224,
+        "short_side": 256,
+        "dataset": "ssv1",
+        "split": "val",
+        "index_checksum": "c",
+        "num_videos": 3,
+        "top1": 33.3,
+        "top5": 100.0,
+        "mean_class_acc": 30.0,
+        "ms_per_video": 1.0,
+        "videos_per_s": 1000.0,
+        "gflops": 36.0,
+    }
     r = EvalResult.from_dict(row)
     assert (r.top1_pct, r.top5_pct, r.mean_class_top1_pct) == (33.3, 100.0, 30.0)
     assert "top1" not in r.to_dict() and r.to_dict()["top1_pct"] == 33.3

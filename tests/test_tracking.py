@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -54,7 +55,10 @@ def test_params_metrics_tags_artifacts_arrive(mlflow_server, tmp_path):
     assert sorted(inputs) == ["synthetic/test", "synthetic/train"]
     got = inputs["synthetic/train"]
     assert (got.dataset.digest, got.dataset.source_type, json.loads(got.dataset.source)) == (
-        "c" * 36, "local", {"uri": str(tmp_path / "train")})  # fmt: skip
+        "c" * 36,
+        "local",
+        {"uri": str(tmp_path / "train")},
+    )
     assert json.loads(got.dataset.profile) == {"num_videos": 120}
     assert [(t.key, t.value) for t in got.tags] == [("mlflow.data.context", "training")]
     assert inputs["synthetic/test"].dataset.source_type == "s3"
@@ -112,9 +116,10 @@ def test_unreachable_server_never_raises(caplog):
     assert "not sent" in caplog.text
 
 
+@pytest.mark.slow
 def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     """The final model as the trainer registers it, in a sqlite store, loaded by name@alias and by version."""
-    from tdn.checkpoints.project import save_checkpoint
+    from tdn.checkpoints.project import TrainingState, save_checkpoint
     from tdn.tracking.registry import load_registered_model
 
     monkeypatch.chdir(tmp_path)
@@ -122,7 +127,9 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
     cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.125)
     model = build_model_from_config(cfg)
     ckpt = tmp_path / "checkpoint.pt"
-    save_checkpoint(str(ckpt), model, cfg, ["a", "b", "c"], epoch=2, step=10, metrics={"val_top1": 0.75})
+    save_checkpoint(
+        str(ckpt), model, cfg, ["a", "b", "c"], TrainingState(epoch=2, step=10, metrics={"val_top1": 0.75})
+    )
     tracker = Tracker(_cfg(uri, experiment="registry-test"), run_key="reg-1")
     tracker.register_model(str(ckpt), "tdn-test", {"val_top1": 0.75}, alias="champion")
     tracker.close()
@@ -144,5 +151,16 @@ def test_registered_model_loads_back_with_weights_only(tmp_path, monkeypatch):
         "b",
         "c",
     ]
+    # the version's and the registered model's pages explain themselves (issue 25): the input layout with this
+    # model's sizes (no train_config: 224 px), the classes in index order, which URI to load, how to call it
+    about = version.description
+    assert "`(N, T, 5, 3, H, W)` = `(N, 2, 5, 3, 224, 224)`" in about, about
+    assert "**Classes** (index order): 0 a, 1 b, 2 c" in about and "ImageNet mean" in about, about
+    assert f'mlflow.pytorch.load_model("models:/tdn-test/{version.version}")' in about, about
+    assert f"training run `{tracker.run_id}`" in about and "**Output** float32 `(N, 3)` logits" in about, (
+        about
+    )
+    registered = client.get_registered_model("tdn-test").description
+    assert "`(N, 2, 5, 3, 224, 224)`" in registered and "models:/tdn-test@<alias>" in registered, registered
     set_global_tracking_uri(None)
     assert (Path(tmp_path) / "mlruns" / "mlflow.db").exists()

@@ -23,12 +23,17 @@ from tdn.tracking.tracker import Tracker, TrackingConfig
 
 
 def _checkpoint(path: Path) -> str:
-    from tdn.checkpoints.project import save_checkpoint
+    from tdn.checkpoints.project import TrainingState, save_checkpoint
     from tdn.model.networks import ModelConfig, build_model_from_config
 
     cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.125)
-    save_checkpoint(str(path), build_model_from_config(cfg), cfg, ["a", "b", "c"], epoch=1, step=4,
-                    metrics={"val_top1": 0.5})  # fmt: skip
+    save_checkpoint(
+        str(path),
+        build_model_from_config(cfg),
+        cfg,
+        ["a", "b", "c"],
+        TrainingState(epoch=1, step=4, metrics={"val_top1": 0.5}),
+    )
     return str(path)
 
 
@@ -60,8 +65,9 @@ def test_calls_unsent_at_the_end_go_to_a_journal_and_replay_sends_each_once(mlfl
     config.write_text("model:\n  arch: resnet18\n")
     ckpt = _checkpoint(work / "checkpoint.pt")
     journal_dir = tmp_path / "ray" / key / "mlflow-journal"
-    tracker = Tracker(_cfg(mlflow_server.uri, experiment, flush_timeout_s=3.0), run_key=key,
-                      journal_dir=str(journal_dir))  # fmt: skip
+    tracker = Tracker(
+        _cfg(mlflow_server.uri, experiment, flush_timeout_s=3.0), run_key=key, journal_dir=str(journal_dir)
+    )
     tracker.log_params({"optim.lr": 0.01})
     tracker.log_metrics({"loss": 1.0}, step=1)
     assert tracker.flush(timeout_s=60)
@@ -99,7 +105,7 @@ def test_calls_unsent_at_the_end_go_to_a_journal_and_replay_sends_each_once(mlfl
     assert client.get_run(tracker.run_id).info.status == "RUNNING"  # the server was down: replay ends it
 
     for attempt in range(2):  # a second replay logs nothing twice
-        assert replay_main([journal]) == 0, capsys.readouterr().err
+        assert replay_main([journal, "--json"]) == 0, capsys.readouterr().err
         report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert report["run_id"] == tracker.run_id and report["status"] == "FINISHED"
         assert pending_operations(journal) == 0
@@ -160,8 +166,16 @@ def test_registration_retried_after_an_outage_registers_once(mlflow_server, tmp_
     name = f"tdn-outage-{when}"
     try:
         with pytest.raises(Exception):  # noqa: B017 - a refused connection or the lost answer
-            register_checkpoint(_Interrupted(client, mlflow_server, when), run_id, experiment_id, ckpt, name,
-                                {"val_top1": 0.5}, alias="champion", export=False)  # fmt: skip
+            register_checkpoint(
+                _Interrupted(client, mlflow_server, when),
+                run_id,
+                experiment_id,
+                ckpt,
+                name,
+                {"val_top1": 0.5},
+                alias="champion",
+                export=False,
+            )
     finally:
         mlflow_server.start() if mlflow_server.proc.poll() is not None else None
     # the tracker retries the whole call once the server answers again
@@ -192,7 +206,7 @@ def test_a_finished_run_launched_again_registers_no_duplicate(mlflow_server, tmp
     assert run.info.status == "FINISHED"
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_train_job_with_mlflow_down_exits_1_and_the_replay_completes_the_run(
     ray_cluster, synthetic_shards, tmp_path, capsys
 ):
@@ -204,12 +218,31 @@ def test_train_job_with_mlflow_down_exits_1_and_the_replay_completes_the_run(
 
     port = free_port()  # nothing listens there until the replay
     recipe = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "synthetic_tiny.yaml"
-    rc = train_main([
-        "--config", str(recipe), "--data.shards", str(synthetic_shards), "--run.storage_path", str(tmp_path / "ray"),
-        "--name", "journal-train", "--tracking-uri", f"http://127.0.0.1:{port}", "--optim.epochs", "1",
-        "--tracking.flush_timeout_s", "2", "--tracking.request_timeout_s", "1", "--run.workers", "1",
-        "--tracking.export_model", "false",  # the pt2 export has its own test (test_model_export.py)
-    ])  # fmt: skip
+    rc = train_main(
+        [
+            "--config",
+            str(recipe),
+            "--data.shards",
+            str(synthetic_shards),
+            "--run.storage_path",
+            str(tmp_path / "ray"),
+            "--name",
+            "journal-train",
+            "--tracking-uri",
+            f"http://127.0.0.1:{port}",
+            "--optim.epochs",
+            "1",
+            *("--model.variant", "tsn", "--loader.input_size", "32", "--loader.batch_size", "8"),  # cheap
+            "--tracking.flush_timeout_s",
+            "2",
+            "--tracking.request_timeout_s",
+            "1",
+            "--run.workers",
+            "1",
+            "--tracking.export_model",
+            "false",  # the pt2 export has its own test (test_model_export.py)
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: ")]
     journal = tmp_path / "ray" / "journal-train" / "mlflow-journal" / JOURNAL_FILE
     assert rc == 1 and len(err) == 1 and "train: failed: " in err[0] and str(journal) in err[0], err
@@ -219,7 +252,7 @@ def test_train_job_with_mlflow_down_exits_1_and_the_replay_completes_the_run(
         assert replay_main([str(journal)]) == 0, capsys.readouterr().err
         client = tracking_client(server.uri)
         run = _the_run(client, "tdn-synthetic", "journal-train")
-        assert run.info.status == "FINISHED" and "train/epoch_loss" in run.data.metrics
+        assert run.info.status == "FINISHED" and "loss/train" in run.data.metrics
         assert {"config.yaml", "per_class_accuracy.csv", "checkpoint"} <= {
             a.path for a in client.list_artifacts(run.info.run_id)
         }

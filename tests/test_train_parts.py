@@ -117,6 +117,46 @@ def test_cli_rejects_bad_flags_and_missing_data(repo_root, capsys):
     assert "--optim.lrr" in capsys.readouterr().err
     assert main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml")]) == 2
     assert "data.shards" in capsys.readouterr().err
-    assert main(["--config", str(repo_root / "jobs/configs/synthetic_tiny.yaml"), "--data.shards", "/nowhere",
-                 "--resume", "/nowhere/checkpoint.pt"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "--config",
+                str(repo_root / "jobs/configs/synthetic_tiny.yaml"),
+                "--data.shards",
+                "/nowhere",
+                "--resume",
+                "/nowhere/checkpoint.pt",
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_model_with_non_finite_weights_or_scores_is_never_registered(tmp_path):
+    from tdn.tracking.registry import RegistrationRefused, check_registrable
+
+    cfg = ModelConfig(arch="resnet18", num_classes=3, num_segments=2, width=0.125)
+    model = build_model_from_config(cfg)
+    good = str(tmp_path / "good.pt")
+    save_checkpoint(good, model, cfg, ["a", "b", "c"])
+    check_registrable(good, {"val_top1_pct": 50.0})
+    with pytest.raises(RegistrationRefused, match="non-finite score.*val_top1_pct"):
+        check_registrable(good, {"val_top1_pct": float("nan")})
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("inf")
+    bad = str(tmp_path / "bad.pt")
+    save_checkpoint(bad, model, cfg, ["a", "b", "c"])
+    with pytest.raises(
+        RegistrationRefused, match=r"bad\.pt: not registered, fc\.weight holds NaN or infinite"
+    ):
+        check_registrable(bad, {"val_top1_pct": 50.0})
+
+
+def test_nan_and_infinite_values_are_refused_wherever_a_config_comes_from():
+    from tdn.training.optim import OptimConfig
+
+    with pytest.raises(ConfigError, match=r"^optim\.weight_decay: 'inf' is not a finite number$"):
+        load_config(TrainConfig, None, ["optim.weight_decay=inf"])
+    with pytest.raises(ConfigError, match=r"optim\.lr: nan is not a finite number"):
+        OptimConfig(lr=float("nan"))

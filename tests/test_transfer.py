@@ -57,7 +57,7 @@ def test_cli_short_forms_keep_the_recipe():
     assert (c.optim.epochs, c.optim.lr, c.optim.steps) == (3, 0.002, [10, 20])
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_path, monkeypatch):
     # The one-worker test server answers slowly while six splits train on 2 cores (10 s read timeouts seen)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
@@ -66,15 +66,34 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     generate(SyntheticConfig(layout="hmdb51", videos_per_class=5, **small), tmp_path / "hmdb")
     kinetics = save_tiny_checkpoint(tmp_path / "k400.pt", 5, list("abcde"), num_segments=4)
 
-    cfg = load_config(TransferConfig, None, [
-        f"pretrained.uri={kinetics}", f"data.ucf101_root={tmp_path / 'ucf'}", f"data.hmdb51_root={tmp_path / 'hmdb'}",
-        f"work_dir={tmp_path / 'work'}", f"tracking_uri={mlflow_server.uri}", "num_segments=4",
-        "shard.train.views=1", "shard.train.short_side=56", "shard.test.short_side=56",
-        "optim.epochs=1", "optim.lr=0.01", "optim.reference_batch=4",
-        "loader.batch_size=4", "loader.num_workers=0", "loader.input_size=48", "loader.decode_threads=1",
-        "run.workers=1", "eval.engine=local", "eval.input_size=48", "eval.short_side=56",
-        "parallel_splits=6",
-    ])  # fmt: skip
+    cfg = load_config(
+        TransferConfig,
+        None,
+        [
+            f"pretrained.uri={kinetics}",
+            f"data.ucf101_root={tmp_path / 'ucf'}",
+            f"data.hmdb51_root={tmp_path / 'hmdb'}",
+            f"work_dir={tmp_path / 'work'}",
+            f"tracking_uri={mlflow_server.uri}",
+            "num_segments=4",
+            "shard.train.views=1",
+            "shard.train.short_side=56",
+            "shard.test.short_side=56",
+            "optim.epochs=1",
+            "optim.lr=0.01",
+            "optim.reference_batch=4",
+            "loader.batch_size=4",
+            "loader.num_workers=0",
+            "loader.input_size=48",
+            "loader.eval_short_side=56",  # the shards' short side: a larger one would upscale every crop
+            "loader.decode_threads=1",
+            "run.workers=1",
+            "eval.engine=local",
+            "eval.input_size=48",
+            "eval.short_side=56",
+            "parallel_splits=6",
+        ],
+    )
     report = run_transfer(cfg)
 
     assert [(r.dataset, r.split) for r in report.splits] == [
@@ -101,8 +120,11 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     assert all(key.startswith("transfer/") for key in parent.data.metrics)
     assert parent.data.tags["mlflow.source.type"] == "LOCAL" and parent.data.tags["mlflow.user"]
     assert parent.data.params["optim.steps"] == "[10, 20]" and parent.data.params["dropout"] == "0.8"
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'")  # fmt: skip
+    about = parent.data.tags["mlflow.note.content"]  # its page says what was transferred how (issue 25)
+    assert "to ucf101, hmdb51" in about and "dropout 0.8" in about, about
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{report.parent_run_id}'"
+    )
     assert len(children) == 6
     for child in children:
         # the trainer's tracker logged into the child run created for it
@@ -111,6 +133,7 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
             "hmdb51",
         )
         assert "transfer/test_top1_pct" in child.data.metrics
+        assert f"split {child.data.tags['tdn.split_number']}**" in child.data.tags["mlflow.note.content"]
         assert not any(key.startswith("final/") for key in child.data.metrics)
         assert child.data.tags["mlflow.user"]  # the trainer's source tags, taken on the driver
         (train_input,) = [i for i in child.inputs.dataset_inputs if i.tags[0].value == "training"]
@@ -126,7 +149,8 @@ def test_transfer_ucf101_hmdb51_three_splits(ray_cluster, mlflow_server, tmp_pat
     saved = json.loads((tmp_path / "work" / "transfer_results.json").read_text())
     assert saved["mean_top1_pct"] == report.mean_top1_pct
 
-    from tdn.reporting.tables import build_tables, load_evaluations
+    from tdn.evaluation.table_runs import load_evaluations
+    from tdn.evaluation.tables import build_tables
 
     table4 = [t for t in build_tables(load_evaluations(mlflow_server.uri)) if t.name == "table4_transfer"][0]
     row = [r for r in table4.rows if r[1] == "Kinetics"]

@@ -55,11 +55,17 @@ def _textured(w: int, h: int, seed: int = 0) -> np.ndarray:
 def test_crop_size_pairs_follow_the_released_rule() -> None:
     # 340x256 frames, output 224: sides 256, 224, 192, 168 (224 = int(256*.875) exactly), |i - j| <= 1.
     assert crop_size_pairs(340, 256, 224, (1, 0.875, 0.75, 0.66)) == [
-        (256, 256), (224, 256),
-        (256, 224), (224, 224), (192, 224),
-        (224, 192), (192, 192), (168, 192),
-        (192, 168), (168, 168),
-    ]  # fmt: skip
+        (256, 256),
+        (224, 256),
+        (256, 224),
+        (224, 224),
+        (192, 224),
+        (224, 192),
+        (192, 192),
+        (168, 192),
+        (192, 168),
+        (168, 168),
+    ]
     # Snapping: int(320 * .66) = 211, within 2 px of nothing; int(128*.875)=112 equals 112; 113 would snap.
     assert (112, 112) in crop_size_pairs(130, 129, 112, (1, 0.875, 0.75, 0.66))  # int(129*.875)=112
     assert crop_size_pairs(130, 130, 112, (0.875,)) == [(112, 112)]  # int(113.75) = 113 -> snapped to 112
@@ -273,5 +279,10 @@ def test_decode_sample_matches_the_per_frame_reference(out_size: int) -> None:
 def test_decode_sample_reports_the_bad_frame() -> None:
     out = torch.zeros((2, 32, 32, 3), dtype=torch.uint8)
     with pytest.raises(FrameDecodeError, match="JPEG 1"):
-        decode_sample([_jpeg(_textured(64, 48)), b"\xff\xd8nope"], 64, 48, [0, 1],
-                      [CropTarget(CropBox(0, 0, 48, 48), False, out)])  # fmt: skip
+        decode_sample(
+            [_jpeg(_textured(64, 48)), b"\xff\xd8nope"],
+            64,
+            48,
+            [0, 1],
+            [CropTarget(CropBox(0, 0, 48, 48), False, out)],
+        )

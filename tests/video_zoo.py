@@ -178,7 +178,7 @@ B_FRAMES: dict[str, tuple[str, Spec, str | None]] = {
         "b h264.mkv",
         Spec("libx264", "yuv420p", frames=60, options=(("x264-params", "open-gop=1:keyint=20:bframes=3"),)),
         None,
-    ),  # fmt: skip
+    ),
     "h264_ts": ("b h264.ts", Spec("libx264", "yuv420p", frames=60, options=(("bframes", "2"),)), "mpegts"),
     "hevc": (
         "b hevc.mkv",

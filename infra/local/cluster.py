@@ -24,11 +24,13 @@ from infra.local.processes import (
     free_ports,
     is_alive,
     kill_sessions,
+    log_tail,
     session_members,
     spawn_detached,
     stop_session,
     wait_until,
 )
+from infra.mlflow.command import MlflowServerCommand
 
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
@@ -36,7 +38,7 @@ ENV_FILE = "env.sh"
 _MAX_RAY_TEMP_DIR_LEN = 40
 # moto accepts any credentials; this placeholder is what boto3/pyarrow send to it (real AWS never sees it).
 _MOTO_CREDENTIAL = "testing"
-# The checkout this module lives in: Ray nodes run from here, so `python jobs/x.py` resolves without
+# The checkout this module lives in: Ray nodes run from here, so `python -m jobs.x` resolves without
 # --working-dir, the same way the cluster image runs from its WORKDIR.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,13 +97,6 @@ class ClusterStartError(RuntimeError):
         self.stopped_sessions: list[int] = []
 
 
-def _log_tail(path: str, lines: int = 30) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
 def _http_ok(url: str, timeout_s: float = 2.0) -> bytes | None:
     """Body of a 200 answer from `url`, or None if it does not answer (yet)."""
     try:
@@ -150,7 +145,6 @@ def _service_env(env: dict[str, str]) -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0",
             # Skip the node drain on SIGTERM (made for Serve upgrades): `down` should take seconds.
             "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1",
         }
@@ -166,13 +160,19 @@ def _ray_argv(*args: str) -> list[str]:
 
 def _node_port_flags(ports: dict[str, int], node: str) -> list[str]:
     return [
-        "--dashboard-agent-listen-port", str(ports[f"{node}_agent"]),
-        "--dashboard-agent-grpc-port", str(ports[f"{node}_agent_grpc"]),
-        "--metrics-export-port", str(ports[f"{node}_metrics"]),
-        "--runtime-env-agent-port", str(ports[f"{node}_runtime_env_agent"]),
-        "--node-manager-port", str(ports[f"{node}_node_manager"]),
-        "--object-manager-port", str(ports[f"{node}_object_manager"]),
-    ]  # fmt: skip
+        "--dashboard-agent-listen-port",
+        str(ports[f"{node}_agent"]),
+        "--dashboard-agent-grpc-port",
+        str(ports[f"{node}_agent_grpc"]),
+        "--metrics-export-port",
+        str(ports[f"{node}_metrics"]),
+        "--runtime-env-agent-port",
+        str(ports[f"{node}_runtime_env_agent"]),
+        "--node-manager-port",
+        str(ports[f"{node}_node_manager"]),
+        "--object-manager-port",
+        str(ports[f"{node}_object_manager"]),
+    ]
 
 
 def _port_open(port: int) -> bool:
@@ -261,9 +261,9 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
     service_env = _service_env(env)
     object_store = str(cfg.object_store_mib * 1024 * 1024)
 
-    def start(name: str, argv: list[str], cwd: Path = directory) -> None:
+    def start(name: str, argv: list[str], cwd: Path = directory, env: dict[str, str] = service_env) -> None:
         log = logs / f"{name}.log"
-        state.services[name] = ServiceState(pid=spawn_detached(argv, log, service_env, cwd), log=str(log))
+        state.services[name] = ServiceState(pid=spawn_detached(argv, log, env, cwd), log=str(log))
         state.save()
 
     def wait_for(name: str, ready, what: str) -> None:
@@ -274,67 +274,80 @@ def up(cfg: LocalClusterConfig) -> ClusterState:
             # trying to join it should fail `up` now, not after the worker's timeout.
             for other, service in state.services.items():
                 if not is_alive(service.pid):
-                    raise ClusterStartError(f"{other} exited during start-up:\n{_log_tail(service.log)}")
+                    raise ClusterStartError(f"{other} exited during start-up:\n{log_tail(service.log)}")
             return bool(ready())
 
         if not wait_until(check, max(0.0, deadline - time.monotonic()), interval_s=0.3):
             raise ClusterStartError(
-                f"{name} did not {what} within {cfg.startup_timeout_s} s:\n{_log_tail(state.services[name].log)}"
+                f"{name} did not {what} within {cfg.startup_timeout_s} s:\n{log_tail(state.services[name].log)}"
             )
 
     try:
         start("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports["s3"])])
         wait_for("s3", lambda: _s3_ready(env["AWS_ENDPOINT_URL"], cfg.bucket, cfg.region), "answer S3 calls")
         # MLflow and Ray start concurrently: each takes several seconds of mostly waiting.
-        start(
-            "mlflow",
-            [
-                sys.executable, "-m", "mlflow", "server",
-                "--host", "127.0.0.1",
-                "--port", str(ports["mlflow"]),
-                "--workers", "1",
-                "--backend-store-uri", f"sqlite:///{directory / 'mlflow.db'}",
-                "--serve-artifacts",
-                "--artifacts-destination", f"s3://{cfg.bucket}/mlflow-artifacts",
-            ],
-        )  # fmt: skip
+        mlflow = MlflowServerCommand(
+            port=ports["mlflow"],
+            backend_store_uri=f"sqlite:///{directory / 'mlflow.db'}",
+            artifacts_destination=f"s3://{cfg.bucket}/mlflow-artifacts",
+        )
+        start("mlflow", mlflow.argv(), env=mlflow.env(service_env))
         start(
             "ray-head",
             _ray_argv(
-                "start", "--head", "--block",
-                "--node-ip-address", "127.0.0.1",
-                "--port", str(ports["gcs"]),
-                "--dashboard-host", "127.0.0.1",
-                "--dashboard-port", str(ports["dashboard"]),
-                "--include-dashboard", "true",
-                "--ray-client-server-port", str(ports["client_server"]),
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(ports["gcs"]),
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(ports["dashboard"]),
+                "--include-dashboard",
+                "true",
+                "--ray-client-server-port",
+                str(ports["client_server"]),
                 *_node_port_flags(ports, "head"),
-                "--num-cpus", str(cfg.head_cpus),
-                "--num-gpus", "0",
-                "--object-store-memory", object_store,
-                "--temp-dir", str(ray_temp),
+                "--num-cpus",
+                str(cfg.head_cpus),
+                "--num-gpus",
+                "0",
+                "--object-store-memory",
+                object_store,
+                "--temp-dir",
+                str(ray_temp),
                 "--disable-usage-stats",
             ),
             cwd=Path(cfg.project_dir),
-        )  # fmt: skip
+        )
         wait_for("ray-head", lambda: _http_ok(f"{env['RAY_ADDRESS']}/api/version"), "serve its dashboard")
         # Jobs are submitted through the head's dashboard agent: ready only once it listens.
         wait_for("ray-head", lambda: _port_open(ports["head_agent"]), "start its job agent")
         start(
             "ray-worker",
             _ray_argv(
-                "start", "--block",
-                "--address", env["TDN_RAY_GCS_ADDRESS"],
-                "--node-ip-address", "127.0.0.1",
+                "start",
+                "--block",
+                "--address",
+                env["TDN_RAY_GCS_ADDRESS"],
+                "--node-ip-address",
+                "127.0.0.1",
                 *_node_port_flags(ports, "worker"),
-                "--num-cpus", str(cfg.worker_cpus),
-                "--num-gpus", "0",
-                "--object-store-memory", object_store,
-                "--temp-dir", str(ray_temp),
+                "--num-cpus",
+                str(cfg.worker_cpus),
+                "--num-gpus",
+                "0",
+                "--object-store-memory",
+                object_store,
+                "--temp-dir",
+                str(ray_temp),
                 "--disable-usage-stats",
             ),
             cwd=Path(cfg.project_dir),
-        )  # fmt: skip
+        )
         wait_for("ray-worker", lambda: _alive_nodes(ports["dashboard"]) >= 2, "join the head")
         wait_for("mlflow", lambda: _http_ok(f"{env['MLFLOW_TRACKING_URI']}/health"), "answer /health")
     except BaseException as error:

@@ -133,3 +133,11 @@ def kill_sessions(session_ids: Iterable[int], timeout_s: float = 10.0) -> None:
     if not wait_until(all_gone, timeout_s):
         left = session_members(ids)
         raise RuntimeError(f"processes {left} of sessions {ids} survived SIGKILL for {timeout_s} s")
+
+
+def log_tail(path: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of a service's log, for an error message."""
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

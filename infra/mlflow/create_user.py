@@ -50,14 +50,22 @@ def create_user(
     if not username or not password:
         raise UserApiError("username and password must be non-empty")
     answer = _call(
-        base_uri, "POST", "/api/2.0/mlflow/users/create",
-        {"username": username, "password": password}, admin_user, admin_password,
-    )  # fmt: skip
+        base_uri,
+        "POST",
+        "/api/2.0/mlflow/users/create",
+        {"username": username, "password": password},
+        admin_user,
+        admin_password,
+    )
     if is_admin:
         _call(
-            base_uri, "PATCH", "/api/2.0/mlflow/users/update-admin",
-            {"username": username, "is_admin": True}, admin_user, admin_password,
-        )  # fmt: skip
+            base_uri,
+            "PATCH",
+            "/api/2.0/mlflow/users/update-admin",
+            {"username": username, "is_admin": True},
+            admin_user,
+            admin_password,
+        )
     return answer.get("user", answer)
 
 
@@ -68,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("username")
     parser.add_argument("--admin", action="store_true", help="make the new user an administrator")
     args = parser.parse_args(argv)
-    missing = [k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-               if not os.environ.get(k)]  # fmt: skip
+    missing = [
+        k
+        for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        if not os.environ.get(k)
+    ]
     if missing:
         print(f"error: set {', '.join(missing)} (the server and an admin account)", file=sys.stderr)
         return 2

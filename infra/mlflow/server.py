@@ -24,6 +24,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from infra.mlflow.command import MlflowServerCommand
+
 TEMPLATE = Path(__file__).with_name("basic_auth.ini")
 REQUIRED = (
     "MLFLOW_BACKEND_STORE_URI",
@@ -68,24 +70,33 @@ def memory_file(text: str) -> str:
     return f"/proc/{os.getpid()}/fd/{fd}"
 
 
-def server_command(env: Mapping[str, str]) -> list[str]:
-    """The `mlflow server` argv for this environment; raises ServerConfigError naming missing settings."""
+def server_command(env: Mapping[str, str]) -> MlflowServerCommand:
+    """The server this environment describes; raises ServerConfigError naming missing or malformed settings.
+
+    The store URI is not passed: it stays in the environment (MLFLOW_BACKEND_STORE_URI is the flag's envvar),
+    since a password on the command line would show in `ps` and in the pod spec.
+    """
     missing = [name for name in REQUIRED if not env.get(name)]
     if missing:
         raise ServerConfigError(f"missing environment variables: {', '.join(missing)}")
-    return [
-        sys.executable, "-m", "mlflow", "server",
-        "--app-name", "basic-auth",
-        "--host", env.get("MLFLOW_HOST", "0.0.0.0"),
-        "--port", env.get("MLFLOW_PORT", "5000"),
-        "--workers", env.get("MLFLOW_WORKERS", "4"),
-        # The store URI stays in the environment (MLFLOW_BACKEND_STORE_URI is the flag's envvar): a password
-        # on the command line would show in `ps` and in the pod spec.
-        "--serve-artifacts",
-        "--artifacts-destination", env["MLFLOW_ARTIFACTS_DESTINATION"],
-        "--allowed-hosts", env["MLFLOW_SERVER_ALLOWED_HOSTS"],
-        "--cors-allowed-origins", env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"],
-    ]  # fmt: skip
+    numbers = {}
+    for name, default in (("MLFLOW_PORT", "5000"), ("MLFLOW_WORKERS", "4")):
+        value = env.get(name, default)
+        if not value.isdigit():
+            raise ServerConfigError(f"{name} must be a whole number, got {value!r}")
+        numbers[name] = int(value)
+    try:
+        return MlflowServerCommand(
+            port=numbers["MLFLOW_PORT"],
+            host=env.get("MLFLOW_HOST", "0.0.0.0"),
+            workers=numbers["MLFLOW_WORKERS"],
+            app_name="basic-auth",
+            artifacts_destination=env["MLFLOW_ARTIFACTS_DESTINATION"],
+            allowed_hosts=env["MLFLOW_SERVER_ALLOWED_HOSTS"],
+            cors_allowed_origins=env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"],
+        )
+    except ValueError as e:  # a port or worker count out of range
+        raise ServerConfigError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,20 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--print", action="store_true", help="print the command instead of running it")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
     try:
-        argv_ = server_command(env)
-        ini = auth_config_text(env["MLFLOW_AUTH_DATABASE_URI"])
+        server = server_command(os.environ)
+        ini = auth_config_text(os.environ["MLFLOW_AUTH_DATABASE_URI"])
     except ServerConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    argv_ = server.argv()
     if args.print:
         print(" ".join(argv_))
         return 0
+    env = server.env(os.environ)
     env["MLFLOW_AUTH_CONFIG_PATH"] = memory_file(ini)
-    # Server-side job execution starts a second heavy process tree; this deployment does not use it.
-    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.execvpe(argv_[0], argv_, env)
     return 0  # not reached
 

@@ -53,8 +53,15 @@ class StorageLayout:
 
     @classmethod
     def from_shard_config(cls, cfg: ShardConfig) -> StorageLayout:
-        return cls(cfg.num_segments, cfg.train.views, cfg.train.short_side, cfg.val.views, cfg.val.short_side,
-                   cfg.videos_per_shard, cfg.context_scale)  # fmt: skip
+        return cls(
+            cfg.num_segments,
+            cfg.train.views,
+            cfg.train.short_side,
+            cfg.val.views,
+            cfg.val.short_side,
+            cfg.videos_per_shard,
+            cfg.context_scale,
+        )
 
 
 @dataclass(frozen=True)
@@ -171,21 +178,29 @@ def make_plan(
         Cited("loader-device", f"decode device at {device_path.input_size} px", device_path.source),
     )
     frames = data.mean_duration_s * data.fps
-    splits = ((data.train_videos, layout.train_views, layout.train_short_side),
-              (data.val_videos, layout.val_views, layout.val_short_side))  # fmt: skip
+    splits = (
+        (data.train_videos, layout.train_views, layout.train_short_side),
+        (data.val_videos, layout.val_views, layout.val_short_side),
+    )
     cpu_s = bytes_ = 0.0
     shards = 0
     for videos, views, short in splits:
         jpegs = views * layout.num_segments * FRAMES_PER_WINDOW
         area = _area(short, shard, layout.context_scale)
-        per_video = (frames * shard.cpu_s_per_decoded_frame + jpegs * area * shard.cpu_s_per_stored_jpeg
-                     + over.shard_cpu_s_per_video)  # fmt: skip
+        per_video = (
+            frames * shard.cpu_s_per_decoded_frame
+            + jpegs * area * shard.cpu_s_per_stored_jpeg
+            + over.shard_cpu_s_per_video
+        )
         cpu_s += videos * per_video
         bytes_ += videos * (jpegs * area * shard.bytes_per_stored_jpeg + over.index_bytes_per_video)
         shards += math.ceil(videos / layout.videos_per_shard)
     train_jpegs = layout.train_views * layout.num_segments * FRAMES_PER_WINDOW
-    train_video_bytes = (train_jpegs * _area(layout.train_short_side, shard, layout.context_scale)
-                         * shard.bytes_per_stored_jpeg)  # fmt: skip
+    train_video_bytes = (
+        train_jpegs
+        * _area(layout.train_short_side, shard, layout.context_scale)
+        * shard.bytes_per_stored_jpeg
+    )
     train_bytes = data.train_videos * train_video_bytes
     train_shards = math.ceil(data.train_videos / layout.videos_per_shard)
     cores = cluster.cpu_nodes * cluster.cores_per_node

@@ -3,8 +3,9 @@
     benchmarks/shard_throughput.py --write-unit-costs   -> shard: ShardCost per source resolution
     benchmarks/scale.py                                 -> overhead: PipelineOverhead (per video, at scale)
     benchmarks/loader_throughput.py --write-unit-costs  -> loader: LoaderCost per decode path and input size
-    benchmarks/record_gpu_step.py GPU_STEP_JSON         -> gpu: GpuThroughput per GPU type (train clips/s,
-                                                           eval views/s) and the device path's LoaderCost;
+    benchmarks/record_train_throughput.py RESULTS_JSON -> gpu: GpuThroughput per GPU type (train clips/s of
+                                                           the real loop, eval views/s) and the device path's
+                                                           LoaderCost (benchmarks/train_throughput.py --out);
                                                            until measured: an ASSUMPTION (measured False)
 
 Every figure carries its ``Source`` (command, date, machine, caveats) so a plan can name where each number
@@ -54,8 +55,10 @@ class Source(Record):
 
 def here(command: str, note: str, accelerator: str = "no accelerator") -> Source:
     """A Source for a measurement taken now on this machine."""
-    machine = (f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-               f"Python {platform.python_version()}, {accelerator}")  # fmt: skip
+    machine = (
+        f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {accelerator}"
+    )
     return Source(command=command, date=date.today().isoformat(), machine=machine, note=note, measured=True)
 
 
@@ -146,14 +149,21 @@ class UnitCosts(Record):
             gpu=_list(GpuThroughput, d["gpu"], f"{source}.gpu"),
         )
 
-    def merged(self, *, shard: ShardCost | None = None, overhead: PipelineOverhead | None = None,
-               loader: LoaderCost | None = None, gpu: GpuThroughput | None = None) -> UnitCosts:  # fmt: skip
+    def merged(
+        self,
+        *,
+        shard: ShardCost | None = None,
+        overhead: PipelineOverhead | None = None,
+        loader: LoaderCost | None = None,
+        gpu: GpuThroughput | None = None,
+    ) -> UnitCosts:
         """A copy with the given entries replacing those of the same key (a benchmark writes its own part)."""
         out = self
         if shard is not None:
             key = (shard.source_width, shard.source_height, shard.codec, shard.stored_short_side)
-            kept = [s for s in out.shard
-                    if (s.source_width, s.source_height, s.codec, s.stored_short_side) != key]  # fmt: skip
+            kept = [
+                s for s in out.shard if (s.source_width, s.source_height, s.codec, s.stored_short_side) != key
+            ]
             out = replace(
                 out, shard=tuple(sorted([*kept, shard], key=lambda s: s.source_width * s.source_height))
             )
@@ -165,8 +175,14 @@ class UnitCosts(Record):
                 out, loader=tuple(sorted([*kept_l, loader], key=lambda c: (c.decode, c.input_size)))
             )
         if gpu is not None:
-            out = replace(out, gpu=tuple(sorted([*(g for g in out.gpu if g.gpu_type != gpu.gpu_type), gpu],
-                                                key=lambda g: g.gpu_type)))  # fmt: skip
+            out = replace(
+                out,
+                gpu=tuple(
+                    sorted(
+                        [*(g for g in out.gpu if g.gpu_type != gpu.gpu_type), gpu], key=lambda g: g.gpu_type
+                    )
+                ),
+            )
         return out
 
 
@@ -202,9 +218,14 @@ def save_unit_costs(costs: UnitCosts, path: Path = DEFAULT_PATH) -> None:
     Path(path).write_text(costs.to_json(indent=2) + "\n", encoding="utf-8")
 
 
-def update_unit_costs(path: Path = DEFAULT_PATH, *, shard: ShardCost | None = None,
-                      overhead: PipelineOverhead | None = None, loader: LoaderCost | None = None,
-                      gpu: GpuThroughput | None = None) -> UnitCosts:  # fmt: skip
+def update_unit_costs(
+    path: Path = DEFAULT_PATH,
+    *,
+    shard: ShardCost | None = None,
+    overhead: PipelineOverhead | None = None,
+    loader: LoaderCost | None = None,
+    gpu: GpuThroughput | None = None,
+) -> UnitCosts:
     """Replace a benchmark's own entries in the file at ``path`` (``UnitCosts.merged``) and save."""
     costs = load_unit_costs(path).merged(shard=shard, overhead=overhead, loader=loader, gpu=gpu)
     save_unit_costs(costs, path)

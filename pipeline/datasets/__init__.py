@@ -5,7 +5,8 @@
     index.missing["test"]      # VideoRecords listed but not found on storage (reported, never dropped)
 
 Formats (one module each): UCF101 and HMDB51 (``ucf_hmdb``), Kinetics-400/600/700 CSV (``kinetics``),
-Something-Something V1/V2 (``something``), a generic ``path,label`` CSV (``generic``). Split names are mapped
+Something-Something V1/V2 (``something``), a generic ``path,label`` CSV (``generic``), a plain folder of videos
+(``folder``: sub-folders = classes, flat = unlabelled). Split names are mapped
 onto "train" / "val" / "test"; UCF101 and HMDB51 have "train" and "test". Paths may be local or s3://
 (pipeline/storage.py); existence is checked against one listing of the root, not one request per video.
 Malformed annotation lines raise ``AnnotationError`` naming the file and line.
@@ -21,6 +22,7 @@ from pipeline.datasets.common import (
     DatasetIndex,
     VideoRecord,
 )
+from pipeline.datasets.folder import load_folder
 from pipeline.datasets.generic import load_csv
 from pipeline.datasets.kinetics import load_kinetics
 from pipeline.datasets.something import load_ssv1, load_ssv2
@@ -58,4 +60,8 @@ def load_dataset(cfg: DatasetConfig) -> DatasetIndex:
         return load_ssv2(cfg)
     if cfg.format == "csv":
         return load_csv(cfg)
-    raise ValueError(f"unknown dataset format {cfg.format!r} (ucf101, hmdb51, kinetics, ssv1, ssv2, csv)")
+    if cfg.format == "folder":
+        return load_folder(cfg)
+    raise ValueError(
+        f"unknown dataset format {cfg.format!r} (ucf101, hmdb51, kinetics, ssv1, ssv2, csv, folder)"
+    )

@@ -11,7 +11,7 @@ from typing import Literal
 from pipeline import storage
 from pipeline.errors import InputError
 
-DatasetFormat = Literal["ucf101", "hmdb51", "kinetics", "ssv1", "ssv2", "csv"]
+DatasetFormat = Literal["ucf101", "hmdb51", "kinetics", "ssv1", "ssv2", "csv", "folder"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class VideoRecord:
 
 @dataclass(frozen=True)
 class DatasetIndex:
-    name: str  # "ucf101" | "hmdb51" | "kinetics" | "ssv1" | "ssv2" | "csv"
+    name: str  # "ucf101" | "hmdb51" | "kinetics" | "ssv1" | "ssv2" | "csv" | "folder"
     classes: list[str]  # index -> class name
     splits: dict[str, list[VideoRecord]]  # found videos only (all listed ones when check_exists is off)
     annotation_checksums: dict[str, str]  # annotation file name -> sha256
@@ -73,8 +73,12 @@ def read_annotation(uri: str) -> AnnotationFile:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise AnnotationError(f"{uri}: not UTF-8 text ({e})") from None
-    return AnnotationFile(uri, posixpath.basename(str(uri).replace(os.sep, "/")), hashlib.sha256(data).hexdigest(),
-                          text.splitlines())  # fmt: skip
+    return AnnotationFile(
+        uri,
+        posixpath.basename(str(uri).replace(os.sep, "/")),
+        hashlib.sha256(data).hexdigest(),
+        text.splitlines(),
+    )
 
 
 def _root_prefix(root: str) -> str:
@@ -126,8 +130,10 @@ class VideoFinder:
         """``rel`` ('/'-separated), refused when it climbs out of the root (unless ``allow_outside_root``)."""
         norm = posixpath.normpath(rel.replace("\\", "/").lstrip("/"))
         if not self.allow_outside_root and (norm == ".." or norm.startswith("../")):
-            raise AnnotationError(f"annotation path {rel!r} leaves the dataset root {self.root} "
-                                  "(set dataset.allow_outside_root to allow it)")  # fmt: skip
+            raise AnnotationError(
+                f"annotation path {rel!r} leaves the dataset root {self.root} "
+                "(set dataset.allow_outside_root to allow it)"
+            )
         return rel
 
     def default_path(self, rel: str) -> str:
@@ -168,8 +174,9 @@ class IndexBuilder:
         if prev is not None:
             if prev[:2] == (label, split):
                 return  # the same entry listed twice (some official CSVs repeat rows): keep one
-            raise AnnotationError(f"{where}: video {video_id!r} already listed at {prev[2]} with another "
-                                  f"label or split")  # fmt: skip
+            raise AnnotationError(
+                f"{where}: video {video_id!r} already listed at {prev[2]} with another label or split"
+            )
         self._seen[video_id] = (label, split, where)
         self.splits.setdefault(split, [])
         self.missing.setdefault(split, [])
@@ -179,8 +186,9 @@ class IndexBuilder:
             self.splits[split].append(VideoRecord(video_id, found, label, split))
 
     def build(self) -> DatasetIndex:
-        return DatasetIndex(self.name, list(self.classes), self.splits, dict(sorted(self.checksums.items())),
-                            self.missing)  # fmt: skip
+        return DatasetIndex(
+            self.name, list(self.classes), self.splits, dict(sorted(self.checksums.items())), self.missing
+        )
 
 
 def default_annotations(cfg: DatasetConfig, sub: str = "") -> str:

@@ -8,7 +8,8 @@ Paths are relative to the dataset root, absolute, or s3:// URIs. A label is a cl
 index; an empty label means unlabelled (-1). The annotation location is one CSV or a folder of CSVs. A row's
 split is its ``split`` field, else its file's name (train.csv, val.csv, validation.csv, test.csv), else
 "train". Classes: ``classes.txt`` beside the CSVs (one name per line) when present; otherwise the sorted label
-names, or ``0..max`` when every label is an index.
+names, or ``0..max`` when every label is an index. A root with no .csv file (and no ``annotations`` given) is
+read as a plain folder of videos (folder.py: sub-folders = classes, flat = unlabelled).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipeline.datasets.common import (
     default_annotations,
     read_annotation,
 )
+from pipeline.datasets.folder import load_folder
 from pipeline.datasets.kinetics import _SPLITS, split_from_name
 
 
@@ -43,8 +45,10 @@ def load_csv(cfg: DatasetConfig) -> DatasetIndex:
         )
     else:
         uris, folder = storage.list_files(ann, ".csv"), ann
+        if not uris and not cfg.annotations:
+            return load_folder(cfg)  # a plain folder of videos: sub-folders = classes, flat = unlabelled
         if not uris:
-            raise AnnotationError(f"{ann}: no .csv files")
+            raise AnnotationError(f"{ann}: no .csv files (see README 'Your own videos' for the CSV format)")
     files = [read_annotation(u) for u in uris]
 
     rows = []  # (file, line, path, label text, split)

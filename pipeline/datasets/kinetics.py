@@ -27,8 +27,15 @@ from pipeline.datasets.common import (
     read_annotation,
 )
 
-_SPLITS = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val",
-           "test": "test", "testing": "test"}  # fmt: skip
+_SPLITS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def split_from_name(name: str) -> str | None:

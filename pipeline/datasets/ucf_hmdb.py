@@ -80,8 +80,11 @@ def load_ucf101(cfg: DatasetConfig) -> DatasetIndex:
                 raise f.error(n, f"class folder {folder!r} is not in {class_file.name}")
             label = by_lower[folder.lower()]
             if len(parts) == 2 and int(parts[1]) - 1 != label:
-                raise f.error(n, f"label {parts[1]} does not match class folder {folder!r} "
-                                 f"({label + 1} in {class_file.name})")  # fmt: skip
+                raise f.error(
+                    n,
+                    f"label {parts[1]} does not match class folder {folder!r} "
+                    f"({label + 1} in {class_file.name})",
+                )
             builder.add(
                 _video_id(rel), finder.find(rel), finder.default_path(rel), label, split, f"{f.uri}:{n}"
             )

@@ -129,8 +129,18 @@ def batch_rows(
     if cfg.decode == "device":
         for job in jobs:
             check_frames(job.meta, job.frames, job.where)
-        items = [(j.frames, j.meta.jpeg_sizes, j.meta.width, j.meta.height, j.meta.window_positions(), j.rows,
-                  j.where) for j in jobs]  # fmt: skip
+        items = [
+            (
+                j.frames,
+                j.meta.jpeg_sizes,
+                j.meta.width,
+                j.meta.height,
+                j.meta.window_positions(),
+                j.rows,
+                j.where,
+            )
+            for j in jobs
+        ]
         return encode_batch(items, num_rows, out_size)
     return finish(decode_rows(jobs, num_rows, out_size, cfg, pool), cfg)
 

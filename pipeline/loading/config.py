@@ -53,6 +53,8 @@ class LoaderConfig:
         if self.eval_crops not in (1, 3):
             raise ValueError(f"eval_crops must be 1 or 3, got {self.eval_crops}")
         if self.decode not in ("cpu", "device") or self.prefetch_factor < 1:
-            raise ValueError(f"decode must be 'cpu' or 'device' and prefetch_factor >= 1, got {self.decode!r}, "
-                             f"{self.prefetch_factor}")  # fmt: skip
+            raise ValueError(
+                f"decode must be 'cpu' or 'device' and prefetch_factor >= 1, got {self.decode!r}, "
+                f"{self.prefetch_factor}"
+            )
         label_swap_map(self.flip_label_pairs)  # rejects malformed pairs early

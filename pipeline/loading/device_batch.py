@@ -85,15 +85,20 @@ def encode_batch(
                 f"{where}: frames member holds {len(frames)} bytes, jpeg_sizes add up to {sum(sizes)}"
             )
         if len(windows) != segments or any(len(w) != window for w in windows):
-            raise FrameDecodeError(f"{where}: {len(windows)} segments x {len(windows[0])} frames, the batch has "
-                             f"{segments} x {window} (mixed shard settings?)")  # fmt: skip
+            raise FrameDecodeError(
+                f"{where}: {len(windows)} segments x {len(windows[0])} frames, the batch has "
+                f"{segments} x {window} (mixed shard settings?)"
+            )
         positions = tuple(int(p) for w in windows for p in w)
         if any(not 0 <= p < len(sizes) for p in positions):
             raise FrameDecodeError(
                 f"{where}: window positions out of range of the {len(sizes)} stored frames"
             )
-        samples.append(EncodedSample(tuple(int(s) for s in sizes), int(width), int(height), positions,
-                                     tuple(rows), where))  # fmt: skip
+        samples.append(
+            EncodedSample(
+                tuple(int(s) for s in sizes), int(width), int(height), positions, tuple(rows), where
+            )
+        )
         blobs.append(frames)
     blob = torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8)
     return EncodedBatch(blob, tuple(samples), num_rows, segments, window, out_size)
@@ -208,8 +213,9 @@ def decode_batch(batch: EncodedBatch, decoder: JpegDecoder) -> torch.Tensor:
         where = ", ".join(sorted({sample.where for sample in batch.samples}))
         raise FrameDecodeError(f"{exc} (one of {where})") from exc
     s = batch.out_size
-    out = torch.empty((batch.num_rows, batch.segments * batch.window, 3, s, s), dtype=torch.float32,
-                      device=decoder.device)  # fmt: skip
+    out = torch.empty(
+        (batch.num_rows, batch.segments * batch.window, 3, s, s), dtype=torch.float32, device=decoder.device
+    )
     first = 0
     for sample in batch.samples:
         frames = images[first : first + len(sample.jpeg_sizes)]
@@ -229,8 +235,10 @@ def decode_batch(batch: EncodedBatch, decoder: JpegDecoder) -> torch.Tensor:
             for (h, w), idx in groups.items():
                 rx, ry = w / sample.width, h / sample.height
                 if abs(w * sample.height - h * sample.width) > max(sample.width, sample.height) * 2:
-                    raise FrameDecodeError(f"{sample.where}: stored frame is {w}x{h}, metadata says "
-                                     f"{sample.width}x{sample.height}")  # fmt: skip
+                    raise FrameDecodeError(
+                        f"{sample.where}: stored frame is {w}x{h}, metadata says "
+                        f"{sample.width}x{sample.height}"
+                    )
                 scaled = (box.left * rx, box.top * ry, box.right * rx, box.bottom * ry)
                 part = crop_resize(stacks[(h, w)], scaled, s, flip)
                 if len(idx) == len(frames):

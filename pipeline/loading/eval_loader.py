@@ -22,6 +22,7 @@ from pipeline.loading.config import LoaderConfig
 from pipeline.loading.device_batch import EncodedBatch
 from pipeline.loading.shard_reading import RawSample, iter_shard, listed_entries, parse_sample, resolve_shards
 from pipeline.loading.transforms import CropBox, eval_boxes, eval_output_size
+from pipeline.shards.contract import ShardEntry
 
 
 @dataclass
@@ -35,23 +36,27 @@ class EvalBatch:
 
 
 class _EvalStream(IterableDataset):
-    def __init__(self, uris: list[str], cfg: LoaderConfig, batch_size: int) -> None:
-        self.uris, self.cfg, self.batch_size = uris, cfg, batch_size
+    def __init__(
+        self, uris: list[str], entries: list[ShardEntry | None], cfg: LoaderConfig, batch_size: int
+    ) -> None:
+        self.uris, self.entries, self.cfg, self.batch_size = uris, entries, cfg, batch_size
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         mine = self.uris if info is None else self.uris[info.id :: info.num_workers]
+        entries = self.entries if info is None else self.entries[info.id :: info.num_workers]
         cfg = self.cfg
         out_size = eval_output_size(cfg.input_size, cfg.eval_short_side, cfg.eval_crops)
         pool = decode_pool(cfg)
         try:
             pending: list[tuple[RawSample, list[CropBox]]] = []
             rows = 0
-            for uri, entry in zip(mine, listed_entries(mine)):
+            for uri, entry in zip(mine, entries):
                 for key, sample in iter_shard(uri, entry):  # verified against its index.json entry
                     raw = parse_sample(uri, key, sample)
-                    boxes = eval_boxes(raw.meta.width, raw.meta.height, cfg.eval_short_side, cfg.input_size,
-                                       cfg.eval_crops)  # fmt: skip
+                    boxes = eval_boxes(
+                        raw.meta.width, raw.meta.height, cfg.eval_short_side, cfg.input_size, cfg.eval_crops
+                    )
                     if pending and rows + len(boxes) > self.batch_size:
                         yield self._batch(pending, rows, out_size, pool)
                         pending, rows = [], 0
@@ -84,27 +89,51 @@ class _EvalStream(IterableDataset):
                 crops.append(c)
                 labels.append(raw.meta.label)
         x = batch_rows(jobs, rows, out_size, self.cfg, pool)
-        return {"x": x, "video_ids": video_ids, "views": views, "crops": crops,
-                "labels": torch.tensor(labels, dtype=torch.int64)}  # fmt: skip
+        return {
+            "x": x,
+            "video_ids": video_ids,
+            "views": views,
+            "crops": crops,
+            "labels": torch.tensor(labels, dtype=torch.int64),
+        }
 
 
 def eval_batches(
-    split_dir_or_shard_list: str | os.PathLike | Sequence[str], cfg: LoaderConfig, batch_size: int
+    split_dir_or_shard_list: str | os.PathLike | Sequence[str],
+    cfg: LoaderConfig,
+    batch_size: int,
+    entries: Sequence[ShardEntry] | None = None,
 ) -> Iterator[EvalBatch]:
     """Every sample of the given shards exactly once, each view x crop as one row; a batch holds whole samples,
     at most ``batch_size`` rows (fewer at the end of each loader worker's shards; a sample with more crops
     than ``batch_size`` is a batch of its own). Rows: x (R, T, 5, 3, S, S) with S =
-    input_size (1 crop) or eval_short_side (3 crops)."""
+    input_size (1 crop) or eval_short_side (3 crops).
+
+    Each tar is verified against its index.json entry: ``entries`` (one per shard of a list, same order:
+    an evaluation passes the ones it read), else the entries of each shard's folder index, read here."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     uris = resolve_shards(split_dir_or_shard_list)
-    dataset = _EvalStream(uris, cfg, batch_size)
+    if entries is not None and len(entries) != len(uris):
+        raise ValueError(f"{len(entries)} index entries for {len(uris)} shards")
+    listed: list[ShardEntry | None] = list(entries) if entries is not None else listed_entries(uris)
+    dataset = _EvalStream(uris, listed, cfg, batch_size)
     workers = min(cfg.num_workers, len(uris))
     if workers == 0:
         batches: Any = iter(dataset)
     else:
-        batches = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=cfg.pin_memory,
-                             prefetch_factor=cfg.prefetch_factor)  # fmt: skip
+        batches = DataLoader(
+            dataset,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=cfg.pin_memory,
+            prefetch_factor=cfg.prefetch_factor,
+        )
     for b in batches:
-        yield EvalBatch(b["x"], list(b["video_ids"]), [int(v) for v in b["views"]], [int(c) for c in b["crops"]],
-                        b["labels"])  # fmt: skip
+        yield EvalBatch(
+            b["x"],
+            list(b["video_ids"]),
+            [int(v) for v in b["views"]],
+            [int(c) for c in b["crops"]],
+            b["labels"],
+        )

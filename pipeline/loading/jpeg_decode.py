@@ -151,8 +151,9 @@ def decode_sample(
     for (k, _), (indices, crops) in groups.items():
         chw = torch.from_numpy(crops[: len(indices)]).permute(0, 3, 1, 2)  # channels-last memory, no copy
         if chw.shape[-2:] != (out_size, out_size):
-            chw = F.interpolate(chw, size=(out_size, out_size), mode="bilinear", antialias=True,
-                                align_corners=False)  # fmt: skip
+            chw = F.interpolate(
+                chw, size=(out_size, out_size), mode="bilinear", antialias=True, align_corners=False
+            )
         rows = chw.permute(0, 2, 3, 1)
         if len(indices) == u:
             resized[k] = rows

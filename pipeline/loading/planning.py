@@ -61,9 +61,15 @@ class WorkerPlan:
 
 
 def epoch_plan(
-    index: ShardIndex, uris: Sequence[str], cfg: LoaderConfig, rank: int, world_size: int, num_workers: int,
-    epoch: int, seed: int,
-) -> list[WorkerPlan]:  # fmt: skip
+    index: ShardIndex,
+    uris: Sequence[str],
+    cfg: LoaderConfig,
+    rank: int,
+    world_size: int,
+    num_workers: int,
+    epoch: int,
+    seed: int,
+) -> list[WorkerPlan]:
     """What each loader worker of ``rank`` reads in ``epoch`` (the same computation on every rank)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in [0, {world_size})")

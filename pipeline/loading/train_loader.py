@@ -25,27 +25,37 @@ from pipeline.shards.contract import ShardIndex
 
 class _TrainStream(IterableDataset):
     def __init__(
-        self, index: ShardIndex, uris: list[str], cfg: LoaderConfig, rank: int, world_size: int, epoch: int,
+        self,
+        index: ShardIndex,
+        uris: list[str],
+        cfg: LoaderConfig,
+        rank: int,
+        world_size: int,
+        epoch: int,
         seed: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.index, self.uris, self.cfg = index, uris, cfg
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        # In shared memory: persistent loader workers read the epoch the trainer set at each new iteration.
+        # In shared memory: persistent loader workers read the epoch the trainer set at each new iteration,
+        # and how many of its first batches to leave out (a run resumed in the middle of that epoch).
         self.epoch = torch.tensor([epoch], dtype=torch.int64).share_memory_()
+        self.skip = torch.tensor([0], dtype=torch.int64).share_memory_()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor | EncodedBatch, torch.Tensor]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         cfg = self.cfg
-        epoch = int(self.epoch[0])
-        plans = epoch_plan(self.index, self.uris, cfg, self.rank, self.world_size, cfg.num_workers,
-                           epoch, self.seed)  # fmt: skip
+        epoch, skip = int(self.epoch[0]), int(self.skip[0])
+        workers = max(1, cfg.num_workers)
+        plans = epoch_plan(
+            self.index, self.uris, cfg, self.rank, self.world_size, cfg.num_workers, epoch, self.seed
+        )
         plan = plans[worker]
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
         stream = self._samples(plan, epoch, rng)
         pool = decode_pool(cfg)
         try:
-            for _ in range(plan.num_batches):
+            for i in range(plan.num_batches):
                 raws = [next(stream) for _ in range(cfg.batch_size)]
                 jobs, labels = [], []
                 for row, raw in enumerate(raws):
@@ -54,6 +64,10 @@ class _TrainStream(IterableDataset):
                     flip, label = flip_decision(meta.label, cfg.flip, cfg.flip_label_pairs, rng)
                     jobs.append(DecodeJob(meta, raw.frames, raw.where, [(row, box, flip)]))
                     labels.append(label)
+                # The loader hands out its workers' batches in turn: this is the epoch's batch i * W + w. One
+                # resumed after it is read and drawn for (the same samples, boxes and flips follow), not decoded.
+                if i * workers + worker < skip:
+                    continue
                 x = batch_rows(jobs, len(jobs), cfg.input_size, cfg, pool)
                 yield x, torch.tensor(labels, dtype=torch.int64)
         finally:
@@ -85,16 +99,20 @@ class TrainLoader:
         self.index = read_index(split_dir)
         self.cfg = cfg
         self.steps = train_steps_per_epoch(self.index, cfg, world_size)
-        self.dataset = _TrainStream(self.index, shard_uris(split_dir, self.index), cfg, rank, world_size,
-                                    epoch, seed)  # fmt: skip
+        self.dataset = _TrainStream(
+            self.index, shard_uris(split_dir, self.index), cfg, rank, world_size, epoch, seed
+        )
         self._loader: DataLoader | None = None
 
     def __len__(self) -> int:
         return self.steps
 
-    def set_epoch(self, epoch: int) -> None:
-        """The next iteration yields this epoch's batches (call between iterations, not during one)."""
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """The next iteration yields this epoch's batches, but for its first ``skip_batches`` (a run resumed
+        in the middle of the epoch): the same batches an uninterrupted epoch yields from there. Call between
+        iterations, not during one."""
         self.dataset.epoch.fill_(epoch)
+        self.dataset.skip.fill_(skip_batches)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor | EncodedBatch, torch.Tensor]]:
         cfg = self.cfg

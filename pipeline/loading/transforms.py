@@ -70,9 +70,21 @@ def crop_size_pairs(
 def fixed_offsets(image_w: int, image_h: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
     """The 13 fixed crop positions (corners, centre, edge centres, quarter points) on a 4x4 grid."""
     ws, hs = (image_w - crop_w) // 4, (image_h - crop_h) // 4
-    grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2),
-            (0, 2), (4, 2), (2, 4), (2, 0),
-            (1, 1), (3, 1), (1, 3), (3, 3)]  # fmt: skip
+    grid = [
+        (0, 0),
+        (4, 0),
+        (0, 4),
+        (4, 4),
+        (2, 2),
+        (0, 2),
+        (4, 2),
+        (2, 4),
+        (2, 0),
+        (1, 1),
+        (3, 1),
+        (1, 3),
+        (3, 3),
+    ]
     return [(i * ws, j * hs) for i, j in grid]
 
 
@@ -161,8 +173,14 @@ def eval_output_size(input_size: int, short_side: int, num_crops: int) -> int:
     return input_size if num_crops == 1 else short_side
 
 
-def normalise_uint8(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """uint8 (..., 3, H, W) RGB in [0, 255] -> float32 (..., 3, H, W) ImageNet-normalised, contiguous.
+def normalise_uint8(
+    x: torch.Tensor,
+    out: torch.Tensor | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 (..., 3, H, W) RGB in [0, 255] -> float32 (..., 3, H, W) normalised (ImageNet's mean/std unless
+    a model's recipe says otherwise), contiguous.
 
     (x - 255*mean) * 1/(255*std) on whatever device ``x`` lives; call it on the GPU with the loader's uint8
     output to move 4x fewer bytes over PCIe. ``out``: a preallocated float32 result."""
@@ -176,7 +194,7 @@ def normalise_uint8(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.T
     # broadcast mixed-dtype subtraction is many times slower on the CPU).
     out.copy_(x)
     for c in range(3):
-        out.select(-3, c).sub_(255.0 * IMAGENET_MEAN[c]).mul_(1.0 / (255.0 * IMAGENET_STD[c]))
+        out.select(-3, c).sub_(255.0 * mean[c]).mul_(1.0 / (255.0 * std[c]))
     return out
 
 

@@ -31,7 +31,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Self
 
 from pipeline.errors import InputError
@@ -298,14 +298,17 @@ class ShardIndex(Record):
         for entry in kw["shards"] if isinstance(kw["shards"], list) else []:
             name = entry.get("name") if isinstance(entry, dict) else None
             if isinstance(name, str) and not is_plain_file_name(name):
-                raise ContractError(f"{source}: shard name {name!r} is not a file name inside the split "
-                                    "folder")  # fmt: skip
-        return cls(**{
-            **kw,
-            "shards": _records(ShardEntry, kw["shards"], f"{source} shards"),
-            "sampling": SamplingSettings.from_dict(kw["sampling"], f"{source} sampling"),
-            "resize": ResizeSettings.from_dict(kw["resize"], f"{source} resize"),
-        })  # fmt: skip
+                raise ContractError(
+                    f"{source}: shard name {name!r} is not a file name inside the split folder"
+                )
+        return cls(
+            **{
+                **kw,
+                "shards": _records(ShardEntry, kw["shards"], f"{source} shards"),
+                "sampling": SamplingSettings.from_dict(kw["sampling"], f"{source} sampling"),
+                "resize": ResizeSettings.from_dict(kw["resize"], f"{source} resize"),
+            }
+        )
 
     def sealed(self) -> ShardIndex:
         """This index with its ``checksum`` computed."""
@@ -370,6 +373,7 @@ class DryRunReport(Record):
     dataset: str
     num_classes: int
     splits: dict[str, DryRunSplit]
+    empty_classes: list[str] = field(default_factory=list)  # classes without a training video
 
     @classmethod
     def from_dict(cls, data: object, source: str) -> Self:

@@ -15,8 +15,9 @@ from pipeline.shards.frame_folder import FrameFolder
 from pipeline.shards.video_file import VideoFile
 
 
-def open_source(uri: str, threads: int = 1, min_decoded_fraction: float = 0.5,
-                skip_unneeded: bool = True) -> VideoFile | FrameFolder:  # fmt: skip
+def open_source(
+    uri: str, threads: int = 1, min_decoded_fraction: float = 0.5, skip_unneeded: bool = True
+) -> VideoFile | FrameFolder:
     """A ``VideoFile`` or, for a directory, a ``FrameFolder``; both are context managers with
     ``probe()`` and ``frames()``."""
     if storage.is_dir(uri):

@@ -78,6 +78,9 @@ class FrameConverter:
         # whose resolution changes midway (joined recordings, adaptive-bitrate captures) still gives one
         # frame size per video, as samples and the loader's crop boxes need.
         self._first_coded_size: tuple[int, int] | None = None
+        # (width, height) of the first frame as displayed (its rotation applied): the source frame's pixels,
+        # which a crop box mapped back to the video is given in (predict's Grad-CAM, cam.json)
+        self.source_size: tuple[int, int] | None = None
 
     def to_rgb(self, frame, short_side: int, scale: int, upscale: bool) -> np.ndarray:
         """av.VideoFrame -> (H, W, 3) uint8 at ``output_size`` of the first frame, rotated for display."""
@@ -91,8 +94,9 @@ class FrameConverter:
         rgb = self._reformat(frame, width, height, "rgb24")
         return rotate(rgb.to_ndarray(), rotation)
 
-    def to_yuv_jpeg(self, frame, short_side: int, scale: int, quality: int,
-                    upscale: bool) -> tuple[bytes, tuple[int, int]]:  # fmt: skip
+    def to_yuv_jpeg(
+        self, frame, short_side: int, scale: int, quality: int, upscale: bool
+    ) -> tuple[bytes, tuple[int, int]]:
         """av.VideoFrame -> (JPEG bytes, (height, width)), encoded from the resized, rotated YUV 4:2:0
         planes."""
         import simplejpeg
@@ -113,6 +117,9 @@ class FrameConverter:
     def _output_size(self, frame, short_side: int, scale: int, upscale: bool) -> tuple[int, int]:
         if self._first_coded_size is None:
             self._first_coded_size = (frame.width, frame.height)
+            quarter_turns = int(round(frame.rotation / 90.0)) % 4
+            swap = quarter_turns % 2 == 1
+            self.source_size = (frame.height, frame.width) if swap else (frame.width, frame.height)
         return output_size(*self._first_coded_size, short_side, scale, upscale)
 
     def _reformat(self, frame, width: int, height: int, fmt: str | None, dst_colorspace: int | None = None):
@@ -126,9 +133,15 @@ class FrameConverter:
         reformatter = self._reformatters.get(key)
         if reformatter is None:
             reformatter = self._reformatters[key] = VideoReformatter()
-        return reformatter.reformat(frame, width=width, height=height, format=fmt,
-                                    interpolation=self.interpolation,
-                                    dst_colorspace=dst_colorspace, threads=1)  # fmt: skip
+        return reformatter.reformat(
+            frame,
+            width=width,
+            height=height,
+            format=fmt,
+            interpolation=self.interpolation,
+            dst_colorspace=dst_colorspace,
+            threads=1,
+        )
 
     def _edge_padded(self, slot: int, plane: np.ndarray, pad: int = 16) -> np.ndarray:
         """``plane`` copied into a reused buffer padded by edge replication; returns the plane's view of it.

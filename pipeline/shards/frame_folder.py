@@ -44,6 +44,11 @@ class FrameFolder:
         self._files: list[str] = []
         self._first_size: tuple[int, int] | None = None  # every frame is sized from the first (as VideoFile)
 
+    @property
+    def source_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first frame read, else None (as ``VideoFile.source_size``)."""
+        return self._first_size
+
     def __enter__(self) -> FrameFolder:
         files = [f for f in storage.list_files(self.uri) if f.lower().endswith(JPEG_SUFFIXES)]
         self._files = sorted(files, key=lambda f: _natural_key(os.path.basename(f)))
@@ -57,8 +62,13 @@ class FrameFolder:
             raise VideoError("probe", f"no JPEG frames in folder {self.uri}")
         return VideoInfo(num_frames=len(self._files), fps=0.0)
 
-    def frames(self, wanted: Sequence[FrameRequest], short_side: int, result: DecodeResult | None = None,
-               upscale: bool = True) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+    def frames(
+        self,
+        wanted: Sequence[FrameRequest],
+        short_side: int,
+        result: DecodeResult | None = None,
+        upscale: bool = True,
+    ) -> Iterator[tuple[FrameRequest, np.ndarray]]:
         from PIL import Image
 
         result = result if result is not None else DecodeResult()
@@ -82,9 +92,15 @@ class FrameFolder:
                 yield FrameRequest(index, scale), np.asarray(resized)
             result.num_decoded = index + 1
 
-    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
-              encoder: JpegEncoder = "simplejpeg", result: DecodeResult | None = None,
-              upscale: bool = True) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+    def jpegs(
+        self,
+        wanted: Sequence[FrameRequest],
+        short_side: int,
+        quality: int,
+        encoder: JpegEncoder = "simplejpeg",
+        result: DecodeResult | None = None,
+        upscale: bool = True,
+    ) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:
         """(request, JPEG bytes, (height, width)); stored frames are re-encoded with PIL whatever
         ``encoder`` says (their pixels are RGB already, and frame folders are small)."""
         for request, rgb in self.frames(wanted, short_side, result, upscale):

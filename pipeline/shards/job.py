@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipeline import storage
+from pipeline.config import ConfigError
 from pipeline.datasets import DatasetConfig, DatasetIndex, VideoRecord, load_dataset
+from pipeline.disk import DiskFullError
 from pipeline.errors import InputError
-from pipeline.forwarded_env import forwardable, refuse_secrets
+from pipeline.forwarded_env import forwardable, refuse_secrets, runtime_env
+from pipeline.ray_connect import init_ray
 from pipeline.shards.contract import (
     DryRunReport,
     DryRunSplit,
@@ -38,6 +41,7 @@ from pipeline.shards.contract import (
     SplitSummary,
 )
 from pipeline.shards.sampling import WINDOW, CentreSampler, MultiClipSampler, Sampler, TrainSampler
+from pipeline.shards.temp_files import remove_stale_temporaries
 from pipeline.shards.writer import (
     EncodeSettings,
     ShardResult,
@@ -46,17 +50,6 @@ from pipeline.shards.writer import (
     build_index,
     write_shard_row,
 )
-
-# Environment the driver forwards to its tasks (Ray runtime_env env_vars) so that workers on any node reach
-# the same S3 endpoint. Never credentials: Ray writes runtime_env values into world-readable logs; nodes take
-# them from their own environment (pipeline/forwarded_env.py, docs/cluster.md).
-DEFAULT_FORWARD_ENV = [
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-]
 
 
 @dataclass
@@ -108,8 +101,11 @@ class ShardConfig:
     decode_threads: int = 1  # per task; tasks already fill the CPUs
     progress_interval_s: float = 10.0  # seconds between progress lines
     max_videos_per_split: int = 0  # 0 = all; a prefix of the shard order, for trial runs
-    # environment variables passed to the Ray tasks (never secrets)
-    forward_env: list[str] = field(default_factory=lambda: list(DEFAULT_FORWARD_ENV))
+    # a class with no video in the train split: a warning; strict: an error (the model never sees it)
+    strict: bool = False
+    # environment variables passed to the Ray tasks besides pipeline.forwarded_env.FORWARDED_ENV (S3 endpoint,
+    # region, MLflow settings); never secrets: Ray writes runtime_env values into world-readable logs
+    forward_env: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.videos_per_shard < 1:
@@ -173,21 +169,32 @@ def plan_shards(cfg: ShardConfig, split: str, records: list[VideoRecord]) -> lis
             seed=cfg.seed,
             encode=settings,
             videos=tuple(VideoItem(r.video_id, r.path, r.label, split) for r in ordered[i : i + n]),
-        )  # fmt: skip
+        )
         for i in range(0, len(ordered), n)
     ]
 
 
 def _sampling_settings(cfg: ShardConfig, split: str) -> SamplingSettings:
     sc = cfg.split_config(split)
-    return SamplingSettings(sampler=sc.sampler, num_segments=cfg.num_segments, window=WINDOW, views=sc.views,
-                            seed=cfg.seed, videos_per_shard=cfg.videos_per_shard)  # fmt: skip
+    return SamplingSettings(
+        sampler=sc.sampler,
+        num_segments=cfg.num_segments,
+        window=WINDOW,
+        views=sc.views,
+        seed=cfg.seed,
+        videos_per_shard=cfg.videos_per_shard,
+    )
 
 
 def _resize_settings(cfg: ShardConfig, split: str) -> ResizeSettings:
     sc = cfg.split_config(split)
-    return ResizeSettings(short_side=sc.short_side, upscale=sc.upscale, jpeg_quality=cfg.jpeg_quality,
-                          context_scale=cfg.context_scale, jpeg_encoder=cfg.jpeg_encoder)  # fmt: skip
+    return ResizeSettings(
+        short_side=sc.short_side,
+        upscale=sc.upscale,
+        jpeg_quality=cfg.jpeg_quality,
+        context_scale=cfg.context_scale,
+        jpeg_encoder=cfg.jpeg_encoder,
+    )
 
 
 def _missing_entries(index: DatasetIndex, split: str) -> list[QuarantineEntry]:
@@ -197,7 +204,7 @@ def _missing_entries(index: DatasetIndex, split: str) -> list[QuarantineEntry]:
             video_id=m.video_id,
             stage="missing",
             error="listed in the annotations, not found on storage",
-        )  # fmt: skip
+        )
         for m in index.missing.get(split, [])
     ]
 
@@ -247,28 +254,51 @@ def wanted_splits(cfg: ShardConfig, index: DatasetIndex) -> list[str]:
     return list(cfg.splits)
 
 
+def classes_without_training_videos(index: DatasetIndex) -> list[str]:
+    """The classes no video of the train split has (found ones: a missing video trains nothing either)."""
+    if "train" not in index.splits and "train" not in index.missing:
+        return []
+    seen = {v.label for v in index.splits.get("train", [])}
+    return [name for i, name in enumerate(index.classes) if i not in seen]
+
+
+def check_classes(cfg: ShardConfig, index: DatasetIndex) -> list[str]:
+    """One warning line for classes without training videos, or ConfigError with ``strict``."""
+    empty = classes_without_training_videos(index)
+    if empty:
+        names = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+        message = f"{len(empty)} class(es) have no training video: {names}"
+        if cfg.strict:
+            raise ConfigError(f"{message} (strict: true)")
+        print(f"[shard] warning: {message}; the model will never predict them", file=sys.stderr, flush=True)
+    return empty
+
+
 def dry_run(cfg: ShardConfig) -> DryRunReport:
-    """Counts only, nothing written: per split listed / found / missing videos and the number of classes."""
+    """Counts only, nothing written: per split listed / found / missing videos, the number of classes and
+    the classes without a training video."""
     index = load_dataset(dataclasses.replace(cfg.dataset, check_exists=True))
     splits = {}
     for split in wanted_splits(cfg, index):
         found, missing = len(index.splits.get(split, [])), len(index.missing.get(split, []))
         splits[split] = DryRunSplit(listed=found + missing, found=found, missing=missing)
-    return DryRunReport(dataset=index.name, num_classes=len(index.classes), splits=splits)
+    empty = check_classes(cfg, index)
+    return DryRunReport(
+        dataset=index.name, num_classes=len(index.classes), splits=splits, empty_classes=empty
+    )
 
 
 def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSummary:
-    """Write every configured split; returns the summary (also printed by jobs/shard.py).
+    """Write every configured split; returns the summary (jobs/shard.py prints it).
 
     ``summary.ok`` is False when the failed fraction (quarantined + missing over listed) of some split
     exceeds ``max_failed_fraction``.
     """
-    import ray
-
-    from pipeline.ray_connect import init_ray
+    import ray  # here, not at the top: jobs/shard.py --dry-run and the config never need Ray
 
     start = time.monotonic()
     index = load_dataset(cfg.dataset)
+    check_classes(cfg, index)
     splits = [
         s for s in wanted_splits(cfg, index) if s in index.splits
     ]  # a split of only missing videos: none
@@ -279,14 +309,17 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
     results: list[tuple[ShardTask, ShardResult]] = []
     if tasks:
         init_ray(address)
-        env = forwardable(cfg.forward_env)
         remote_args: dict[str, Any] = {"num_cpus": 1}
+        env = runtime_env(forwardable(cfg.forward_env))
         if env:
-            remote_args["runtime_env"] = {"env_vars": env}
+            remote_args["runtime_env"] = env
         rows = [{"task": pickle.dumps(t), "id": i} for i, t in enumerate(tasks)]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(write_shard_row, **remote_args)
         progress = _Progress(len(tasks), total_videos, cfg.progress_interval_s)
         for row in ds.iter_rows():
+            if row["disk_full"]:  # pipeline/disk.py: one line naming the shard, no retry can help
+                _clear_partials([storage.join(cfg.output, s) for s in splits])
+                raise DiskFullError(row["disk_full"])
             task = tasks[int(row["id"])]
             result = ShardResult.from_row(row)
             results.append((task, result))
@@ -306,6 +339,19 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
         seconds=round(elapsed, 3),
         videos_per_s=round(processed / elapsed, 3) if elapsed > 0 else 0.0,
     )
+
+
+def _clear_partials(split_dirs: list[str], timeout_s: float = 15.0) -> None:
+    """After a full disk: the tasks still writing fail at once and remove their own temporaries, or are
+    cancelled with the job (their temporaries then stale); wait for both, so the job leaves whole shards only."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for split_dir in split_dirs:
+            remove_stale_temporaries(split_dir)
+        left = [n for d in split_dirs if os.path.isdir(d) for n in os.listdir(d) if n.endswith(".partial")]
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def _finish_split(
@@ -330,7 +376,7 @@ def _finish_split(
         quarantined=len(quarantine),
     )
     storage.write_text_atomic(storage.join(split_dir, "index.json"), shard_index.to_json(indent=1))
-    _remove_stale_temporaries(split_dir)
+    remove_stale_temporaries(split_dir)
     listed = len(index.splits[split]) + len(index.missing.get(split, []))
     if cfg.max_videos_per_split > 0:
         listed = min(listed, cfg.max_videos_per_split + len(index.missing.get(split, [])))
@@ -346,17 +392,3 @@ def _finish_split(
         failed_fraction=round(len(quarantine) / listed, 6) if listed else 0.0,
         checksum=shard_index.checksum,
     )
-
-
-def _remove_stale_temporaries(split_dir: str) -> None:
-    """Temporary files a killed run left beside the shards (local output only; S3 PUTs leave nothing)."""
-    if storage.is_s3(split_dir) or not os.path.isdir(split_dir):
-        return
-    for name in os.listdir(split_dir):
-        if name.startswith(".shard-") and name.endswith(".tmp"):
-            os.remove(os.path.join(split_dir, name))
-
-
-def print_summary(summary: ShardJobSummary) -> None:
-    sys.stdout.write(summary.to_json(indent=1) + "\n")
-    sys.stdout.flush()

@@ -19,25 +19,21 @@ Frames nobody needs are not decoded when that is provably safe: for codecs with 
 index is its timestamp's rank among the probe's packets, and a packet no request needs is sent with the
 decoder's ``skip_frame = NONREF``. A reference frame is decoded whatever the setting (later frames predict
 from it); a non-reference one nothing else reads is dropped (BENCHMARKS.md: 13-22% of the frames on H.264).
-The output is checked as it comes: every frame must map to a packet, in increasing order, with no wanted
-index missing; anything else (damage, odd timestamps) continues in the plain pass from the first frame not
-yet delivered.
+Output is checked as it comes: each frame must map to a packet, in increasing order, no wanted index missing;
+anything else (damage, odd timestamps) continues in the plain pass from the first frame not yet delivered.
 
-There is no seeking: the sampled windows of action-recognition clips span the whole video, so a seek could
-skip at most the part before the first window (< 1/T of the decode) while making frame numbering depend on
-timestamps, which VFR files and broken indexes make unreliable. A frame's index is its ordinal in the
-decoder's output (presentation order), the same numbering the official extract-every-frame route produces;
-the skipping pass numbers frames by timestamp rank, which gives the same numbers for a well-formed stream.
+No seeking: the windows span the whole video, so a seek could skip at most the part before the first window
+(< 1/T of the decode) while making frame numbers depend on timestamps (unreliable in VFR files and broken
+indexes). A frame's index is its ordinal in the decoder's output (presentation order), as in the official
+extract-every-frame route; the skipping pass's timestamp ranks give the same numbers.
 
-Damaged files: a packet the decoder rejects is skipped (the decoder resyncs at the next keyframe; later
-frame indices shift by the frames lost, which only a damaged file suffers). When the decoder yields fewer
-frames than packets were counted, the wanted indices at or past the end are served by the last decoded
-frame -- the clamping the samplers already apply at the end of a video -- and ``DecodeResult`` says so
-(``clamped``, ``num_decoded``, ``packet_errors``). A file whose decodable part is shorter than
-``min_decoded_fraction`` of its packets is rejected instead.
-
-S3 videos are copied to a local temporary file first (one GET, then local reads for both passes); PyAV
-reading through a remote file object would issue many small ranged GETs.
+Damaged files: a packet the decoder rejects is skipped (the decoder resyncs at the next keyframe; later frame
+indices shift by the frames lost, which only a damaged file suffers). When the decoder yields fewer frames
+than packets were counted, the wanted indices at or past the end are served by the last decoded frame -- the
+clamping the samplers already apply at the end of a video -- and ``DecodeResult`` says so (``clamped``,
+``num_decoded``, ``packet_errors``). A file whose decodable part is shorter than ``min_decoded_fraction`` of
+its packets is rejected instead. S3 videos are copied to a local temporary file first (one GET, then local
+reads for both passes; PyAV on a remote file object issues many small GETs).
 """
 
 from __future__ import annotations
@@ -97,23 +93,30 @@ class VideoFile:
     Use as a context manager; the local copy of an S3 object is removed on exit.
     """
 
-    def __init__(self, uri: str, threads: int = 1, min_decoded_fraction: float = 0.5,
-                 interpolation: Interpolation = "AREA", skip_unneeded: bool = True) -> None:  # fmt: skip
-        # A str, always: __exit__ removes the local copy only when it is not the source itself.
-        self.uri = os.fspath(uri)
+    def __init__(
+        self,
+        uri: str,
+        threads: int = 1,
+        min_decoded_fraction: float = 0.5,
+        interpolation: Interpolation = "AREA",
+        skip_unneeded: bool = True,
+    ) -> None:
+        self.uri = os.fspath(uri)  # a str, always: __exit__ removes the local copy unless it is the source
         self.threads = threads
         self.min_decoded_fraction = min_decoded_fraction
         self._local: str | None = None
         self._info: VideoInfo | None = None
         self.skip_unneeded = skip_unneeded
         self._presentation_index: dict[int, int] | None = None  # packet pts -> index, when trustworthy
-        # Resizing, rotation and JPEG encoding of the decoded frames; sizes every frame from the first one.
-        self._converter = FrameConverter(interpolation)
+        self._converter = FrameConverter(interpolation)  # resize, rotate, JPEG; frames sized from the first
         # The probe's container, kept for the decode pass with the probe's first packet: (container, stream,
-        # (pts, dts, pos, size)). Opening costs a stream-info decode of its own (~2 ms, 3-5% of a 240-line
-        # video's decode pass).
+        # (pts, dts, pos, size)). An open costs a stream-info decode (~2 ms, 3-5% of a 240-line video's pass).
         self._probe_container: tuple[Any, Any, tuple] | None = None
         self.containers_opened = 0  # 1 for a probe + decode when the rewind works
+
+    @property
+    def source_size(self) -> tuple[int, int] | None:  # (width, height) as displayed, once a frame converted
+        return self._converter.source_size
 
     def __enter__(self) -> VideoFile:
         try:
@@ -199,8 +202,13 @@ class VideoFile:
             self._presentation_index = {pts: i for i, pts in enumerate(sorted(timestamps))}
         return self._info
 
-    def frames(self, wanted: Sequence[FrameRequest], short_side: int, result: DecodeResult | None = None,
-               upscale: bool = True) -> Iterator[tuple[FrameRequest, np.ndarray]]:  # fmt: skip
+    def frames(
+        self,
+        wanted: Sequence[FrameRequest],
+        short_side: int,
+        result: DecodeResult | None = None,
+        upscale: bool = True,
+    ) -> Iterator[tuple[FrameRequest, np.ndarray]]:
         """Yield (request, rgb) in increasing index order; rgb is (H, W, 3) uint8, rotated for display.
 
         One decode pass from the start, stopped after the last wanted index. Requests past the last
@@ -209,9 +217,15 @@ class VideoFile:
         for request, frame in self._decoded(wanted, result):
             yield request, self._converter.to_rgb(frame, short_side, request.scale, upscale)
 
-    def jpegs(self, wanted: Sequence[FrameRequest], short_side: int, quality: int,
-              encoder: JpegEncoder = "simplejpeg", result: DecodeResult | None = None,
-              upscale: bool = True) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:  # fmt: skip
+    def jpegs(
+        self,
+        wanted: Sequence[FrameRequest],
+        short_side: int,
+        quality: int,
+        encoder: JpegEncoder = "simplejpeg",
+        result: DecodeResult | None = None,
+        upscale: bool = True,
+    ) -> Iterator[tuple[FrameRequest, bytes, tuple[int, int]]]:
         """Like ``frames()`` but yields (request, JPEG bytes, (height, width)) of each wanted frame.
 
         ``encoder="simplejpeg"`` encodes the resized YUV 4:2:0 planes directly (libjpeg-turbo through
@@ -226,8 +240,9 @@ class VideoFile:
                 rgb = self._converter.to_rgb(frame, short_side, request.scale, upscale)
                 yield request, encode_jpeg(rgb, quality), (int(rgb.shape[0]), int(rgb.shape[1]))
 
-    def _decoded(self, wanted: Sequence[FrameRequest],
-                 result: DecodeResult | None) -> Iterator[tuple[FrameRequest, Any]]:  # fmt: skip
+    def _decoded(
+        self, wanted: Sequence[FrameRequest], result: DecodeResult | None
+    ) -> Iterator[tuple[FrameRequest, Any]]:
         """(request, av.VideoFrame) for each wanted index and scale: the single decode pass."""
 
         by_index = requests_by_index(wanted)
@@ -293,8 +308,9 @@ class VideoFile:
         if held is not None:
             held[0].close()
 
-    def _skipping_pass(self, wanted: list[int], presentation_index: dict[int, int],
-                       result: DecodeResult) -> Iterator[tuple[int, Any]]:  # fmt: skip
+    def _skipping_pass(
+        self, wanted: list[int], presentation_index: dict[int, int], result: DecodeResult
+    ) -> Iterator[tuple[int, Any]]:
         """(index, frame) for the sorted ``wanted`` indices, non-reference frames nobody needs left undecoded.
 
         Raises ``_NotSkippable`` as soon as the output stops matching the probe (a frame with an unknown or
@@ -338,8 +354,9 @@ class VideoFile:
             container.close()
         raise _NotSkippable  # the stream ended before the last wanted frame
 
-    def _plain_pass(self, by_index: dict[int, list[int]], info: VideoInfo,
-                    result: DecodeResult) -> Iterator[tuple[FrameRequest, Any]]:  # fmt: skip
+    def _plain_pass(
+        self, by_index: dict[int, list[int]], info: VideoInfo, result: DecodeResult
+    ) -> Iterator[tuple[FrameRequest, Any]]:
         """Every frame decoded, a frame's index its ordinal in the output; see the module docstring."""
         if not by_index:
             return

@@ -20,18 +20,16 @@ uid 0, mode 0644), deterministic sampling (``rng_for(seed, video_id, split)``) a
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
-import tarfile
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from pipeline import storage
+from pipeline.disk import DiskFullError, disk_full, is_full_disk
 from pipeline.shards.contract import (
     SCHEMA,
     QuarantineEntry,
@@ -44,11 +42,14 @@ from pipeline.shards.contract import (
     encode_sample,
     frame_crcs,
 )
-from pipeline.shards.decode import open_source
 from pipeline.shards.decode_types import DecodeResult, FrameRequest, JpegEncoder, VideoError
-from pipeline.shards.sampling import SampledClip, Sampler, rng_for
-
-CENTRE_POSITION = 2  # the window position the RGB branch uses; the others only feed frame differences
+from pipeline.shards.frame_folder import FrameFolder
+from pipeline.shards.sampled_decode import DecodeOptions, decode_sampled
+from pipeline.shards.sampled_decode import frame_requests as frame_requests  # benchmarks/shard_throughput.py
+from pipeline.shards.sampling import Sampler, rng_for
+from pipeline.shards.tar_io import sha256_file, write_tar
+from pipeline.shards.temp_files import remove_stale_temporaries, temp_tar_path
+from pipeline.shards.video_file import VideoFile
 
 
 @dataclass(frozen=True)
@@ -127,67 +128,47 @@ class VideoSamples:
     jpeg_bytes: int = 0
 
 
-def frame_requests(clips: Sequence[SampledClip], context_scale: int) -> list[list[FrameRequest]]:
-    """Per clip: its stored frames (sorted unique) with their scale. A frame is full scale when it is the
-    centre of any of the clip's windows, else ``context_scale``."""
-    out = []
-    for clip in clips:
-        centres = {window[CENTRE_POSITION] for window in clip.frame_indices}
-        out.append([FrameRequest(i, 1 if i in centres else context_scale) for i in clip.unique_frames()])
-    return out
-
-
-def _clamp_clip(clip: SampledClip, num_frames: int) -> SampledClip:
-    last = num_frames - 1
-    return SampledClip(tuple(tuple(min(i, last) for i in w) for w in clip.frame_indices), clip.view)
-
-
 def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: EncodeSettings) -> VideoSamples:
     """All views of one video as encoded samples; raises VideoError (with its stage) for a bad video.
 
-    Each distinct (frame, scale) is decoded and JPEG-encoded once even when several views share it.
+    Decoding and sampling: sampled_decode.decode_sampled (shared with predict), producing JPEGs. Each
+    distinct (frame, scale) is decoded and JPEG-encoded once even when several views share it.
     """
-    with open_source(video.path, settings.decode_threads, settings.min_decoded_fraction,
-                     settings.skip_unneeded_frames) as source:  # fmt: skip
-        info = source.probe()
-        clips = sampler.sample(info.num_frames, rng_for(seed, video.video_id, video.split))
-        per_clip = frame_requests(clips, settings.context_scale)
-        wanted = sorted({r for reqs in per_clip for r in reqs}, key=lambda r: (r.index, r.scale))
-        jpegs: dict[FrameRequest, bytes] = {}
-        full_size: tuple[int, int] | None = None
-        result = DecodeResult()
-        frames = source.jpegs(wanted, settings.short_side, settings.jpeg_quality, settings.jpeg_encoder, result,
-                              settings.upscale)  # fmt: skip
-        for request, jpeg, size in frames:
-            if request.scale == 1 and full_size is None:
-                full_size = size
-            jpegs[request] = jpeg
-    assert full_size is not None  # every clip has centre frames, always requested at scale 1
-    num_frames = info.num_frames
-    if result.clamped:
-        # The file held fewer frames than packets: re-express the clips on the decodable frames; a clamped
-        # index reuses the JPEG of any request at or past it (they all hold the last decoded frame).
-        num_frames = result.num_decoded
-        clips = [_clamp_clip(c, num_frames) for c in clips]
-        per_clip = frame_requests(clips, settings.context_scale)
-        for request in {r for reqs in per_clip for r in reqs}:
-            if request not in jpegs:
-                jpegs[request] = next(
-                    data for r, data in sorted(jpegs.items(), key=lambda kv: kv[0].index)
-                    if r.index >= request.index and r.scale == request.scale
-                )  # fmt: skip
+
+    def produce(
+        source: VideoFile | FrameFolder, wanted: list[FrameRequest], result: DecodeResult
+    ) -> Iterable[tuple[FrameRequest, bytes, tuple[int, int]]]:
+        return source.jpegs(
+            wanted,
+            settings.short_side,
+            settings.jpeg_quality,
+            settings.jpeg_encoder,
+            result,
+            settings.upscale,
+        )
+
+    options = DecodeOptions(
+        settings.decode_threads,
+        settings.min_decoded_fraction,
+        settings.skip_unneeded_frames,
+        settings.context_scale,
+    )
+    decoded = decode_sampled(
+        video.path, sampler, rng_for(seed, video.video_id, video.split), options, produce
+    )
+    info, full_size = decoded.info, decoded.full_size
     samples = []
-    for clip, requests in zip(clips, per_clip):
-        clip_jpegs = [jpegs[r] for r in requests]
+    for k, (clip, requests) in enumerate(zip(decoded.clips, decoded.per_clip)):
+        clip_jpegs = decoded.clip_payloads(k)
         meta = SampleMeta(
             video_id=video.video_id,
             label=video.label,
             view=clip.view,
-            num_views=len(clips),
+            num_views=len(decoded.clips),
             split=video.split,
             source=video.path,
             fps=round(info.fps, 6),
-            num_frames=num_frames,
+            num_frames=decoded.num_frames,
             frame_indices=[list(w) for w in clip.frame_indices],
             stored_frames=[r.index for r in requests],
             jpeg_sizes=[len(f) for f in clip_jpegs],
@@ -199,44 +180,11 @@ def video_samples(video: VideoItem, sampler: Sampler, seed: int, settings: Encod
         samples.append(encode_sample(meta, clip_jpegs))
     return VideoSamples(
         samples=samples,
-        clamped=result.clamped,
-        frames_decoded=result.num_decoded,
-        frames_not_decoded=result.not_decoded,
-        jpeg_bytes=sum(len(b) for b in jpegs.values()),
+        clamped=decoded.result.clamped,
+        frames_decoded=decoded.result.num_decoded,
+        frames_not_decoded=decoded.result.not_decoded,
+        jpeg_bytes=sum(len(b) for b in decoded.payloads.values()),
     )
-
-
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def write_tar(path: str, samples: Iterable[dict[str, bytes | str]]) -> int:
-    """Write samples (``encode_sample`` dicts) to a WebDataset tar with reproducible bytes; returns count."""
-    count = 0
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for sample in samples:
-            key = sample["__key__"]
-            if not isinstance(key, str):
-                raise TypeError(f"sample key must be a str (encode_sample), got {key!r}")
-            for ext in ("json", "frames", "cls"):
-                data = sample[ext]
-                _add_member(tar, f"{key}.{ext}", data if isinstance(data, bytes) else data.encode("utf-8"))
-            count += 1
-    return count
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -250,6 +198,12 @@ class ShardResult:
     frames_decoded: int = 0
     stats: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def failed(cls, task: ShardTask) -> ShardResult:
+        """The row of a task that could not write its shard (its fields typed as a real one's)."""
+        nothing = ShardSidecar(task.name, task.split, 0, 0, 0, "", [], [], [])
+        return cls(sidecar=nothing, skipped=False)
+
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
         row["sidecar"] = self.sidecar.to_json()
@@ -261,9 +215,12 @@ class ShardResult:
         """The inverse of ``to_row`` (on the driver, from a Ray Data row)."""
         return cls(
             sidecar=ShardSidecar.from_json(row["sidecar"], f"shard task {row['id']} result"),
-            skipped=bool(row["skipped"]), replaced=bool(row["replaced"]), seconds=float(row["seconds"]),
-            frames_decoded=int(row["frames_decoded"]), stats=json.loads(row["stats"]),
-        )  # fmt: skip
+            skipped=bool(row["skipped"]),
+            replaced=bool(row["replaced"]),
+            seconds=float(row["seconds"]),
+            frames_decoded=int(row["frames_decoded"]),
+            stats=json.loads(row["stats"]),
+        )
 
 
 def read_sidecar(split_dir: str, name: str) -> ShardSidecar | None:
@@ -273,20 +230,6 @@ def read_sidecar(split_dir: str, name: str) -> ShardSidecar | None:
     if not (storage.exists(side_uri) and storage.exists(tar_uri)):
         return None
     return ShardSidecar.from_json(storage.read_text(side_uri), side_uri)
-
-
-def temp_tar_path(tar_uri: str) -> str:
-    """Where a shard's tar is written before it is moved into place; the same path for every attempt at the
-    same shard, so a retry after a killed attempt overwrites and then removes the leftover. Local output:
-    a hidden file beside the shard (renamed into place); S3: a file in ``<tmp>/tdn-shards/``."""
-    if not storage.is_s3(tar_uri):
-        folder, name = os.path.split(tar_uri)
-        os.makedirs(folder or ".", exist_ok=True)
-        return os.path.join(folder, f".{name}.partial")
-    folder = os.path.join(tempfile.gettempdir(), "tdn-shards")
-    os.makedirs(folder, exist_ok=True)
-    digest = hashlib.sha1(tar_uri.encode("utf-8")).hexdigest()[:20]
-    return os.path.join(folder, f"{digest}-{os.path.basename(tar_uri)}")
 
 
 def write_shard(task: ShardTask) -> ShardResult:
@@ -302,7 +245,8 @@ def write_shard(task: ShardTask) -> ShardResult:
     clamped: list[str] = []
     frames_decoded = 0
     tar_uri = storage.join(task.split_dir, task.name)
-    tmp = temp_tar_path(tar_uri)  # a killed attempt's leftover is overwritten here and removed below
+    remove_stale_temporaries(task.split_dir, task.name)  # what killed attempts at this shard left
+    tmp = temp_tar_path(tar_uri)  # this attempt's own name: removed below whatever happens
     try:
 
         def good_samples() -> Iterable[dict[str, bytes | str]]:
@@ -325,9 +269,17 @@ def write_shard(task: ShardTask) -> ShardResult:
         count = write_tar(tmp, good_samples())
         size = os.path.getsize(tmp)
         sidecar = ShardSidecar(
-            name=task.name, split=task.split, samples=count, videos=len(written), bytes=size,
-            sha256=sha256_file(tmp), video_ids=written, clamped=clamped, quarantine=quarantine, inputs=inputs,
-        )  # fmt: skip
+            name=task.name,
+            split=task.split,
+            samples=count,
+            videos=len(written),
+            bytes=size,
+            sha256=sha256_file(tmp),
+            video_ids=written,
+            clamped=clamped,
+            quarantine=quarantine,
+            inputs=inputs,
+        )
         if storage.is_s3(tar_uri):
             storage.upload_file_atomic(tmp, tar_uri)
         else:
@@ -335,21 +287,34 @@ def write_shard(task: ShardTask) -> ShardResult:
                 os.fsync(f.fileno())
             os.replace(tmp, tar_uri)
         storage.write_text_atomic(tar_uri + ".json", sidecar.to_json(indent=1))
+    except Exception as exc:
+        if is_full_disk(exc):  # one line naming the shard, its size so far and what is free
+            written_so_far = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+            raise disk_full(tar_uri, written_so_far, at_least=True) from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     seconds = time.perf_counter() - start
     return ShardResult(
-        sidecar=sidecar, skipped=False, replaced=existing is not None, seconds=seconds, frames_decoded=frames_decoded,
+        sidecar=sidecar,
+        skipped=False,
+        replaced=existing is not None,
+        seconds=seconds,
+        frames_decoded=frames_decoded,
         stats={"videos_per_s": len(task.videos) / seconds if seconds > 0 else 0.0},
-    )  # fmt: skip
+    )
 
 
 def write_shard_row(row: dict[str, Any]) -> dict[str, Any]:
     """Ray Data map function: one row = one pickled ShardTask (pickled so Arrow never sees nested objects).
     It lives here, not in shard_job, so that workers import no annotation parsers."""
     task: ShardTask = pickle.loads(row["task"])
-    return {"id": row["id"], **write_shard(task).to_row()}
+    try:
+        return {"id": row["id"], "disk_full": "", **write_shard(task).to_row()}
+    except DiskFullError as exc:  # the job stops: said by the driver in one line (an exception would reach it
+        # as Ray Data's wrapper, its cause lost in pickling, with a 100-line traceback)
+        return {"id": row["id"], "disk_full": str(exc), **ShardResult.failed(task).to_row()}
 
 
 def build_index(

@@ -1,7 +1,7 @@
 """Motion-only synthetic video datasets in official dataset layouts.
 
     videos = generate(SyntheticConfig(classes=4, videos_per_class=8, codec="h264", layout="ucf101"), out)
-    python jobs/synthetic.py OUT --classes 4 --videos-per-class 8 [--layout ucf101|hmdb51|ssv1] ...
+    python -m jobs.synthetic OUT --classes 4 --videos-per-class 8 [--layout ucf101|hmdb51|ssv1] ...
 
 Writes really encoded videos (PyAV; H.264 .mp4, MPEG-4 part 2 .avi or VP9 .webm) or, for Something-Something
 V1, folders of JPEG frames, plus the annotation files of the chosen dataset in its official format, so that the

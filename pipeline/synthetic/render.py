@@ -23,11 +23,23 @@ from typing import Literal
 import numpy as np
 
 Motion = Literal[
-    "move_left", "move_right", "move_up", "move_down",
-    "zoom_in", "zoom_out", "rotate_cw", "rotate_ccw",
-    "speed_up", "slow_down", "pan_left", "pan_right",
-    "move_up_left", "move_down_right", "move_up_right", "move_down_left",
-]  # fmt: skip
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "zoom_in",
+    "zoom_out",
+    "rotate_cw",
+    "rotate_ccw",
+    "speed_up",
+    "slow_down",
+    "pan_left",
+    "pan_right",
+    "move_up_left",
+    "move_down_right",
+    "move_up_right",
+    "move_down_left",
+]
 
 
 @dataclass(frozen=True)
@@ -47,23 +59,34 @@ MOTION_CLASSES: tuple[MotionClass, ...] = (
     MotionClass("zoom_in", "ZoomIn", "zoom_in", "Pushing something towards the camera"),
     MotionClass("zoom_out", "ZoomOut", "zoom_out", "Pulling something away from the camera"),
     MotionClass("rotate_cw", "RotateClockwise", "rotate_clockwise", "Turning something clockwise"),
-    MotionClass("rotate_ccw", "RotateCounterClockwise", "rotate_counter_clockwise",
-                "Turning something counterclockwise"),
+    MotionClass(
+        "rotate_ccw",
+        "RotateCounterClockwise",
+        "rotate_counter_clockwise",
+        "Turning something counterclockwise",
+    ),
     MotionClass("speed_up", "SpeedUp", "speed_up", "Pushing something so that it speeds up"),
     MotionClass("slow_down", "SlowDown", "slow_down", "Letting something slow down"),
     MotionClass("pan_left", "PanLeft", "pan_left", "Turning the camera left while filming something"),
     MotionClass("pan_right", "PanRight", "pan_right", "Turning the camera right while filming something"),
     MotionClass("move_up_left", "MoveUpLeft", "move_up_left", "Moving something up and to the left"),
-    MotionClass("move_down_right", "MoveDownRight", "move_down_right", "Moving something down and to the right"),
+    MotionClass(
+        "move_down_right", "MoveDownRight", "move_down_right", "Moving something down and to the right"
+    ),
     MotionClass("move_up_right", "MoveUpRight", "move_up_right", "Moving something up and to the right"),
     MotionClass("move_down_left", "MoveDownLeft", "move_down_left", "Moving something down and to the left"),
-)  # fmt: skip
+)
 
 _DIRECTIONS: dict[str, tuple[float, float]] = {  # (dx, dy) unit vectors, y pointing down
-    "move_left": (-1.0, 0.0), "move_right": (1.0, 0.0), "move_up": (0.0, -1.0), "move_down": (0.0, 1.0),
-    "move_up_left": (-0.7071, -0.7071), "move_down_right": (0.7071, 0.7071),
-    "move_up_right": (0.7071, -0.7071), "move_down_left": (-0.7071, 0.7071),
-}  # fmt: skip
+    "move_left": (-1.0, 0.0),
+    "move_right": (1.0, 0.0),
+    "move_up": (0.0, -1.0),
+    "move_down": (0.0, 1.0),
+    "move_up_left": (-0.7071, -0.7071),
+    "move_down_right": (0.7071, 0.7071),
+    "move_up_right": (0.7071, -0.7071),
+    "move_down_left": (-0.7071, 0.7071),
+}
 
 
 _MIN_SCALE, _MAX_SCALE = 0.5, 1.8  # object size range relative to its base radius (zoom cycle)
@@ -97,7 +120,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.05, 0.95, size=3).astype(np.float32)
 
 
-def _random_pattern(rng: np.random.Generator, freq_range: tuple[float, float]) -> _Pattern:
+def random_pattern(rng: np.random.Generator, freq_range: tuple[float, float]) -> _Pattern:
     return _Pattern(
         colour_a=_random_colour(rng),
         colour_b=_random_colour(rng),
@@ -125,7 +148,7 @@ def render_clip(
     """Render one clip: (num_frames, height, width, 3) uint8 RGB."""
     # Appearance first, with the same sequence of draws for every motion, so it cannot depend on the class.
     side = min(height, width)
-    bg_pattern = _random_pattern(rng, (1.0, 3.0))
+    bg_pattern = random_pattern(rng, (1.0, 3.0))
     bg_freq = (
         int(rng.integers(2, 6)),
         int(rng.integers(1, 5)),
@@ -136,7 +159,7 @@ def render_clip(
     num_objects = int(rng.integers(1, 4))
     objects = [
         _Object(
-            pattern=_random_pattern(rng, (0.6, 1.6)),
+            pattern=random_pattern(rng, (0.6, 1.6)),
             ellipse=bool(rng.integers(0, 2)),
             radius=float(rng.uniform(0.14, 0.24) * side),
             aspect=float(rng.uniform(0.6, 1.0)),

@@ -2,9 +2,10 @@
 
 Project format (a dict, loadable with ``torch.load(weights_only=True)``; local paths or s3:// URIs):
     {"format": "tdn-checkpoint/1", "model_config": dict, "model": state_dict, "class_names": [...],
+     "recipe": dict (recipe.py; absent in checkpoints written before it: recipe_of derives it),
      "optimizer", "scheduler", "epoch", "step", "rng", "train_config", "metrics"}   (last ones optional)
 
-    save_checkpoint(uri, model, model_config, class_names, ...) --torch.save, atomic write--> uri
+    save_checkpoint(uri, model, model_config, class_names, TrainingState, Recipe) --torch.save, atomic--> uri
     uri --load_checkpoint (format checked)--> dict --load_model_checkpoint--> (TDNNet, dict)
 
 Every load is strict: a file that does not fit the model raises ``CheckpointError`` listing the missing keys,
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict
 from pipeline.errors import InputError
+from tdn.checkpoints.recipe import RECIPE_KEY, Recipe, derive_recipe
 from tdn.model.networks import ModelConfig, TDNNet, build_model_from_config
 
 FORMAT = "tdn-checkpoint/1"
@@ -35,8 +39,6 @@ class CheckpointError(InputError):
 
 def _numpy_globals() -> list[Any]:
     """numpy scalar/array types, which released checkpoints may carry in metadata (e.g. best_prec1)."""
-    import numpy as np
-
     core = getattr(np, "_core", None) or np.core
     return [
         core.multiarray.scalar,
@@ -103,49 +105,72 @@ def strict_load(model: nn.Module, state: Mapping[str, torch.Tensor], where: str)
 # ---------------------------------------------------------------------------------------------- project
 
 
+@dataclass
+class TrainingState:
+    """What a training checkpoint holds besides the weights, so that a run can continue from it.
+
+    ``optimizer``/``scheduler``: state dicts (or objects with ``state_dict()``); ``best``: the run's best
+    checkpoint so far (tdn/training/selection.py); ``history``: one dict of numbers per epoch done
+    (tdn/reporting/training_curves.py EpochRecord), so a resumed run keeps both.
+    """
+
+    epoch: int = 0  # epochs done
+    step: int = 0  # optimiser steps done
+    optimizer: Any = None
+    scheduler: Any = None
+    rng: Mapping[str, Any] | None = None  # tdn/training/rng.py rng_state()
+    train_config: Mapping[str, Any] | None = None  # config_to_dict(TrainConfig)
+    metrics: Mapping[str, float] | None = None  # of the last epoch done
+    best: Mapping[str, Any] | None = None
+    history: Sequence[Mapping[str, Any]] | None = None
+    # a checkpoint taken inside an epoch (a preempted run): the epoch's steps done and running sums
+    # (tdn/training/epoch.py EpochProgress.to_list); None at an epoch's end
+    partial_epoch: Sequence[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's keys for this state (those left None are absent)."""
+        ckpt: dict[str, Any] = {"epoch": int(self.epoch), "step": int(self.step)}
+        for name, value in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            if value is not None:
+                ckpt[name] = value.state_dict() if hasattr(value, "state_dict") else value
+        if self.rng is not None:
+            ckpt["rng"] = dict(self.rng)
+        if self.train_config is not None:
+            ckpt["train_config"] = dict(self.train_config)
+        if self.metrics is not None:
+            ckpt["metrics"] = {k: float(v) for k, v in self.metrics.items()}
+        if self.best is not None:
+            ckpt["best"] = dict(self.best)
+        if self.history is not None:
+            ckpt["history"] = [dict(row) for row in self.history]
+        if self.partial_epoch is not None:
+            ckpt["partial_epoch"] = [float(v) for v in self.partial_epoch]
+        return ckpt
+
+
 def save_checkpoint(
     uri: str,
     model: nn.Module,
     model_config: ModelConfig,
     class_names: Sequence[str] | None = None,
-    *,
-    optimizer: Any = None,
-    scheduler: Any = None,
-    epoch: int = 0,
-    step: int = 0,
-    rng: Mapping[str, Any] | None = None,
-    train_config: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, float] | None = None,
-    best: Mapping[str, Any] | None = None,
-    history: Sequence[Mapping[str, Any]] | None = None,
+    state: TrainingState | None = None,
+    recipe: Recipe | None = None,
 ) -> None:
-    """Write a project checkpoint atomically (temp + rename locally, one PUT on S3).
-
-    ``optimizer``/``scheduler`` may be objects with ``state_dict()`` or plain state dicts. ``best``: the run's
-    best checkpoint so far (tdn/training/selection.py); ``history``: one dict of numbers per epoch done
-    (tdn/reporting/training_curves.py EpochRecord), so a resumed run keeps both.
-    """
+    """Write a project checkpoint atomically (temp + rename locally, one PUT on S3); ``state`` makes it a
+    training checkpoint a run can resume from. ``recipe``: the model's input recipe, by default derived from
+    the model config, the class names and ``state.train_config`` (recipe.py)."""
+    names = list(class_names) if class_names is not None else []
+    state = state or TrainingState()
+    config = config_to_dict(model_config)
+    recipe = recipe or derive_recipe(config, names, state.train_config)
     ckpt: dict[str, Any] = {
         "format": FORMAT,
-        "model_config": config_to_dict(model_config),
+        "model_config": config,
         "model": {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()},
-        "class_names": list(class_names) if class_names is not None else [],
-        "epoch": int(epoch),
-        "step": int(step),
+        "class_names": names,
+        RECIPE_KEY: recipe.to_dict(),
+        **state.to_dict(),
     }
-    for name, value in (("optimizer", optimizer), ("scheduler", scheduler)):
-        if value is not None:
-            ckpt[name] = value.state_dict() if hasattr(value, "state_dict") else value
-    if rng is not None:
-        ckpt["rng"] = dict(rng)
-    if train_config is not None:
-        ckpt["train_config"] = dict(train_config)
-    if metrics is not None:
-        ckpt["metrics"] = {k: float(v) for k, v in metrics.items()}
-    if best is not None:
-        ckpt["best"] = dict(best)
-    if history is not None:
-        ckpt["history"] = [dict(row) for row in history]
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     storage.write_bytes_atomic(uri, buf.getvalue())

@@ -21,6 +21,7 @@ from tdn.evaluation.metrics import VideoScores, summary
 from tdn.evaluation.results import (
     DEFAULT_EXPERIMENT,
     EvalResult,
+    EvalRunSpec,
     download_run_scores,
     log_evaluation_run,
     result_from_run,
@@ -72,16 +73,31 @@ def ensemble_result(members: Sequence[EvalResult], video: VideoScores, run_ids: 
     return EvalResult(
         model_id="ensemble:" + "+".join(m.model_id for m in members),
         arch=m0.arch if len({m.arch for m in members}) == 1 else "+".join(m.arch for m in members),
-        variant=m0.variant if len({m.variant for m in members}) == 1 else "+".join(m.variant for m in members),
+        variant=m0.variant
+        if len({m.variant for m in members}) == 1
+        else "+".join(m.variant for m in members),
         frames="+".join(m.frames for m in members),
-        clips=m0.clips, crops=m0.crops, input_size=m0.input_size, short_side=m0.short_side,
-        dataset=m0.dataset, split=m0.split, index_checksum=m0.index_checksum, num_videos=len(video),
-        top1_pct=100.0 * stats["top1"], top5_pct=100.0 * stats["top5"],
+        clips=m0.clips,
+        crops=m0.crops,
+        input_size=m0.input_size,
+        short_side=m0.short_side,
+        dataset=m0.dataset,
+        split=m0.split,
+        index_checksum=m0.index_checksum,
+        num_videos=len(video),
+        top1_pct=100.0 * stats["top1"],
+        top5_pct=100.0 * stats["top5"],
         mean_class_top1_pct=100.0 * stats["mean_class_acc"],
-        ms_per_video=ms, videos_per_s=1000.0 / ms if ms > 0 else 0.0,
-        gflops=sum(m.gflops for m in members), protocol=m0.protocol, split_number=m0.split_number,
-        pretrain=m0.pretrain, device=m0.device, ensemble_of=list(run_ids), shards=m0.shards,
-    )  # fmt: skip
+        ms_per_video=ms,
+        videos_per_s=1000.0 / ms if ms > 0 else 0.0,
+        gflops=sum(m.gflops for m in members),
+        protocol=m0.protocol,
+        split_number=m0.split_number,
+        pretrain=m0.pretrain,
+        device=m0.device,
+        ensemble_of=list(run_ids),
+        shards=m0.shards,
+    )
 
 
 def ensemble_runs(
@@ -97,7 +113,7 @@ def ensemble_runs(
     video = combine_scores([download_run_scores(r, tracking_uri) for r in run_ids], weights)
     result = ensemble_result(members, video, run_ids)
     files = write_outputs(Path(out_dir), result, video)
-    run_id = log_evaluation_run(result, files, tracking_uri, experiment,
-                                run_name=f"ensemble-{result.frames}-{result.dataset}")  # fmt: skip
+    spec = EvalRunSpec(tracking_uri, experiment, run_name=f"ensemble-{result.frames}-{result.dataset}")
+    run_id = log_evaluation_run(result, files, spec)
     log.info("ensemble %s: top-1 %.2f%% (%s)", result.frames, result.top1_pct, ", ".join(run_ids))
     return result, run_id

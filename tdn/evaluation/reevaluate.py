@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tdn.evaluation.batch_inference import evaluate, read_split_index
+from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.model_source import ModelSource
 from tdn.evaluation.protocol import EvalConfig
 from tdn.evaluation.results import DEFAULT_EXPERIMENT
+from tdn.evaluation.split import read_split
+from tdn.evaluation.table_runs import refresh_tables
 from tdn.tracking import mlflow_store
 from tdn.tracking.mlflow_store import (
     INDEX_CHECKSUM_TAG,
@@ -81,9 +83,9 @@ def parse_interval(text: str) -> float:
 def has_result(client: MlflowClient, name: str, version: str, checksum: str, cfg: EvalConfig) -> bool:
     """Is there a FINISHED evaluation run of this version on these shards with this protocol and sizes?
 
-    Sizes given in ``cfg`` must match; sizes left 0 are the model's own (protocol.input_sizes), so a run
-    counts only if it was made without sizes given (runs from before sizes were recorded do not count)."""
-    if cfg.input_size or cfg.short_side:
+    Sizes given in ``cfg`` must match; sizes left 0 are the model's own (protocol.resolve_protocol), so a
+    run counts only if it was made without sizes given (runs from before sizes were recorded do not count)."""
+    if cfg.sizes_given:
         given = (("input_size", cfg.input_size), ("short_side", cfg.short_side))
         sizes = "".join(f" and params.{key} = '{value}'" for key, value in given if value)
     else:
@@ -97,14 +99,14 @@ def has_result(client: MlflowClient, name: str, version: str, checksum: str, cfg
 
 
 def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
-    """One pass: evaluate what is missing, then refresh the tables if something was added."""
-    from tdn.reporting.tables import refresh_tables
-
+    """One pass: evaluate what is missing, then refresh the tables if something was added. The split's
+    index is read once per pass; each version's evaluation gets it."""
     if not cfg.shards:
         raise ValueError("reevaluate needs shards: the evaluation split folder")
     tracking = mlflow_store.resolve_tracking_uri(cfg.tracking_uri)
     client = mlflow_store.tracking_client(tracking)
-    checksum = read_split_index(cfg.shards).checksum
+    split = read_split(cfg.shards)
+    checksum = split.index.checksum
     versions = ready_versions(client, cfg.models, cfg.alias)
     report = ReevaluateReport(checksum, [f"models:/{n}/{v}" for n, v in versions])
     for name, version in versions:
@@ -114,8 +116,15 @@ def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
             continue
         out = Path(cfg.out) / f"{name}-v{version}-{checksum[:12]}"
         try:
-            outcome = evaluate(ModelSource(uri=uri), cfg.shards, cfg.eval, out, tracking, cfg.experiment,
-                               extra_tags={TRIGGER_TAG: "reevaluate"})  # fmt: skip
+            outcome = evaluate(
+                ModelSource(uri=uri),
+                split,
+                cfg.eval,
+                out,
+                tracking,
+                cfg.experiment,
+                extra_tags={TRIGGER_TAG: "reevaluate"},
+            )
         except Exception as exc:  # noqa: BLE001 - one bad version must not block the others
             log.error("reevaluate: %s failed: %s", uri, exc)
             report.failed[uri] = f"{type(exc).__name__}: {exc}"
@@ -123,8 +132,13 @@ def reevaluate_once(cfg: ReevaluateConfig) -> ReevaluateReport:
         report.evaluated[uri] = outcome.run_id
     if report.evaluated:
         _, report.tables_run_id = refresh_tables(tracking, cfg.tables_out, cfg.with_paper)
-    log.info("reevaluate: %d candidate(s), %d evaluated, %d already done, %d failed", len(versions),
-             len(report.evaluated), len(report.skipped), len(report.failed))  # fmt: skip
+    log.info(
+        "reevaluate: %d candidate(s), %d evaluated, %d already done, %d failed",
+        len(versions),
+        len(report.evaluated),
+        len(report.skipped),
+        len(report.failed),
+    )
     return report
 
 

@@ -5,7 +5,9 @@ Files written into the evaluation's output folder:
     results.csv           the same row as CSV (header + one line)
     per_video_scores.npz  video_ids (V,) str, labels (V,) int64, scores (V, C) float32, num_views (V,) int64
                           (plain arrays: ``np.load(path, allow_pickle=False)`` reads it)
-    per_class.csv         class index, class name, videos, correct, accuracy
+    predictions.csv       video_id, label (name; "" when unlabelled), top1..top5 class names with prob1..prob5
+    An unlabelled split (every label -1) gets the four files above, accuracies null (write_unlabelled_outputs).
+    per_class.csv         class index, class name, videos, correct, top1_pct (tdn/reporting/per_class.py)
     confusion.png         the (C, C) confusion matrix in counts, rows = true class, legible at 400 classes
     per_class.png         top-1 per class as sorted bars (the worst and best 25 above 50 classes)
     most_confused.csv     the 20 largest off-diagonal cells: true, predicted, count, share of the true class
@@ -39,12 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tdn.evaluation.description import evaluation_description
 from tdn.evaluation.metrics import VideoScores, confusion_matrix, per_class_accuracy
-from tdn.reporting.html_report import ReportSummary, write_evaluation_report
+from tdn.reporting.html_report import ReportFigure, ReportSummary, write_evaluation_report
+from tdn.reporting.per_class import class_accuracies, per_class_csv
 from tdn.tracking import mlflow_store
 from tdn.tracking.lineage import ShardDataset, source_tags
 from tdn.tracking.mlflow_store import (
     DATASET_TAG,
+    DESCRIPTION_TAG,
     ENSEMBLE_OF_TAG,
     INDEX_CHECKSUM_TAG,
     KIND_EVALUATION,
@@ -139,6 +144,7 @@ def write_outputs(
     result: EvalResult,
     video: VideoScores,
     class_names: Sequence[str] = (),
+    figures: Sequence[ReportFigure] = (),
 ) -> list[Path]:
     """Write the result files (module docstring) into ``out_dir`` (created); returns their paths."""
     out = Path(out_dir)
@@ -148,23 +154,46 @@ def write_outputs(
     acc = per_class_accuracy(video.scores, video.labels, num_classes)
     cm = confusion_matrix(video.scores, video.labels, num_classes)
 
-    row = result.to_dict()
-    body = {**row, "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(names, acc)}}
-    _write_text(out / "results.json", json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    per_class = {n: (None if np.isnan(a) else float(a)) for n, a in zip(names, acc)}
+    _write_result_row(out, result, {"per_class_accuracy": per_class})
+    _write_text(out / "per_class.csv", per_class_csv(class_accuracies(cm, names)))
+    scores = _write_scores(out, video, names)
+    report = write_evaluation_report(out, cm, names, report_summary(result), figures)
+    return [out / n for n in ("results.json", "results.csv", "per_class.csv")] + scores + report
 
+
+def write_unlabelled_outputs(
+    out_dir: str | os.PathLike, result: EvalResult, video: VideoScores, class_names: Sequence[str] = ()
+) -> list[Path]:
+    """A split without labels: results.json / .csv (the protocol, accuracies null), per_video_scores.npz and
+    predictions.csv; nothing that needs labels (per-class accuracy, confusion, report)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    num_classes = video.scores.shape[1]
+    names = list(class_names) if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
+    _write_result_row(out, result, {"labelled": False})
+    return [out / "results.json", out / "results.csv"] + _write_scores(out, video, names)
+
+
+def json_row(row: Mapping) -> dict:
+    """A result row with NaN (no accuracy: an unlabelled split) as null, valid JSON."""
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+
+
+def _write_result_row(out: Path, result: EvalResult, extra: Mapping) -> None:
+    row = json_row(result.to_dict())
+    _write_text(out / "results.json", json.dumps({**row, **extra}, indent=1, ensure_ascii=False) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(row))
     writer.writeheader()
-    writer.writerow({k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()})
+    writer.writerow(
+        {k: (";".join(v) if isinstance(v, list) else ("" if v is None else v)) for k, v in row.items()}
+    )
     _write_text(out / "results.csv", buf.getvalue())
 
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["class_index", "class_name", "videos", "correct", "accuracy"])
-    for i, name in enumerate(names):
-        w.writerow([i, name, int(cm[i].sum()), int(cm[i, i]), "" if np.isnan(acc[i]) else f"{acc[i]:.6f}"])
-    _write_text(out / "per_class.csv", buf.getvalue())
 
+def _write_scores(out: Path, video: VideoScores, names: Sequence[str]) -> list[Path]:
+    """per_video_scores.npz and predictions.csv (video, label, top-5 classes and probabilities)."""
     npz = out / "per_video_scores.npz"
     tmp = out / ".per_video_scores.tmp.npz"
     np.savez(
@@ -175,10 +204,16 @@ def write_outputs(
         num_views=np.asarray(video.num_views, dtype=np.int64),
     )
     os.replace(tmp, npz)
-    report = write_evaluation_report(out, cm, names, report_summary(result))
-    return [
-        out / n for n in ("results.json", "results.csv", "per_class.csv", "per_video_scores.npz")
-    ] + report
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    k = min(5, len(names))
+    writer.writerow(["video_id", "label", *[c for i in range(k) for c in (f"top{i + 1}", f"prob{i + 1}")]])
+    order = np.argsort(-video.scores, axis=1, kind="stable")[:, :k]
+    for vid, label, top, row in zip(video.video_ids, video.labels, order, video.scores):
+        cells = [c for j in top for c in (names[j], f"{row[j]:.6f}")]
+        writer.writerow([vid, names[label] if label >= 0 else "", *cells])
+    _write_text(out / "predictions.csv", buf.getvalue())
+    return [npz, out / "predictions.csv"]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -245,36 +280,63 @@ def run_tags(result: EvalResult) -> dict[str, str]:
     return tags
 
 
-def log_evaluation_run(
-    result: EvalResult,
-    files: Sequence[str | os.PathLike],
-    tracking_uri: str | None = None,
-    experiment: str = DEFAULT_EXPERIMENT,
-    extra_tags: Mapping[str, str] | None = None,
-    run_name: str | None = None,
-    dataset: ShardDataset | None = None,
-) -> str:
-    """Create the evaluation run (params = protocol, metrics = numbers, artifacts = files); returns its id.
+@dataclass(frozen=True)
+class EvalRunSpec:
+    """Where and how an evaluation run is logged (log_evaluation_run)."""
 
-    ``dataset``: the evaluated split as a dataset input (default: one made from the row, without profile).
+    tracking_uri: str | None = None
+    experiment: str = DEFAULT_EXPERIMENT
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+    run_name: str = ""  # "": eval-<model>[-v<version>]-<dataset>-<split>
+    # the evaluated split as a dataset input; None: one made from the row, without profile
+    dataset: ShardDataset | None = None
+    started_ms: int = 0  # when the evaluation began (ms since the epoch), the run's start; 0: now
+
+
+def run_name(result: EvalResult) -> str:
+    """``eval-<registered name>-v<version>-<dataset>-<split>`` (``eval-<file>-...`` for a checkpoint file):
+    each re-evaluation of another version is told apart in the runs list."""
+    model = (
+        f"{result.model_name}-v{result.model_version}" if result.model_name else Path(result.model_id).name
+    )
+    return f"eval-{model}-{result.dataset}-{result.split}"
+
+
+def log_evaluation_run(
+    result: EvalResult, files: Sequence[str | os.PathLike], spec: EvalRunSpec = EvalRunSpec()
+) -> str:
+    """Create the evaluation run (params = protocol, metrics = numbers, artifacts = files, its description
+    saying what was evaluated on what, and how); returns its id. Its start time is ``spec.started_ms``, so
+    its duration on the page covers the work, not only the logging.
+
     Written through an explicit client, so it never touches a caller's active run (transfer logs child runs).
     """
-    client = mlflow_store.tracking_client(tracking_uri)
-    tags = {**run_tags(result), **dict(extra_tags or {})}
-    name = (
-        run_name or f"eval-{result.model_name or Path(result.model_id).name}-{result.dataset}-{result.split}"
-    )
+    client = mlflow_store.tracking_client(spec.tracking_uri)
+    tags = {**run_tags(result), DESCRIPTION_TAG: evaluation_description(result), **dict(spec.extra_tags)}
     row = result.to_dict()
     params = {k: ";".join(v) if isinstance(v, list) else v for k, v in row.items() if k not in METRICS}
-    dataset = dataset or ShardDataset.of_split(result.dataset, result.split, result.index_checksum,
-                                               result.shards, "evaluation", result.num_videos)  # fmt: skip
+    dataset = spec.dataset or ShardDataset.of_split(
+        result.dataset, result.split, result.index_checksum, result.shards, "evaluation", result.num_videos
+    )
     models = [result.logged_model_id] if result.logged_model_id else []
-    with mlflow_store.logged_run(client, experiment, name, tags) as run:
+    experiment_id = mlflow_store.get_or_create_experiment(client, spec.experiment)
+    run = mlflow_store.create_run(
+        client, experiment_id, spec.run_name or run_name(result), tags, spec.started_ms or None
+    )
+    try:
         run.log_inputs([dataset], models)
-        run.log(params=params, metrics={key: float(row[field]) for field, key in METRICS.items()},
-                model_id=result.logged_model_id, dataset=dataset.ref())  # fmt: skip
+        run.log(
+            params=params,
+            metrics={key: float(row[field]) for field, key in METRICS.items()},
+            model_id=result.logged_model_id,
+            dataset=dataset.ref(),
+        )
         for f in files:
             run.log_artifact(str(f))
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    run.finish("FINISHED")
     return run.run_id
 
 

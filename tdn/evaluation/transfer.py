@@ -33,15 +33,18 @@ from pipeline import storage
 from pipeline.config import config_from_dict, config_to_dict, flatten
 from pipeline.datasets import DatasetConfig
 from pipeline.loading.config import LoaderConfig
-from pipeline.shards.job import ShardConfig
+from pipeline.loading.shard_reading import read_index
+from pipeline.shards.job import ShardConfig, run_shard_job
+from tdn.checkpoints.project import save_checkpoint, strict_load
 from tdn.evaluation.batch_inference import evaluate
 from tdn.evaluation.model_source import ModelSource, load_model
 from tdn.evaluation.protocol import EvalConfig
-from tdn.model.networks import ModelConfig
+from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.tracking import mlflow_store
 from tdn.tracking.lineage import ShardDataset, source_tags
 from tdn.tracking.mlflow_store import (
     DATASET_TAG,
+    DESCRIPTION_TAG,
     EVAL_RUN_ID_TAG,
     KIND_TAG,
     KIND_TRANSFER,
@@ -53,11 +56,13 @@ from tdn.tracking.mlflow_store import (
 )
 from tdn.tracking.tracker import TrackingConfig
 from tdn.training.config import DataConfig, InitConfig, RunConfig, TrainConfig
+from tdn.training.launcher import fit
 from tdn.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
 TransferDatasetName = Literal["ucf101", "hmdb51"]
+RESULTS_FILE = "transfer_results.json"  # in work_dir, and an artifact of the parent run
 
 
 @dataclass
@@ -144,17 +149,19 @@ class TransferReport:
 
 
 def prepare_init(
-    source: ModelSource, num_classes: int, class_names: list[str], num_segments: int, dropout: float,
-    out_path: str, tracking_uri: str | None = None,
-) -> ModelConfig:  # fmt: skip
+    source: ModelSource,
+    num_classes: int,
+    class_names: list[str],
+    num_segments: int,
+    dropout: float,
+    out_path: str,
+    tracking_uri: str | None = None,
+) -> ModelConfig:
     """Write the fine-tuning start: the pretrained weights without the classifier + a fresh head.
 
     Every backbone weight must fit (same arch, variant and width); the head (``fc``) is always new, even
     when the class counts happen to agree, as in the released recipe (a new ``new_fc``).
     """
-    from tdn.checkpoints.project import save_checkpoint, strict_load
-    from tdn.model.networks import build_model_from_config
-
     loaded = load_model(source, tracking_uri)
     src_cfg = config_from_dict(ModelConfig, loaded.model_config)
     cfg = dataclasses.replace(src_cfg, num_classes=num_classes, num_segments=num_segments, dropout=dropout)
@@ -175,8 +182,6 @@ def _dataset_config(cfg: TransferConfig, name: str, split: int) -> DatasetConfig
 
 def shard_split(cfg: TransferConfig, name: str, split: int, address: str | None) -> str:
     """Shards of one official split (train + test lists) under work_dir/shards/<name>/split<k>."""
-    from pipeline.shards.job import run_shard_job
-
     out = storage.join(cfg.work_dir, "shards", name, f"split{split}")
     shard_cfg = dataclasses.replace(
         cfg.shard, dataset=_dataset_config(cfg, name, split), output=out, num_segments=cfg.num_segments
@@ -187,9 +192,23 @@ def shard_split(cfg: TransferConfig, name: str, split: int, address: str | None)
     return out
 
 
+def _child_about(name: str, split: int) -> str:
+    return (
+        f"Fine-tuning on **{name} split {split}** (the official train list), then evaluated on its test list: "
+        "the training curves are this run's, the test accuracy is `transfer/test_top1_pct`, the evaluation run "
+        f"is nested below (tag `{EVAL_RUN_ID_TAG}`)."
+    )
+
+
 def _child_run(parent: LoggedRun, run_key: str, name: str, split: int) -> LoggedRun:
-    tags = {PARENT_RUN_TAG: parent.run_id, TRAIN_RUN_TAG: run_key, TRANSFER_TAG: parent.run_id,
-            DATASET_TAG: name, SPLIT_NUMBER_TAG: str(split)}  # fmt: skip
+    tags = {
+        DESCRIPTION_TAG: _child_about(name, split),
+        PARENT_RUN_TAG: parent.run_id,
+        TRAIN_RUN_TAG: run_key,
+        TRANSFER_TAG: parent.run_id,
+        DATASET_TAG: name,
+        SPLIT_NUMBER_TAG: str(split),
+    }
     return mlflow_store.create_run(parent.client, parent.experiment_id, f"{name}-split{split}", tags)
 
 
@@ -197,9 +216,6 @@ def run_split(
     cfg: TransferConfig, name: str, split: int, parent: LoggedRun, address: str | None
 ) -> SplitResult:
     """Shard, fine-tune (Ray Train) and evaluate one split; the training run is the split's child run."""
-    from pipeline.loading.shard_reading import read_index
-    from tdn.training.launcher import fit
-
     tracking = cfg.tracking()
     shards = shard_split(cfg, name, split, address)
     classes = list(read_index(storage.join(shards, "train")).classes)
@@ -231,19 +247,62 @@ def run_split(
     eval_cfg = dataclasses.replace(cfg.eval, split_number=split, pretrain=cfg.pretrain_label)
     with result.checkpoint.as_directory() as ckpt_dir:
         ckpt = os.path.join(ckpt_dir, "checkpoint.pt")
-        out = evaluate(ModelSource(uri=ckpt), storage.join(shards, "test"), eval_cfg,
-                       Path(cfg.work_dir) / "eval" / name / f"split{split}", tracking, cfg.experiment,
-                       extra_tags={TRANSFER_TAG: parent.run_id, PARENT_RUN_TAG: child.run_id})  # fmt: skip
+        out = evaluate(
+            ModelSource(uri=ckpt),
+            storage.join(shards, "test"),
+            eval_cfg,
+            Path(cfg.work_dir) / "eval" / name / f"split{split}",
+            tracking,
+            cfg.experiment,
+            extra_tags={TRANSFER_TAG: parent.run_id, PARENT_RUN_TAG: child.run_id},
+        )
     r = out.result
     # (the trainer logged its own train/ and val/ curves into this run; nothing of them is copied)
     test = ShardDataset.of_split(r.dataset, r.split, r.index_checksum, r.shards, "evaluation", r.num_videos)
-    tested = {"test_top1_pct": r.top1_pct, "test_top5_pct": r.top5_pct, "test_mean_class_top1_pct":
-              r.mean_class_top1_pct}  # fmt: skip
+    tested = {
+        "test_top1_pct": r.top1_pct,
+        "test_top5_pct": r.top5_pct,
+        "test_mean_class_top1_pct": r.mean_class_top1_pct,
+    }
     child.log(metrics={f"transfer/{k}": v for k, v in tested.items()}, dataset=test.ref())
     child.set_tag(EVAL_RUN_ID_TAG, out.run_id)
+    # the trainer wrote its own description into this run (what was trained on what): the split's goes first
+    trained = child.client.get_run(child.run_id).data.tags.get(DESCRIPTION_TAG, "")
+    about = _child_about(name, split)
+    if not trained.startswith(about):
+        child.set_tag(DESCRIPTION_TAG, f"{about}\n\n{trained}".strip())
     child.finish("FINISHED")
-    return SplitResult(name, split, r.top1_pct, r.top5_pct, r.mean_class_top1_pct, r.num_videos, child.run_id,
-                       out.run_id, str(result.checkpoint.path))  # fmt: skip
+    return SplitResult(
+        name,
+        split,
+        r.top1_pct,
+        r.top5_pct,
+        r.mean_class_top1_pct,
+        r.num_videos,
+        child.run_id,
+        out.run_id,
+        str(result.checkpoint.path),
+    )
+
+
+def transfer_description(cfg: TransferConfig) -> str:
+    """The parent run's description (Markdown): what is fine-tuned from what, on which splits, how."""
+    source = cfg.pretrained.uri or f"the official checkpoint `{cfg.pretrained.official}`"
+    o = cfg.optim
+    return "\n".join(
+        [
+            f"Transfer of {source} to {', '.join(cfg.datasets)}, official splits "
+            f"{', '.join(map(str, cfg.splits))} (the paper's Table 4, pretrain label {cfg.pretrain_label}): per "
+            "split, the shard job, a fine-tuning run and an evaluation of the test list; the split runs are "
+            "nested below.",
+            "",
+            f"**Recipe**: {cfg.num_segments} segments, dropout {cfg.dropout:g}, a new classifier; SGD lr {o.lr:g} "
+            f"per {o.reference_batch} samples, {o.epochs} epochs, {o.schedule} schedule "
+            f"({', '.join(map(str, o.steps))}); evaluation protocol `{cfg.eval.protocol}`.",
+            "**Results**: `transfer/<dataset>_split<k>_top1_pct`, `transfer/<dataset>_mean_top1_pct`, and "
+            "`transfer_results.json`.",
+        ]
+    )
 
 
 def _preimport() -> None:
@@ -257,15 +316,12 @@ def _preimport() -> None:
     import ray.data  # noqa: F401
     import ray.train.torch  # noqa: F401
 
-    import pipeline.shards.job  # noqa: F401
-    import tdn.training.launcher  # noqa: F401
-
 
 def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferReport:
     """Every (dataset, split) in order, under one parent MLflow run; returns the per-split and mean top-1."""
     cfg.pretrained.check()
     client = mlflow_store.tracking_client(cfg.tracking())
-    tags = {**source_tags(), KIND_TAG: KIND_TRANSFER}
+    tags = {**source_tags(), KIND_TAG: KIND_TRANSFER, DESCRIPTION_TAG: transfer_description(cfg)}
     with mlflow_store.logged_run(client, cfg.experiment, "transfer", tags) as parent:
         parent.log(params=flatten(config_to_dict(cfg)))
         todo = [(name, split) for name in cfg.datasets for split in cfg.splits]
@@ -303,7 +359,7 @@ def run_transfer(cfg: TransferConfig, address: str | None = None) -> TransferRep
             means[name] = sum(vals) / len(vals)
         parent.log(metrics={**split_top1, **{f"transfer/{n}_mean_top1_pct": m for n, m in means.items()}})
         report = TransferReport(parent.run_id, results, means)
-        out = Path(cfg.work_dir) / "transfer_results.json"
+        out = Path(cfg.work_dir) / RESULTS_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(dataclasses.asdict(report), indent=1) + "\n", encoding="utf-8")
         parent.log_artifact(str(out))

@@ -4,5 +4,7 @@
                        --resnet.py stages with L-TDM + temporal conv in layer2..4--> (N*T, C) per segment
                        --fc, mean over T--> logits (N, classes)
 
-flops.py counts multiply-adds and parameters of a ModelConfig.
+temporal_ops.py and attention_gate.py hold the temporal modules' fused operations (autograd functions with
+hand-written backward passes); flops.py counts multiply-adds and parameters of a ModelConfig; gradcam.py says
+where a trained model looked (Grad-CAM of layer4, per segment, for any variant).
 """

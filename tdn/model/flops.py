@@ -1,7 +1,7 @@
 """Multiply-adds and parameters of a model configuration, and the paper's FLOPs tables beside ours.
 
-    python jobs/flops.py --arch resnet50 --segments 8 --size 224 [--variant tdn]
-    python jobs/flops.py --table
+    python -m jobs.flops --arch resnet50 --segments 8 --size 224 [--variant tdn]
+    python -m jobs.flops --table
 
 Counted with ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls; it reports 2 FLOPs per
 multiply-add, we print multiply-adds = flops / 2, the paper's unit) on a meta-device model, so nothing is

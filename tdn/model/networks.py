@@ -196,7 +196,9 @@ class TDNNet(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 6 or x.shape[2] != 5 or x.shape[3] != 3 or x.shape[1] != self.num_segments:
-            raise ValueError(f"expected input (N, T={self.num_segments}, 5, 3, H, W), got {tuple(x.shape)}")
+            raise InputShapeError(
+                f"expected input (N, T={self.num_segments}, 5, 3, H, W), got {tuple(x.shape)}"
+            )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, T, 5, 3, H, W) -> per-segment features (N*T, C, H/32, W/32)."""
@@ -210,12 +212,14 @@ class TDNNet(nn.Module):
                 out = layer(out)
             return out
         diff = self.stdm.stem(frames)
-        out = fuse(out, diff, self.s_tdm_fusion, self.fusion_weights)
+        # without an autograd graph the fusion may write into the RGB stream's tensor (no one else reads it)
+        inplace = not torch.is_grad_enabled()
+        out = fuse(out, diff, self.s_tdm_fusion, self.fusion_weights, inplace)
         for i, layer in enumerate(layers):
             out = layer(out)
             if i < len(self.stdm.layers):
                 diff = self.stdm.layers[i](diff)
-                out = fuse(out, diff, self.s_tdm_fusion, self.fusion_weights)
+                out = fuse(out, diff, self.s_tdm_fusion, self.fusion_weights, inplace)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,6 +227,10 @@ class TDNNet(nn.Module):
         feats = torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
         logits = self.fc(self.dropout(feats))
         return logits.view(n, self.num_segments, -1).mean(dim=1)
+
+
+class InputShapeError(ValueError):
+    """A batch of another shape than the model takes: the data was made for another model (never retried)."""
 
 
 def build_model_from_config(cfg: ModelConfig) -> TDNNet:

@@ -6,10 +6,16 @@
         └─ confusion_png(cm, names, title) -> confusion.png bytes
 
 How the picture scales with the class count C:
-    C <= 30   classes in index order, every class named on both axes, the count written in each non-zero cell
+    C <= 30   classes in index order, every class named on both axes, the count written in each non-zero cell;
+              cells of 0.9 in (up to 6 classes) down to 0.32 in, counts at ~40 % of the cell's height (14 pt
+              at 4 classes, ~9.7 pt at 30), 100 dpi
     C >  30   no text in cells; classes reordered so that classes confused with each other sit side by side
-              (chained order, below), every k-th class named (about 50 names per axis); the figure grows
-              to ~16 in at 120 dpi, about 4.5 px per cell at 400 classes
+              (chained order, below), every k-th class named (about 50 names per axis); the matrix grows to
+              15 in at 120 dpi, 4.5 px per cell at 400 classes
+Layout (``confusion_figure``): the matrix gets its size in inches, x tick labels stay horizontal when the widest
+fits between two ticks (measured), else turn 45 or 90 degrees, and the figure is then grown around the measured
+labels, title and colour bar (figures.fit_to_contents): class names are shown whole, nothing is cut at the
+edge of MLflow's artifact viewer.
 Colour is the count through a power norm (gamma 0.4) with a colour bar: with 50 videos per class the diagonal
 holds ~40 and a typical confusion 1-2, which a linear scale paints white; gamma 0.4 makes a count of 1 about
 a fifth of the way up the scale (1/40 ** 0.4 = 0.23); the map starts at a light blue and 0 is white.
@@ -30,14 +36,20 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, PowerNorm
+from matplotlib.figure import Figure
 
-from tdn.reporting.figures import new_figure, save_figure
+from tdn.reporting.figures import fit_to_contents, new_figure, save_figure
 
 ANNOTATE_MAX_CLASSES = 30  # above this, no per-cell counts and classes reordered (see module docstring)
 AXIS_NAMES = 50  # at most this many class names per axis on a large matrix
 CHAIN_MEMORY = 4  # class_order links a class to the last this many placed ones
 GAMMA = 0.4  # power norm of the colour scale (module docstring)
+MAX_CELL_IN, MIN_CELL_IN = 0.9, 0.32  # cell side up to 30 classes: 0.32 in = 32 px, room for a 3-digit count
+MAX_MATRIX_IN = 15.0  # the matrix side above 30 classes: 15 in at 120 dpi = 1800 px, 4.5 px per class at 400
+LABEL_MAX_CHARS = 48  # longer class names end in an ellipsis (a guard: the layout fits any length)
+SMALL_DPI, LARGE_DPI = 100, 120
 
 
 @dataclass(frozen=True)
@@ -117,43 +129,102 @@ def class_order(cm: np.ndarray) -> np.ndarray:
 
 def confusion_png(cm: np.ndarray, names: Sequence[str], title: str = "") -> bytes:
     """confusion.png: counts, rows = true class (see the module docstring for how it scales)."""
+    small = np.asarray(cm).shape[0] <= ANNOTATE_MAX_CLASSES
+    return save_figure(confusion_figure(cm, names, title), dpi=SMALL_DPI if small else LARGE_DPI)
+
+
+def cell_inches(c: int) -> float:
+    """The side of one cell: 0.9 in up to 6 classes, shrinking to 0.32 in (annotated, up to 30 classes),
+    then a matrix of 7 in + 0.0225 in per class, at most 15 in (0.0375 in = 4.5 px per class at 400)."""
+    if c <= ANNOTATE_MAX_CLASSES:
+        return min(MAX_CELL_IN, max(MIN_CELL_IN, 5.4 / max(c, 1)))
+    return min(7.0 + 0.0225 * c, MAX_MATRIX_IN) / c
+
+
+def count_fontsize(cell_in: float, vmax: int) -> float:
+    """Points for the counts written in the cells: about 40 % of the cell's height, narrower than the cell
+    for the widest count (a digit is ~0.6 em wide), at most 14 pt."""
+    cell_pt = cell_in * 72.0
+    digits = len(str(max(int(vmax), 1)))
+    return min(14.0, 0.42 * cell_pt, 0.8 * cell_pt / (0.6 * digits))
+
+
+def confusion_figure(cm: np.ndarray, names: Sequence[str], title: str = "") -> Figure:
+    """The confusion figure, laid out: the matrix has ``cell_inches(C)`` per class, the figure grows around
+    the measured labels (figures.fit_to_contents) so no class name is cut."""
     cm = np.asarray(cm)
     c = cm.shape[0]
     order = class_order(cm)
     shown = cm[np.ix_(order, order)]
     small = c <= ANNOTATE_MAX_CLASSES
-    side = max(5.0, 3.0 + 0.3 * c) if small else min(8.0 + 0.02 * c, 16.0)
-    fig = new_figure(width=side + 1.5, height=side)
-    ax = fig.add_subplot()
+    cell = cell_inches(c)
+    side = cell * c
+    fig = new_figure(width=side + 4.0, height=side + 4.0)
+    fig.set_dpi(SMALL_DPI if small else LARGE_DPI)
+    w, h = fig.get_size_inches()
+    ax = fig.add_axes((2.0 / w, 2.0 / h, side / w, side / h))
+    cax = fig.add_axes(((2.0 + side + 0.15) / w, 2.0 / h, 0.22 / w, side / h))
     vmax = max(int(shown.max()), 1)
     # Blues from 25% up, zero cells masked to white: a single confused video is a visible blue, not near-white
     cmap = ListedColormap(colormaps["Blues"](np.linspace(0.25, 1.0, 256))).with_extremes(bad="white")
     im = ax.imshow(
-        np.ma.masked_equal(shown, 0), cmap=cmap, norm=PowerNorm(GAMMA, vmin=0, vmax=vmax),
+        np.ma.masked_equal(shown, 0),
+        cmap=cmap,
+        norm=PowerNorm(GAMMA, vmin=0, vmax=vmax),
         interpolation="nearest",
-    )  # fmt: skip
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        aspect="auto",  # the axes box is already square, cell x cell per class
+    )
+    bar = fig.colorbar(im, cax=cax)
     bar.set_label("videos (count; power scale)")
     step = 1 if small else math.ceil(c / AXIS_NAMES)
     ticks = list(range(0, c, step))
-    labels = [str(names[order[i]])[:24] for i in ticks]
-    fontsize = 7 if small else 5
-    ax.set_xticks(ticks, labels=labels, rotation=90, fontsize=fontsize)
+    labels = [_label(names[order[i]]) for i in ticks]
+    fontsize = 10.0 if c <= 15 else 9.0 if small else 7.0
+    ax.set_xticks(ticks, labels=labels, fontsize=fontsize)
     ax.set_yticks(ticks, labels=labels, fontsize=fontsize)
+    _rotate_x_labels_unless_they_fit(fig, ax, spacing_in=step * cell, small=small)
     if small:
+        size = count_fontsize(cell, vmax)
         for t in range(c):
             for p in range(c):
                 if shown[t, p]:
                     dark = (shown[t, p] / vmax) ** GAMMA > 0.6
                     ax.text(
-                        p, t, str(int(shown[t, p])), ha="center", va="center", fontsize=6,
+                        p,
+                        t,
+                        str(int(shown[t, p])),
+                        ha="center",
+                        va="center",
+                        fontsize=size,
                         color="white" if dark else "black",
-                    )  # fmt: skip
+                    )
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
     else:
-        ax.set_xlabel(f"predicted class (1 name in {step}; mutually confused classes side by side)")
+        named = "every class named" if step == 1 else f"1 name in {step}"
+        ax.set_xlabel(f"predicted class ({named}; mutually confused classes side by side)")
         ax.set_ylabel("true class (same order)")
-    ax.set_title(title[:100], fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, dpi=100 if small else 120)
+    ax.set_title(title[:100], fontsize=10)
+    fit_to_contents(fig)
+    return fig
+
+
+def _label(name: object) -> str:
+    """A class name as shown on an axis: whole up to LABEL_MAX_CHARS (longer ones end in an ellipsis)."""
+    text = str(name)
+    return text if len(text) <= LABEL_MAX_CHARS else text[: LABEL_MAX_CHARS - 1] + "\u2026"
+
+
+def _rotate_x_labels_unless_they_fit(fig: Figure, ax: Axes, spacing_in: float, small: bool) -> None:
+    """Horizontal x tick labels when the widest fits between two ticks, else 45 degrees (up to 30 classes)
+    or 90 (above, where the ticks are a few pixels apart). Widths measured by the renderer."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg canvas (new_figure)
+    labels = ax.get_xticklabels()
+    widest = max((t.get_window_extent(renderer).width for t in labels), default=0.0)
+    if widest <= 0.9 * spacing_in * fig.dpi:
+        return
+    for t in labels:
+        if small:
+            t.set(rotation=45, ha="right", rotation_mode="anchor")
+        else:
+            t.set(rotation=90, ha="center")

@@ -9,7 +9,8 @@
     render_report(summary, classes, pairs, figures) -> HTML text
         1. protocol      model id, dataset/split, frames x clips x crops, input size, short side, index checksum
         2. headline      top-1 / top-5 / mean class top-1 (percent), ms per video, videos/s, GFLOPs per view
-        3. confusions    the most-confused pairs (true -> predicted, count, share of the true class)
+        3. confusions    the most-confused pairs (true -> predicted, count, share of the true class), then
+                         Grad-CAM strips of a few of their videos (when the evaluation made them)
         4. pictures      each figure inline as a data:image/png;base64 URI
         5. per class     every class, worst first: videos, correct, top-1 %
 
@@ -67,9 +68,15 @@ class ReportFigure:
 
 
 def write_evaluation_report(
-    folder: str | os.PathLike, cm: np.ndarray, names: Sequence[str], summary: ReportSummary
+    folder: str | os.PathLike,
+    cm: np.ndarray,
+    names: Sequence[str],
+    summary: ReportSummary,
+    cams: Sequence[ReportFigure] = (),
 ) -> list[Path]:
-    """Write REPORT_FILES into ``folder`` from the (C, C) confusion counts (rows = true class); their paths."""
+    """Write REPORT_FILES into ``folder`` from the (C, C) confusion counts (rows = true class); their paths.
+    ``cams``: Grad-CAM strips of videos of the most-confused pairs (tdn/evaluation/confusion_cams.py), shown
+    after the pairs."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     classes = class_accuracies(cm, names)
@@ -82,7 +89,7 @@ def write_evaluation_report(
         "confusion.png": figures[0].png,
         "per_class.png": figures[1].png,
         "most_confused.csv": most_confused_csv(pairs).encode("utf-8"),
-        "report.html": render_report(summary, classes, pairs, figures).encode("utf-8"),
+        "report.html": render_report(summary, classes, pairs, figures, cams).encode("utf-8"),
     }
     paths = []
     for name in REPORT_FILES:
@@ -108,6 +115,7 @@ def render_report(
     classes: Sequence[ClassAccuracy],
     pairs: Sequence[ConfusedPair],
     figures: Sequence[ReportFigure],
+    cams: Sequence[ReportFigure] = (),
 ) -> str:
     """The whole page as one string (see the module docstring for its sections)."""
     s = summary
@@ -138,7 +146,7 @@ def render_report(
                     f"<code>{_e(s.index_checksum)}</code>",
                 ]
             ],
-        ),  # fmt: skip
+        ),
         "<h2>Results</h2>",
         _table(
             ["top-1 (%)", "top-5 (%)", "mean class top-1 (%)", "ms / video", "videos / s", "GFLOPs / view"],
@@ -149,12 +157,12 @@ def render_report(
                     f"{s.mean_class_top1_pct:.2f}",
                     f"{s.ms_per_video:.1f}",
                     f"{s.videos_per_s:.2f}",
-                    f"{s.gflops_per_view:.1f}",
+                    format_gflops(s.gflops_per_view),
                 ]
             ],
             numeric=True,
             css="headline",
-        ),  # fmt: skip
+        ),
     ]
     parts.append(f"<h2>Most-confused pairs (top {len(pairs)})</h2>")
     if pairs:
@@ -167,7 +175,13 @@ def render_report(
         )
     else:
         parts.append("<p>No video was predicted as another class.</p>")
-    for fig in figures:
+    if cams:
+        parts.append("<h2>Where the model looked: Grad-CAM of videos of the most-confused pairs</h2>")
+        parts.append(
+            "<p>Each strip: the clip's centre frames as the model saw them, the class-activation map of the "
+            "predicted class over each (blue low, red high; the last conv stage, Grad-CAM).</p>"
+        )
+    for fig in [*cams, *figures]:
         data = base64.b64encode(fig.png).decode("ascii")
         parts.append(
             f'<figure><img alt="{_e(fig.caption)}" src="data:image/png;base64,{data}">'
@@ -190,10 +204,16 @@ def render_report(
                 for c in [*ranked, *unscored]
             ],
             numeric=True,
-        )  # fmt: skip
+        )
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def format_gflops(gflops: float) -> str:
+    """GFLOPs with 3 significant digits below 10 (0.0475 for the tests' tiny model, not "0.0"), whole above
+    (36, 198): the rule of the benchmark tables (tdn/evaluation/tables.py), so the page and they agree."""
+    return f"{gflops:.3g}" if abs(gflops) < 10 else f"{gflops:.0f}"
 
 
 def _e(text: object) -> str:

@@ -4,6 +4,7 @@
         -> write_training_history(records, folder)
             ├─ <folder>/metrics.csv   header = EpochRecord field names, one row per epoch ("" = not validated)
             └─ <folder>/curves.png    loss (train, val), top-1 % (train, val), learning rate; x = epoch
+                                      (curves_figure: a loss spike is clipped and marked, not drawn to scale)
         -> the loop logs both files to the training run
 
 Both files are rewritten whole each time (through a temporary file and ``os.replace``), so a reader never sees a
@@ -22,7 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tdn.reporting.figures import new_figure, save_figure
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from tdn.reporting.figures import fit_to_contents, new_figure, save_figure
+
+PANEL_IN = 4.0  # width of each panel's plot area (its height: 3 in)
+DPI = 90
+SPIKE_FACTOR = 4.0  # a loss point this many times the median of the points before it is a spike (is_spike)
+SPIKE_WINDOW = 3  # ... of the SPIKE_WINDOW points before it
 
 
 @dataclass(frozen=True)
@@ -104,24 +114,48 @@ def _cell(value: object) -> str:
 
 
 def _curves_png(records: Sequence[EpochRecord]) -> bytes:
-    """Three panels side by side; validation points only where the epoch was validated."""
+    return save_figure(curves_figure(records), dpi=DPI)
+
+
+def curves_figure(records: Sequence[EpochRecord]) -> Figure:
+    """Three panels side by side (PANEL_IN each); validation points only where the epoch was validated.
+
+    Loss: y range from the points that are not spikes (``is_spike``); a spike is drawn as a triangle on
+    the top edge with its value beside it, and the axis label says how many were clipped. Top-1: the best
+    validation epoch is a star, its value in the legend (no text inside the plot to cover a line). Legends
+    sit under their panel, never on a curve.
+    """
     epochs = [r.epoch for r in records]
-    val = [r for r in records if r.val_top1_pct is not None]
-    fig = new_figure(width=13.0, height=3.8)
-    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
-    loss_ax.plot(epochs, [r.train_loss for r in records], marker="o", label="train")
-    val_loss = [r for r in records if r.val_loss is not None and math.isfinite(r.val_loss)]
+    val = [(r.epoch, r.val_top1_pct) for r in records if r.val_top1_pct is not None]
+    fig = new_figure(width=3 * PANEL_IN + 4.0, height=PANEL_IN * 0.75 + 2.5)
+    fig.set_dpi(DPI)
+    w, h = fig.get_size_inches()
+    loss_ax, acc_ax, lr_ax = (
+        fig.add_axes(((1.0 + i * (PANEL_IN + 1.2)) / w, 1.5 / h, PANEL_IN / w, PANEL_IN * 0.75 / h))
+        for i in range(3)
+    )
+    train_loss = [(r.epoch, r.train_loss) for r in records if math.isfinite(r.train_loss)]
+    val_loss = [
+        (r.epoch, r.val_loss) for r in records if r.val_loss is not None and math.isfinite(r.val_loss)
+    ]
+    loss_ax.plot(*_xy(train_loss), marker="o", label="train")
     if val_loss:
-        loss_ax.plot([r.epoch for r in val_loss], [r.val_loss for r in val_loss], marker="s", label="val")
+        loss_ax.plot(*_xy(val_loss), marker="s", label="val")
     loss_ax.set_title("loss")
+    _clip_spikes(loss_ax, [train_loss, val_loss], "loss")
     acc_ax.plot(epochs, [r.train_top1_pct for r in records], marker="o", label="train top-1")
     if val:
-        acc_ax.plot([r.epoch for r in val], [r.val_top1_pct for r in val], marker="s", label="val top-1")
-        best = max(val, key=lambda r: r.val_top1_pct or 0.0)
-        acc_ax.annotate(
-            f"best {best.val_top1_pct:.1f}%", (best.epoch, best.val_top1_pct or 0.0),
-            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8,
-        )  # fmt: skip
+        acc_ax.plot(*_xy(val), marker="s", label="val top-1")
+        best_epoch, best_pct = max(val, key=lambda p: p[1])  # the first epoch of the best value
+        acc_ax.plot(
+            [best_epoch],
+            [best_pct],
+            linestyle="none",
+            marker="*",
+            markersize=14,
+            color="tab:red",
+            label=f"best val {best_pct:.1f}% (epoch {best_epoch})",
+        )
     acc_ax.set_title("top-1 (%)")
     acc_ax.set_ylim(0, 100)
     lr_ax.plot(epochs, [r.lr for r in records], marker="o", color="tab:green")
@@ -133,9 +167,60 @@ def _curves_png(records: Sequence[EpochRecord]) -> bytes:
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     for ax in (loss_ax, acc_ax):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, dpi=90)
+            ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    fit_to_contents(fig)
+    return fig
+
+
+def is_spike(series: Sequence[float]) -> list[bool]:
+    """Per point of one curve: is it a spike, above SPIKE_FACTOR x the median of the SPIKE_WINDOW points
+    before it? The first point never is (a loss starts high).
+
+    Why the recent median and not a spread over the whole curve: a loss that converges fast has a long flat
+    tail, and any quartile fence (q75 + 6 IQR was tried) then cut off its first epochs, the healthy start of
+    the curve (4.9 at epoch 1, flat at 0.3 from epoch 10 on). Against the recent median a falling curve has
+    no spike, a one- or two-epoch jump (a diverging step, a broken validation) is one, and a lasting change of
+    level stops being one after SPIKE_WINDOW // 2 + 1 epochs: it is then the curve itself."""
+    flags = [False] * len(series)
+    for i in range(1, len(series)):
+        recent = float(np.median(series[max(0, i - SPIKE_WINDOW) : i]))
+        flags[i] = series[i] > SPIKE_FACTOR * recent and series[i] > 0
+    return flags
+
+
+def _clip_spikes(ax: Axes, series: Sequence[Sequence[tuple[int, float]]], what: str) -> None:
+    """Set the y range from the points that are no spike (``is_spike``, per curve); the points above it
+    become triangles on the top edge labelled with their value, and the y label says so."""
+    kept = [y for s in series for (_, y), spike in zip(s, is_spike([y for _, y in s])) if not spike]
+    if not kept:
+        return
+    low, high = min(kept), max(kept)
+    margin = 0.08 * (high - low) if high > low else 0.1 * max(abs(high), 1.0)
+    top = high + margin
+    ax.set_ylim(low - margin, top)
+    above = [(x, y) for s in series for x, y in s if y > top]
+    if not above:
+        ax.set_ylabel(what)
+        return
+    for x, y in above:
+        ax.plot([x], [top], marker="^", markersize=9, color="tab:red", clip_on=False, linestyle="none")
+        ax.annotate(
+            f"{y:.3g}",
+            (x, top),
+            textcoords="offset points",
+            xytext=(6, -4),
+            ha="left",
+            va="top",
+            fontsize=8,
+            color="tab:red",
+        )
+    ax.set_title(ax.get_title(), pad=14)  # room for the triangles above the top edge
+    n = len(above)
+    ax.set_ylabel(f"{what} (y clipped: {n} spike{'s' if n > 1 else ''} above, \u25b2 = value)")
+
+
+def _xy(points: Sequence[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    return [x for x, _ in points], [y for _, y in points]
 
 
 def _replace_bytes(path: Path, data: bytes) -> None:

@@ -7,7 +7,7 @@ When the tracking server is still unreachable ``flush_timeout_s`` after training
     <storage_path>/<run name>/mlflow-journal/files/...        copies of the files those calls upload
 
 The file is rewritten whole under a temporary name, fsync'd and renamed (one PUT on S3), so it is either the
-old or the new journal, never half of one. ``python jobs/replay_tracking.py <journal>`` sends every call again
+old or the new journal, never half of one. ``python -m jobs.replay_tracking <journal>`` sends every call again
 (tdn/tracking/operations.py: nothing is logged twice, so a replay may be repeated or interrupted), ends the
 run with the recorded status and appends a ``replayed`` line; ``pending_operations`` counts the calls after
 the last such line (jobs/train.py reports them and exits 1).
@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from pipeline import storage
+from pipeline.scratch import scratch_dir
 from tdn.tracking.mlflow_store import make_sqlite_folder, open_train_run, tracking_client
 from tdn.tracking.operations import (
     LogArtifact,
@@ -97,7 +97,8 @@ def write_journal(folder: str, header: JournalHeader, operations: Sequence[Opera
         if isinstance(op, LogArtifact):
             op = replace(op, local_path=keep(op.local_path))
         elif isinstance(op, RegisterModel):
-            op = replace(op, checkpoint_path=keep(op.checkpoint_path))
+            example = keep(op.example_path) if op.example_path else ""
+            op = replace(op, checkpoint_path=keep(op.checkpoint_path), example_path=example)
         lines.append(json.dumps(op.to_dict()))
     storage.write_text_atomic(uri, "\n".join(lines) + "\n")
     return uri
@@ -152,19 +153,26 @@ def replay_journal(uri: str, tracking_uri: str = "") -> ReplayReport:
             *open_train_run(client, head.experiment, head.run_key, head.run_name, reopen=False)
         )
     folder = uri.rsplit("/", 1)[0] if storage.is_s3(uri) else os.path.dirname(os.path.abspath(uri))
-    local = tempfile.mkdtemp(prefix="tdn-replay-") if storage.is_s3(uri) else ""
+    local = scratch_dir("replay") if storage.is_s3(uri) else ""
     try:
         for op in journal.operations:
             if isinstance(op, LogArtifact):
                 op = replace(op, local_path=_local_file(folder, op.local_path, local))
             elif isinstance(op, RegisterModel):
-                op = replace(op, checkpoint_path=_local_file(folder, op.checkpoint_path, local))
+                example = _local_file(folder, op.example_path, local) if op.example_path else ""
+                op = replace(
+                    op, checkpoint_path=_local_file(folder, op.checkpoint_path, local), example_path=example
+                )
             op.send(client, target, again=True)
     finally:
         if local:
             shutil.rmtree(local, ignore_errors=True)
-    marker: dict[str, Any] = {"op": _REPLAYED, "operations": len(journal.operations),
-                              "at": int(time.time() * 1000), "tracking_uri": target_uri}  # fmt: skip
+    marker: dict[str, Any] = {
+        "op": _REPLAYED,
+        "operations": len(journal.operations),
+        "at": int(time.time() * 1000),
+        "tracking_uri": target_uri,
+    }
     text = storage.read_bytes(uri).decode("utf-8").rstrip("\n") + "\n" + json.dumps(marker) + "\n"
     storage.write_text_atomic(uri, text)
     status = client.get_run(target.run_id).info.status

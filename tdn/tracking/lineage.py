@@ -86,8 +86,9 @@ class ShardDataset:
         )
 
     @classmethod
-    def of_split(cls, dataset: str, split: str, checksum: str, location: str, context: Context,
-                 num_videos: int = 0) -> ShardDataset:  # fmt: skip
+    def of_split(
+        cls, dataset: str, split: str, checksum: str, location: str, context: Context, num_videos: int = 0
+    ) -> ShardDataset:
         """The same record from what a results row keeps (an ensemble has no index at hand)."""
         return cls(f"{dataset}/{split}", checksum[:DIGEST_LIMIT], location, context, num_videos=num_videos)
 
@@ -99,8 +100,12 @@ class ShardDataset:
         return "s3" if storage.is_s3(self.source) else "local"
 
     def profile(self) -> str:
-        fields = {"num_videos": self.num_videos, "num_samples": self.num_samples,
-                  "num_classes": self.num_classes, "num_shards": self.num_shards}  # fmt: skip
+        fields = {
+            "num_videos": self.num_videos,
+            "num_samples": self.num_samples,
+            "num_classes": self.num_classes,
+            "num_shards": self.num_shards,
+        }
         return json.dumps({k: v for k, v in fields.items() if v})
 
     def to_input(self) -> DatasetInput:
@@ -124,10 +129,16 @@ class ShardDataset:
         context = str(data["context"])
         if context not in ("training", "validation", "evaluation"):
             raise ValueError(f"unknown dataset context {context!r}")
-        return cls(str(data["name"]), str(data["digest"]), str(data["source"]),
-                   context,  # type: ignore[arg-type]  # checked above
-                   int(data.get("num_videos", 0)), int(data.get("num_samples", 0)),
-                   int(data.get("num_classes", 0)), int(data.get("num_shards", 0)))  # fmt: skip
+        return cls(
+            str(data["name"]),
+            str(data["digest"]),
+            str(data["source"]),
+            context,  # type: ignore[arg-type]  # checked above
+            int(data.get("num_videos", 0)),
+            int(data.get("num_samples", 0)),
+            int(data.get("num_classes", 0)),
+            int(data.get("num_shards", 0)),
+        )
 
 
 # ----------------------------------------------------------------------------------------------- source
@@ -139,8 +150,13 @@ def git_commit() -> str:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_REPO,
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     if out.returncode != 0:

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.errors import InputError
 from tdn.tracking.lineage import DatasetRef, ShardDataset
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+NO_TRACKING = "none"  # --tracking-uri none: no MLflow at all (nothing logged, registered or read)
 _SQLITE = "sqlite:///"
 
 # MLflow's limits: characters of one param value; params / metrics per log_batch request (REST API).
@@ -59,12 +61,15 @@ KIND_EVALUATION = "evaluation"
 KIND_TRANSFER = "transfer"
 KIND_TABLES = "tables"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests the run under this one
+DESCRIPTION_TAG = "mlflow.note.content"  # MLflow's own: a run's (or logged model's) description, Markdown
 TRAIN_RUN_TAG = "tdn.train_run"
 TRANSFER_TAG = "tdn.transfer_id"
 # training runs
 TRAIN_INDEX_CHECKSUM_TAG = "tdn.train_index_checksum"
 WORLD_SIZE_TAG = "tdn.world_size"
 RESUMED_FROM_TAG = "tdn.resumed_from"
+STOP_REASON_TAG = "tdn.stop_reason"  # why a training run ended KILLED (a signal to its driver)
+FAILURE_TAG = "tdn.failure"  # why a training run ended FAILED (a bad input, a diverged loss)
 GIT_COMMIT_TAG = "tdn.git_commit"
 # evaluation runs
 MODEL_ID_TAG = "tdn.model_id"
@@ -84,6 +89,15 @@ SPLIT_NUMBER_TAG = "tdn.split_number"
 EVAL_RUN_ID_TAG = "tdn.eval_run_id"
 
 
+def version_model_id(model_id: str | None, source: str) -> str:
+    """The logged model behind a registered version: its ``model_id``, which MLflow 3.17's sqlite/REST stores
+    leave empty when reading a version back, else the id in its source ``models:/m-<id>``; "" if neither."""
+    if model_id:
+        return model_id
+    body = source.removeprefix("models:/") if source.startswith("models:/") else ""
+    return body if body.startswith("m-") and "/" not in body else ""
+
+
 def eval_version_tag(dataset: str, split: str, protocol: str, field: str) -> str:
     """Tag of a registered model version naming its latest evaluation on (dataset, split, protocol)."""
     return f"tdn.eval.{dataset}.{split}.{protocol}.{field}"
@@ -93,11 +107,27 @@ def eval_version_tag(dataset: str, split: str, protocol: str, field: str) -> str
 
 
 def resolve_tracking_uri(uri: str = "") -> str:
-    """``uri``, else MLFLOW_TRACKING_URI, else the local sqlite store (a relative path made absolute)."""
+    """``uri``, else MLFLOW_TRACKING_URI, else the local sqlite store (a relative path made absolute).
+    ``none`` is an InputError: the caller needs MLflow (a job that can do without calls ``optional_tracking_uri``)."""
+    if tracking_off(uri):
+        raise InputError(
+            f"--tracking-uri {uri}: this job reads or writes MLflow runs and needs a tracking store (leave it "
+            "empty for the local sqlite:///mlruns/mlflow.db, or give a URI)"
+        )
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     if uri.startswith(_SQLITE) and not uri[len(_SQLITE) :].startswith("/"):
         uri = _SQLITE + os.path.abspath(uri[len(_SQLITE) :])
     return uri
+
+
+def tracking_off(uri: str) -> bool:
+    """``--tracking-uri none``: the job runs without MLflow."""
+    return uri.strip().lower() == NO_TRACKING
+
+
+def optional_tracking_uri(uri: str = "") -> str | None:
+    """resolve_tracking_uri, or None for ``none`` (the job runs without MLflow)."""
+    return None if tracking_off(uri) else resolve_tracking_uri(uri)
 
 
 def make_sqlite_folder(uri: str) -> None:
@@ -186,8 +216,14 @@ class LoggedRun:
     run_id: str
     experiment_id: str
 
-    def log(self, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
-            step: int = 0, model_id: str = "", dataset: DatasetRef | None = None) -> None:  # fmt: skip
+    def log(
+        self,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        step: int = 0,
+        model_id: str = "",
+        dataset: DatasetRef | None = None,
+    ) -> None:
         """Params (as text, cut at MLflow's limit) and metrics at ``step``, in as few requests as fit.
 
         ``model_id``: the MLflow logged model the metrics measure (its page then lists them); ``dataset``:
@@ -197,8 +233,12 @@ class LoggedRun:
         plist = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in (params or {}).items()]
         stamp = int(time.time() * 1000)
         name, digest = (dataset.name, dataset.digest) if dataset is not None else (None, None)
-        mlist = [Metric(k, float(v), stamp, step, model_id=model_id or None, dataset_name=name,
-                        dataset_digest=digest) for k, v in (metrics or {}).items()]  # fmt: skip
+        mlist = [
+            Metric(
+                k, float(v), stamp, step, model_id=model_id or None, dataset_name=name, dataset_digest=digest
+            )
+            for k, v in (metrics or {}).items()
+        ]
         while plist or mlist:
             self.client.log_batch(
                 self.run_id, metrics=mlist[:METRICS_PER_BATCH], params=plist[:PARAMS_PER_BATCH]
@@ -212,8 +252,11 @@ class LoggedRun:
         """Shard splits as dataset inputs, and logged models (by id) as model inputs of the run."""
         from mlflow.entities import LoggedModelInput
 
-        self.client.log_inputs(self.run_id, datasets=[d.to_input() for d in datasets],
-                               models=[LoggedModelInput(m) for m in model_ids] or None)  # fmt: skip
+        self.client.log_inputs(
+            self.run_id,
+            datasets=[d.to_input() for d in datasets],
+            models=[LoggedModelInput(m) for m in model_ids] or None,
+        )
 
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
@@ -225,9 +268,15 @@ class LoggedRun:
         self.client.set_terminated(self.run_id, status)
 
 
-def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> LoggedRun:
-    """A new RUNNING run; whoever creates it ends it with ``finish``."""
-    run = client.create_run(experiment_id, tags=dict(tags), run_name=run_name[:250])
+def create_run(
+    client: MlflowClient,
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    start_time_ms: int | None = None,
+) -> LoggedRun:
+    """A new RUNNING run (started at ``start_time_ms``, default now); whoever creates it ends it with ``finish``."""
+    run = client.create_run(experiment_id, start_time=start_time_ms, tags=dict(tags), run_name=run_name[:250])
     return LoggedRun(client, run.info.run_id, experiment_id)
 
 
@@ -251,8 +300,9 @@ def find_run_by_tag(client: MlflowClient, experiment_id: str, tag: str, value: s
     return found[0] if found else None
 
 
-def open_train_run(client: MlflowClient, experiment: str, run_key: str, run_name: str,
-                   reopen: bool) -> tuple[str, str]:  # fmt: skip
+def open_train_run(
+    client: MlflowClient, experiment: str, run_key: str, run_name: str, reopen: bool
+) -> tuple[str, str]:
     """(run id, experiment id) of the training run tagged ``tdn.train_run = run_key``, created when missing;
     ``reopen`` sets an ended one RUNNING again (a restarted worker), a journal replay leaves it as it is."""
     experiment_id = get_or_create_experiment(client, experiment)

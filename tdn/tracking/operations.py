@@ -4,14 +4,14 @@ sent again later without logging anything twice.
     LogParams     params of the run            again: only those the run does not have yet
     SetTags       tags                         (setting a tag twice is harmless)
     LogMetrics    MetricItem (key, value, timestamp ms, step[, dataset name, digest]) items
-                                               again: only items whose (key, step, timestamp) is not there yet
+                                               again: only items whose (key, step) is not there yet
     LogInputs     shard splits as the run's dataset inputs (tdn/tracking/lineage.py)
                                                (MLflow keeps one input per dataset and run: again is harmless)
     LogArtifact   a local file -> the run's artifacts [under artifact_path]
                                                again: skipped when a file of that name and size is there
     RegisterModel a checkpoint as the run's logged model + registered version (registry.register_checkpoint,
                                                which finds what the run already registered before creating)
-    EndRun        the run's final status (FINISHED / FAILED)
+    EndRun        the run's final status (FINISHED / FAILED / KILLED)
 
 ``op.send(client, target, again)``: ``again`` is True when the call may have reached MLflow before (a retry
 after a failed attempt, a replay of the journal). ``op.to_dict()`` / ``operation_from_dict(d, source)`` are the
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tdn.tracking.lineage import ShardDataset
 from tdn.tracking.mlflow_store import METRICS_PER_BATCH, PARAM_VALUE_LIMIT, PARAMS_PER_BATCH
+from tdn.tracking.model_export import InputExample
 from tdn.tracking.registry import register_checkpoint
 
 if TYPE_CHECKING:
@@ -97,12 +98,24 @@ class LogMetrics:
         from mlflow.entities import Metric
 
         items = self.items
-        if again:
-            seen = {(m.key, m.step, m.timestamp) for key in {i[0] for i in items}
-                    for m in client.get_metric_history(target.run_id, key)}  # fmt: skip
-            items = [i for i in items if (i[0], i[3], i[2]) not in seen]
-        metrics = [Metric(i.key, i.value, i.timestamp, i.step, dataset_name=i.dataset_name or None,
-                          dataset_digest=i.dataset_digest or None) for i in items]  # fmt: skip
+        if again:  # one value per (key, step): a replayed or re-run step keeps the value logged first
+            seen = {
+                (m.key, m.step)
+                for key in {i.key for i in items}
+                for m in client.get_metric_history(target.run_id, key)
+            }
+            items = [i for i in items if (i.key, i.step) not in seen]
+        metrics = [
+            Metric(
+                i.key,
+                i.value,
+                i.timestamp,
+                i.step,
+                dataset_name=i.dataset_name or None,
+                dataset_digest=i.dataset_digest or None,
+            )
+            for i in items
+        ]
         for i in range(0, len(metrics), METRICS_PER_BATCH):
             client.log_batch(target.run_id, metrics=metrics[i : i + METRICS_PER_BATCH])
 
@@ -150,20 +163,38 @@ class RegisterModel:
     metrics: dict[str, float]
     alias: str = ""
     export: bool = True  # also save the pt2 model for mlflow.pytorch.load_model (tracking/model_export.py)
+    example_path: str = ""  # model_export.InputExample .npz: a real clip for the model's input example
 
     def send(self, client: MlflowClient, target: RunTarget, again: bool) -> None:
-        version = register_checkpoint(client, target.run_id, target.experiment_id, self.checkpoint_path,
-                                      self.name, self.metrics, self.alias, export=self.export)  # fmt: skip
+        example = InputExample.load(self.example_path) if self.example_path else None
+        version = register_checkpoint(
+            client,
+            target.run_id,
+            target.experiment_id,
+            self.checkpoint_path,
+            self.name,
+            self.metrics,
+            self.alias,
+            export=self.export,
+            example=example,
+        )
         log.warning("mlflow: registered %s version %s", self.name, version)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": "register", "checkpoint_path": self.checkpoint_path, "name": self.name,
-                "metrics": dict(self.metrics), "alias": self.alias, "export": self.export}  # fmt: skip
+        return {
+            "op": "register",
+            "checkpoint_path": self.checkpoint_path,
+            "name": self.name,
+            "metrics": dict(self.metrics),
+            "alias": self.alias,
+            "export": self.export,
+            "example_path": self.example_path,
+        }
 
 
 @dataclass
 class EndRun:
-    status: str  # FINISHED | FAILED
+    status: str  # FINISHED | FAILED | KILLED
 
     def send(self, client: MlflowClient, target: RunTarget, again: bool) -> None:
         client.set_terminated(target.run_id, self.status)
@@ -194,8 +225,10 @@ def operation_from_dict(data: dict[str, Any], source: str) -> Operation:
             metrics = {str(k): float(v) for k, v in data["metrics"].items()}
             # journals written before issue 15 have no "export": those registrations exported nothing either
             export = bool(data.get("export", False))
-            return RegisterModel(str(data["checkpoint_path"]), str(data["name"]), metrics, str(data["alias"]),
-                                 export)  # fmt: skip
+            example = str(data.get("example_path", ""))  # journals written before it have none
+            return RegisterModel(
+                str(data["checkpoint_path"]), str(data["name"]), metrics, str(data["alias"]), export, example
+            )
         if kind == "end":
             return EndRun(str(data["status"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -4,10 +4,15 @@ Every call (params, metrics, tags, dataset inputs, artifacts, model registration
 typed operation (tdn/tracking/operations.py), queued and sent by one background thread through
 ``MlflowClient``. A failed call stays at the head of the queue and is retried with exponential backoff
 (capped), checking first what already arrived, so calls arrive in order and once when the server is back; metrics queued meanwhile are merged into
-batches. The training thread only appends to a queue: it never waits on the network, except in ``close()``,
-which gives the queue ``flush_timeout_s`` to drain. What is still unsent then goes to a durable journal in
-``journal_dir`` (tdn/tracking/journal.py; ``pending`` counts it, ``python jobs/replay_tracking.py`` sends it
-later); without a ``journal_dir`` it is dropped with a warning (``dropped``).
+batches. The training thread only appends to a queue (and, with a ``wal_dir``, to the write-ahead log on
+disk first: tdn/tracking/wal.py): it never waits on the network, except in ``close()``, which gives the
+queue ``flush_timeout_s`` to drain. What is still unsent then goes to a durable journal in ``journal_dir``
+(tdn/tracking/journal.py; ``pending`` counts it, ``python -m jobs.replay_tracking`` sends it later); without
+a ``journal_dir`` it is dropped with a warning (``dropped``).
+
+Exactly once per (key, step): calls a killed attempt left in the write-ahead log are sent first by the next
+attempt, as repeats; a reopened run's metrics are read once (``_ledger``) and a metric already logged at a
+step is never logged there again, so an epoch replayed after a restart adds nothing its first attempt sent.
 
 HTTP retries inside MLflow are turned down (MLFLOW_HTTP_REQUEST_MAX_RETRIES / _TIMEOUT, unless set already)
 so one call fails within seconds instead of minutes and the backoff here decides what happens next.
@@ -36,6 +41,7 @@ from tdn.tracking.mlflow_store import (
     open_train_run,
     resolve_tracking_uri,
     tracking_client,
+    tracking_off,
 )
 from tdn.tracking.operations import (
     EndRun,
@@ -49,16 +55,19 @@ from tdn.tracking.operations import (
     RunTarget,
     SetTags,
 )
+from tdn.tracking.registry import RegistrationRefused
+from tdn.tracking.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrackingConfig:
-    """Where and what to log. ``uri`` empty = MLFLOW_TRACKING_URI, else ``sqlite:///mlruns/mlflow.db``."""
+    """Where and what to log. ``uri`` empty = MLFLOW_TRACKING_URI, else ``sqlite:///mlruns/mlflow.db``;
+    ``none`` = no tracking (``enabled`` false)."""
 
     enabled: bool = True  # log to MLflow
-    uri: str = ""  # MLflow tracking URI
+    uri: str = ""  # MLflow tracking URI; empty: MLFLOW_TRACKING_URI, else the local store; none: no tracking
     experiment: str = "tdn-train"  # MLflow experiment
     registered_model: str = "tdn"  # empty = do not register the final model
     registered_alias: str = ""  # e.g. "champion"; empty = no alias
@@ -73,15 +82,23 @@ class TrackingConfig:
     )
     system_metrics_interval_s: float = 10.0  # seconds between two system-metric samples
 
+    def __post_init__(self) -> None:
+        if tracking_off(self.uri):  # --tracking-uri none: as tracking.enabled=false
+            self.enabled = False
+
     def resolved_uri(self) -> str:
-        """The URI to use, with a relative sqlite path made absolute (Ray workers run in another folder)."""
-        return resolve_tracking_uri(self.uri)
+        """The URI to use, with a relative sqlite path made absolute (Ray workers run in another folder);
+        ``none`` stays ``none`` (tracking off)."""
+        return self.uri if tracking_off(self.uri) else resolve_tracking_uri(self.uri)
 
 
 def _is_permanent(exc: Exception) -> bool:
-    """An answer from the store/server that will not change on retry (HTTP 4xx other than 429)."""
+    """An answer from the store/server that will not change on retry (HTTP 4xx other than 429), or a model
+    the registry must refuse (non-finite weights or scores)."""
     from mlflow.exceptions import MlflowException
 
+    if isinstance(exc, RegistrationRefused):
+        return True
     if not isinstance(exc, MlflowException):
         return False  # connection refused, timeouts: the server may come back
     code = exc.get_http_status_code()
@@ -98,15 +115,32 @@ _PERMANENT = {
 }
 
 
+@dataclass
+class _Queued:
+    """A call waiting to be sent, the write-ahead log's numbers of the calls merged into it, and whether it
+    may have reached MLflow already (recovered from an earlier attempt's log)."""
+
+    op: Operation
+    seqs: list[int]
+    again: bool = False
+
+
 class Tracker:
     """Queued, retried MLflow logging for one training run. Use only on rank 0; all methods return at once."""
 
-    def __init__(self, cfg: TrackingConfig, run_key: str, run_name: str | None = None,
-                 journal_dir: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: TrackingConfig,
+        run_key: str,
+        run_name: str | None = None,
+        journal_dir: str = "",
+        wal_dir: str = "",
+    ) -> None:
         self.cfg = cfg
         self.journal_dir = journal_dir  # where unsent calls go at close(); "" = dropped
         self.journal: str | None = None  # the journal written by close(), if any
         self.pending = 0  # calls written to the journal by close()
+        self.in_wal = 0  # calls a KILLED run left in its write-ahead log for the resumed run
         self.uri = cfg.resolved_uri()
         self.run_key = run_key
         self.run_name = run_name or run_key
@@ -115,7 +149,17 @@ class Tracker:
         self.dropped = 0
         self.failures = 0  # failed attempts so far (a test and the logs read this)
         self.rejected = 0  # calls the server refused (4xx): dropped at once, never retried
-        self._queue: deque[Operation] = deque()
+        self._queue: deque[_Queued] = deque()
+        self._wal = WriteAheadLog(wal_dir) if wal_dir else None
+        # (key, step) of every metric the run has: read once when the run is opened, then kept up to date
+        self._ledger: set[tuple[str, int]] = set()
+        if self._wal is not None:
+            for op in self._wal.recovered:  # what a killed attempt queued and MLflow never acknowledged
+                seq = self._wal.adopt(op)
+                if isinstance(op, EndRun):  # this attempt ends the run itself
+                    self._wal.acknowledge([seq])
+                else:
+                    self._queue.append(_Queued(op, [seq], again=True))
         self._retrying = False  # the head failed once: it may have arrived in part
         self._cond = threading.Condition()
         self._closing = False
@@ -135,22 +179,42 @@ class Tracker:
     # ---- producer side (training thread) ----
     def _put(self, op: Operation) -> None:
         with self._cond:
+            seqs: list[int] = []
+            if self._wal is not None:
+                seq, op = self._wal.append(op)  # on disk before it is queued
+                seqs.append(seq)
             last = self._queue[-1] if len(self._queue) > 1 else None
-            if isinstance(op, LogMetrics) and isinstance(last, LogMetrics):
+            if (
+                isinstance(op, LogMetrics)
+                and last is not None
+                and isinstance(last.op, LogMetrics)
+                and not last.again
+            ):
                 # merge consecutive metric batches: one request instead of many after an outage (never into
                 # the head, which the sender may be reading right now)
-                last.items.extend(op.items)
+                last.op.items.extend(op.items)
+                last.seqs.extend(seqs)
             else:
-                self._queue.append(op)
+                self._queue.append(_Queued(op, seqs))
             self._cond.notify()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, dataset: DatasetRef | None = None) -> None:
         """``dataset``: the split the values were measured on (e.g. the val split for ``val/*``); MLflow
         then shows the metric with that dataset."""
+        self.log_metric_groups(step, [(metrics, dataset)])
+
+    def log_metric_groups(
+        self, step: int, groups: Sequence[tuple[Mapping[str, float], DatasetRef | None]]
+    ) -> None:
+        """Several groups of metrics, each with its dataset, as one call (one MLflow request: all or none
+        of them arrive, so an epoch's metrics are either all logged or none)."""
         stamp = int(time.time() * 1000)
-        name, digest = (dataset.name, dataset.digest) if dataset is not None else ("", "")
-        self._put(LogMetrics([MetricItem(k, float(v), stamp, int(step), name, digest)
-                              for k, v in metrics.items()]))  # fmt: skip
+        items = []
+        for metrics, dataset in groups:
+            name, digest = (dataset.name, dataset.digest) if dataset is not None else ("", "")
+            items += [MetricItem(k, float(v), stamp, int(step), name, digest) for k, v in metrics.items()]
+        if items:
+            self._put(LogMetrics(items))
 
     def log_inputs(self, datasets: Sequence[ShardDataset]) -> None:
         """The shard splits the run reads, as its MLflow dataset inputs (the run's Datasets panel)."""
@@ -167,18 +231,31 @@ class Tracker:
         """The file must stay in place until ``close()`` (it is uploaded from the background thread)."""
         self._put(LogArtifact(local_path, artifact_path or ""))
 
-    def register_model(self, checkpoint_path: str, name: str, metrics: Mapping[str, float],
-                       alias: str = "") -> None:  # fmt: skip
-        """Log the checkpoint as the run's model and register it (once, however often this is retried)."""
+    def register_model(
+        self,
+        checkpoint_path: str,
+        name: str,
+        metrics: Mapping[str, float],
+        alias: str = "",
+        example_path: str = "",
+    ) -> None:
+        """Log the checkpoint as the run's model and register it (once, however often this is retried);
+        ``example_path``: a model_export.InputExample file, the logged model's input example."""
         scores = {k: float(v) for k, v in metrics.items()}
-        self._put(RegisterModel(checkpoint_path, name, scores, alias, export=self.cfg.export_model))
+        self._put(RegisterModel(checkpoint_path, name, scores, alias, self.cfg.export_model, example_path))
 
     # ---- consumer side (background thread) ----
     def _open_run(self, client: Any) -> str:
-        run_id, self.experiment_id = open_train_run(client, self.cfg.experiment, self.run_key, self.run_name,
-                                                    reopen=True)  # fmt: skip
-        log.info("mlflow: run %s (%s) in experiment %s at %s", run_id, self.run_key, self.cfg.experiment,
-                 self.uri)  # fmt: skip
+        run_id, self.experiment_id = open_train_run(
+            client, self.cfg.experiment, self.run_key, self.run_name, reopen=True
+        )
+        # a reopened run (restarted worker group, or the same run name launched again): what it logged
+        # before, so that replayed epochs log nothing twice (system/* metrics are MLflow's own monitor's)
+        logged = [key for key in client.get_run(run_id).data.metrics if not key.startswith("system/")]
+        self._ledger = {(m.key, m.step) for key in logged for m in client.get_metric_history(run_id, key)}
+        log.info(
+            "mlflow: run %s (%s) in experiment %s at %s", run_id, self.run_key, self.cfg.experiment, self.uri
+        )
         return run_id
 
     def _worker(self) -> None:
@@ -198,9 +275,11 @@ class Tracker:
                     self.run_id = self._open_run(client)
                 if head is not None:
                     assert self.experiment_id is not None
-                    head.send(client, RunTarget(self.run_id, self.experiment_id), again=self._retrying)
+                    self._send(client, head, RunTarget(self.run_id, self.experiment_id))
                     with self._cond:
                         self._queue.popleft()
+                        if self._wal is not None:
+                            self._wal.acknowledge(head.seqs)
                     self._retrying = False
                 if self._outage_since is not None:
                     log.warning(
@@ -220,6 +299,8 @@ class Tracker:
                     with self._cond:
                         self._queue.popleft()
                         self.rejected += 1
+                        if self._wal is not None:
+                            self._wal.acknowledge(head.seqs)
                     self._retrying = False
                     continue
                 if self._outage_since is None:
@@ -235,6 +316,18 @@ class Tracker:
                     self._cond.wait(timeout=backoff)
                 backoff = min(backoff * 2, self.cfg.max_backoff_s)
 
+    def _send(self, client: Any, queued: _Queued, target: RunTarget) -> None:
+        """One queued call; metrics the run has at their step already are left out (the ledger)."""
+        op = queued.op
+        if isinstance(op, LogMetrics):
+            fresh = [i for i in op.items if (i.key, i.step) not in self._ledger]
+            op = LogMetrics(fresh)
+            if not fresh:
+                return
+        op.send(client, target, again=self._retrying or queued.again)
+        if isinstance(op, LogMetrics):
+            self._ledger.update((i.key, i.step) for i in op.items)
+
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far has been sent (True) or ``timeout_s`` passed (False)."""
         deadline = time.monotonic() + (self.cfg.flush_timeout_s if timeout_s is None else timeout_s)
@@ -245,27 +338,34 @@ class Tracker:
             time.sleep(0.1)
         return False
 
-    def close(self, status: str = "FINISHED") -> None:
-        """End the run (status FINISHED/FAILED), flushing for at most ``flush_timeout_s``; never raises.
+    def close(self, status: str = "FINISHED", timeout_s: float | None = None) -> None:
+        """End the run (status FINISHED/FAILED/KILLED), flushing for at most ``timeout_s`` (default
+        ``flush_timeout_s``); never raises.
 
         Calls still unsent then are written to the journal (``self.journal``, ``self.pending``) and the run
         is ended directly if the server answers now; else the journal's replay ends it."""
+        wait_s = self.cfg.flush_timeout_s if timeout_s is None else timeout_s
         self._put(EndRun(status))
         with self._cond:
-            self._deadline = time.monotonic() + self.cfg.flush_timeout_s
+            self._deadline = time.monotonic() + wait_s
             self._closing = True
             self._cond.notify()
-        self._thread.join(timeout=self.cfg.flush_timeout_s + 5)
+        self._thread.join(timeout=wait_s + 5)
         with self._cond:
-            left = list(self._queue)
+            left = [queued.op for queued in self._queue]
         if not left:
+            return
+        if status == "KILLED" and self._wal is not None:
+            # a stopped run is resumed under the same name: its next start sends these from the log
+            self.in_wal = len(left)
+            log.warning("mlflow: %d call(s) unsent at the stop; the resumed run sends them", self.in_wal)
             return
         if not self.journal_dir:
             self.dropped = len(left)
             log.warning(
                 "mlflow: %s unreachable for %.0f s; %d queued call(s) were not sent",
                 self.uri,
-                self.cfg.flush_timeout_s,
+                wait_s,
                 self.dropped,
             )
             return
@@ -279,10 +379,12 @@ class Tracker:
             self.dropped = len(left)
             return
         self.pending = len(left)
+        if self._wal is not None:  # the journal holds them now
+            self._wal.acknowledge([seq for queued in self._queue for seq in queued.seqs])
         log.warning(
             "mlflow: %s unreachable for %.0f s; %d call(s) kept in %s",
             self.uri,
-            self.cfg.flush_timeout_s,
+            wait_s,
             self.pending,
             self.journal,
         )

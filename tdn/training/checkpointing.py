@@ -2,24 +2,23 @@
 
 new run:    TDNNet (random) --init.imagenet: tdn.checkpoints.imagenet | init.checkpoint: every weight,
             the classifier too if its shape fits--> starting weights          (init_weights)
-restart:    Ray's last checkpoint, else run.resume --> model, optimizer, schedule, rng, epoch, step
-                                                                             (resume_from)
+restart:    Ray's last checkpoint, else run.resume --> Trainer (model, optimizer, schedule, step), rng,
+            RunState (epochs done, best, history)                             (resume_from)
 each epoch: rank 0 --> checkpoint.pt (tdn/checkpoints/project.py format, with the run's best so far and
             its per-epoch history) + config.yaml
-            --ray.train.report--> <storage_path>/<run name>/epoch_NNNN/  (report_checkpoint)
+            --ray.train.report--> <storage_path>/<run name>/epoch_NNNN/  (CheckpointWriter.report)
             Ray keeps the checkpoint.keep best by checkpoint.monitor and the last one (launcher.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import math
 import os
 import shutil
 import tempfile
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import yaml
@@ -27,9 +26,12 @@ from torch import nn
 
 from pipeline import storage
 from pipeline.config import config_to_dict
+from pipeline.disk import disk_full, free_bytes, full_disk_is_an_input_error
+from pipeline.scratch import remove_abandoned, scratch_dir
 from tdn.checkpoints.imagenet import load_imagenet_weights
 from tdn.checkpoints.project import (
     CheckpointError,
+    TrainingState,
     check_state_dict,
     load_checkpoint,
     save_checkpoint,
@@ -37,11 +39,13 @@ from tdn.checkpoints.project import (
 )
 from tdn.model.networks import TDNNet, build_model_from_config
 from tdn.reporting.training_curves import EpochRecord
+from tdn.training import metric_names as names
 from tdn.training.config import InitConfig, TrainConfig
 from tdn.training.console import console
-from tdn.training.optim import IterationSchedule
+from tdn.training.epoch import EpochProgress
 from tdn.training.rng import rng_state, set_rng_state
-from tdn.training.selection import BestCheckpoint, epoch_dir
+from tdn.training.selection import BestCheckpoint, epoch_dir, ray_score
+from tdn.training.trainer import Trainer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -58,15 +62,12 @@ def resolve_checkpoint(uri: str) -> str:
     )
 
 
-def fresh_workdir(run_key: str, rank: int) -> str:
-    """A training worker's scratch folder, emptied: ``<tmp>/tdn-train-<run>-rank<r>``. Every attempt of a
-    run uses the same path, so a restarted worker group removes what a killed one left (copies of Ray's
-    checkpoint, checkpoint.pt, config.yaml); the loop removes it when it ends."""
-    digest = hashlib.sha1(run_key.encode("utf-8")).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"tdn-train-{digest}-rank{rank}")
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
+def fresh_workdir(rank: int) -> str:
+    """A training worker's scratch folder (checkpoint copies, config.yaml, the registered model's files):
+    ``<tmp>/tdn-train-<host>-<pid>-<random>``, removed when the loop ends; what a killed worker left is
+    removed by the next start of any run on the node (pipeline/scratch.py remove_abandoned)."""
+    remove_abandoned()
+    return scratch_dir("train")
 
 
 def init_weights(model: TDNNet, init: InitConfig) -> None:
@@ -113,93 +114,154 @@ def check_weights(cfg: TrainConfig) -> None:
 
 
 @dataclass
-class Resumed:
-    path: str  # the checkpoint file read
-    epoch: int  # epochs done
-    step: int  # optimiser steps done
-    metrics: dict[str, float]  # of the last epoch done
-    best: BestCheckpoint  # the run's best checkpoint so far (a fresh one for a checkpoint without it)
-    history: list[EpochRecord]  # one record per epoch done (empty for a checkpoint without it)
+class RunState:
+    """What a run knows between epochs; every checkpoint keeps it, so a restarted or resumed run goes on
+    with the same best checkpoint and history."""
+
+    best: BestCheckpoint  # the run's best checkpoint so far by checkpoint.monitor
+    history: list[EpochRecord] = field(default_factory=list)  # one record per epoch done
+    epochs_done: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of the last epoch done
+    last_checkpoint: str | None = None  # rank 0: local copy of the last checkpoint written (or resumed)
+    resumed_from: str = ""  # the checkpoint this process continued from; "" = a new run
+    partial: EpochProgress | None = None  # resumed inside an epoch: its steps done and sums (rank 0's)
+
+    def record_epoch(self, metrics: dict[str, float]) -> bool:
+        """Take a finished epoch's metrics (``epoch`` = epochs done): best so far, history, last metrics;
+        True when it is the new best. ``metrics`` gains best/<monitor> once the monitor was measured."""
+        self.epochs_done, self.last_metrics = int(metrics[names.EPOCH]), metrics
+        new_best = self.best.update(metrics, self.epochs_done)
+        if self.best.score is not None:
+            metrics[names.best_key(self.best.monitor)] = self.best.score
+        self.history.append(epoch_record(metrics))
+        return new_best
 
 
-def resume_from(
-    source: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: IterationSchedule,
-    monitor: str,
-    mode: str,
-) -> Resumed:
-    """Continue a run from its checkpoint: weights, optimiser, schedule and RNG state, epoch and step, and
+def epoch_record(metrics: dict[str, float]) -> EpochRecord:
+    """The epoch's row of metrics.csv (tdn/reporting/training_curves.py)."""
+    return EpochRecord(
+        epoch=int(metrics[names.EPOCH]),
+        step=int(metrics[names.STEP]),
+        train_loss=metrics[names.EPOCH_LOSS],
+        train_top1_pct=metrics[names.EPOCH_TOP1_PCT],
+        lr=metrics[names.LR],
+        epoch_time_s=metrics[names.EPOCH_TIME_S],
+        samples_per_s=metrics[names.EPOCH_SAMPLES_PER_S],
+        val_loss=metrics.get(names.VAL_LOSS),
+        val_top1_pct=metrics.get(names.VAL_TOP1_PCT),
+        val_top5_pct=metrics.get(names.VAL_TOP5_PCT),
+    )
+
+
+def resume_from(source: str, trainer: Trainer, monitor: str, mode: str) -> RunState:
+    """Continue a run from its checkpoint: weights (strictly), optimiser, schedule, step and RNG state, and
     what it knew of its best checkpoint (by ``monitor``/``mode``) and its history."""
     path = resolve_checkpoint(source)
     ckpt = load_checkpoint(path)
-    strict_load(model, ckpt["model"], path)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    schedule.load_state_dict(ckpt["scheduler"])
+    strict_load(trainer.model, ckpt["model"], path)
+    trainer.load_state_dict(ckpt)
     if "rng" in ckpt:
         set_rng_state(ckpt["rng"])
-    best = BestCheckpoint.from_dict(dict(ckpt.get("best", {})), monitor, mode)
-    history = [EpochRecord(**row) for row in ckpt.get("history", [])]
-    return Resumed(path, int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt.get("metrics", {})), best, history)
-
-
-def report_checkpoint(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: IterationSchedule,
-    cfg: TrainConfig,
-    classes: list[str],
-    epochs_done: int,
-    step: int,
-    metrics: dict[str, float],
-    rank: int,
-    workdir: str,
-    best: BestCheckpoint,
-    history: list[EpochRecord],
-) -> str | None:
-    """Rank 0 writes checkpoint.pt + config.yaml and hands them to Ray as ``epoch_NNNN``; every rank reports
-    the metrics.
-
-    Returns the path of a local copy of the checkpoint (rank 0); when it is the best so far it is also
-    copied to ``<workdir>/best/checkpoint.pt``, which the final model registration logs.
-    """
-    import ray.train
-
-    # Ray ranks checkpoints by the monitored value: an epoch without it (not validated) ranks last (NaN)
-    # instead of Ray logging an error-level "Result dict has no key" line
-    reported = {**metrics, best.monitor: metrics.get(best.monitor, math.nan)}
-    name = epoch_dir(epochs_done)
-    if rank != 0:
-        ray.train.report(reported, checkpoint=None, checkpoint_dir_name=name)
-        return None
-    with tempfile.TemporaryDirectory(prefix="ckpt-", dir=workdir) as tmp:
-        path = os.path.join(tmp, CHECKPOINT_FILE)
-        save_checkpoint(
-            path,
-            model,
-            cfg.model,
-            classes,
-            optimizer=optimizer,
-            scheduler=schedule,
-            epoch=epochs_done,
-            step=step,
-            rng=rng_state(),
-            train_config=config_to_dict(cfg),
-            metrics=metrics,
-            best=best.to_dict(),
-            history=[dataclasses.asdict(r) for r in history],
+    partial = EpochProgress.from_list(ckpt["partial_epoch"]) if "partial_epoch" in ckpt else None
+    if (
+        partial is not None
+        and trainer.step != int(ckpt["epoch"]) * trainer.settings.steps_per_epoch + partial.done
+    ):
+        raise CheckpointError(
+            f"{path} was saved at step {trainer.step}, {partial.done} steps into epoch {int(ckpt['epoch']) + 1}; "
+            f"this run has {trainer.settings.steps_per_epoch} steps per epoch, not the checkpoint's: resume it "
+            "with the same workers and batch size"
         )
-        with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
-            yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
-        kept = os.path.join(workdir, CHECKPOINT_FILE)
-        shutil.copyfile(path, kept)
-        if best.epoch == epochs_done:
-            os.makedirs(os.path.join(workdir, "best"), exist_ok=True)
-            shutil.copyfile(path, best_copy(workdir))
-        checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(reported, checkpoint=checkpoint, checkpoint_dir_name=name)
-    return kept
+    return RunState(
+        best=BestCheckpoint.from_dict(dict(ckpt.get("best", {})), monitor, mode),
+        history=[EpochRecord(**row) for row in ckpt.get("history", [])],
+        epochs_done=int(ckpt["epoch"]),
+        last_metrics=dict(ckpt.get("metrics", {})),
+        last_checkpoint=path,
+        resumed_from=path,
+        partial=partial,
+    )
+
+
+@dataclass
+class CheckpointWriter:
+    """Writes each epoch's checkpoint on rank 0 and reports it (and the metrics, from every rank) to Ray."""
+
+    cfg: TrainConfig
+    classes: list[str]
+    rank: int
+    workdir: str  # rank 0's scratch folder (fresh_workdir)
+    last_seconds: float = 0.0  # how long the last report took (a stopping run: is there time for one?)
+
+    def report(
+        self,
+        trainer: Trainer,
+        state: RunState,
+        metrics: dict[str, float],
+        partial: EpochProgress | None = None,
+    ) -> str | None:
+        """checkpoint.pt + config.yaml handed to Ray as ``epoch_NNNN`` (``state.epochs_done``), or, inside an
+        epoch (``partial``: a stopping run), as ``epoch_NNNN_step_SSSSSSS``; returns rank 0's local copy,
+        also kept as ``<workdir>/best/checkpoint.pt`` when it is the best so far (the final registration
+        logs that one)."""
+
+        started = time.monotonic()
+        try:
+            return self._report(trainer, state, metrics, partial)
+        finally:
+            self.last_seconds = time.monotonic() - started
+
+    def _report(
+        self, trainer: Trainer, state: RunState, metrics: dict[str, float], partial: EpochProgress | None
+    ) -> str | None:
+        import ray.train
+
+        # Ray ranks checkpoints by the monitored value: an epoch without it (not validated, or cut short)
+        # ranks last (selection.UNMEASURED) instead of Ray logging an error-level "Result dict has no key"
+        monitored = metrics.get(state.best.monitor) if partial is None else None
+        score = ray_score(monitored, state.best.mode)
+        reported = {**metrics, state.best.monitor: score, names.STEP: trainer.step}
+        name = epoch_dir(state.epochs_done)
+        if partial is not None:
+            name = f"{epoch_dir(state.epochs_done + 1)}_step_{trainer.step:07d}"
+        if self.rank != 0:
+            ray.train.report(reported, checkpoint=None, checkpoint_dir_name=name)
+            return None
+        with tempfile.TemporaryDirectory(prefix="ckpt-", dir=self.workdir) as tmp:
+            path = os.path.join(tmp, CHECKPOINT_FILE)
+            training = TrainingState(
+                epoch=state.epochs_done,
+                step=trainer.step,
+                optimizer=trainer.optimizer,
+                scheduler=trainer.schedule,
+                rng=rng_state(),
+                train_config=config_to_dict(self.cfg),
+                metrics=metrics,
+                best=state.best.to_dict(),
+                history=[dataclasses.asdict(r) for r in state.history],
+                partial_epoch=partial.to_list() if partial is not None else None,
+            )
+            # about the weights twice (SGD keeps one momentum buffer per weight) until it is written
+            estimate = 2 * sum(t.numel() * t.element_size() for t in trainer.model.state_dict().values())
+            with full_disk_is_an_input_error(self.workdir, estimate):
+                save_checkpoint(path, trainer.model, self.cfg.model, self.classes, training)
+                with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as f:
+                    yaml.safe_dump(config_to_dict(self.cfg), f, sort_keys=False)
+                kept = os.path.join(self.workdir, CHECKPOINT_FILE)
+                shutil.copyfile(path, kept)
+                if partial is None and state.best.epoch == state.epochs_done:
+                    os.makedirs(os.path.join(self.workdir, "best"), exist_ok=True)
+                    shutil.copyfile(path, best_copy(self.workdir))
+            dest = storage.join(self.cfg.run.storage_path, self.cfg.run.name, name)
+            needed = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+            local = not storage.is_s3(dest)
+            free = free_bytes(dest) if local else None
+            if free is not None and free < needed:  # Ray would write part of it, then fail and retry
+                raise disk_full(dest, needed)
+            with full_disk_is_an_input_error(dest, needed, partial=[dest] if local else []):
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report(reported, checkpoint=checkpoint, checkpoint_dir_name=name)
+        return kept
 
 
 def best_copy(workdir: str) -> str:

@@ -10,6 +10,7 @@ TrainConfig = model (tdn.model.networks.ModelConfig: the network only)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -46,6 +47,9 @@ class InitConfig:
             raise ValueError("set init.imagenet or init.checkpoint, not both (a checkpoint has every weight)")
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 @dataclass
 class RunConfig:
     """How the job runs (not what it learns). ``name`` empty = a fresh unique name per launch."""
@@ -72,8 +76,19 @@ class RunConfig:
     # How long the launcher waits for the cluster (or its autoscaler) to offer workers x resources per worker
     # before it gives up with one line (tdn/training/preflight.py).
     resources_timeout_s: float = 60.0
+    # After SIGTERM/SIGINT to the driver, the workers stop at the next step, save a checkpoint if this leaves
+    # time for one, and end the MLflow run KILLED (tdn/training/preemption.py). Keep it below Kubernetes'
+    # terminationGracePeriodSeconds (30 s by default) and the time a spot instance's notice gives.
+    preemption_grace_s: float = 25.0
 
     def __post_init__(self) -> None:
+        if self.name and not RUN_NAME.fullmatch(self.name):
+            # Ray takes it as a folder name and a metric tag: a space or an accent failed there, after Ray had
+            # started (66 s); here it is one line before anything starts
+            raise ValueError(
+                f"run.name {self.name!r}: use letters, digits, '.', '_' and '-' only (at most 128, starting "
+                "with a letter or digit)"
+            )
         at_least = {
             "workers": 1,
             "log_every_steps": 1,
@@ -83,8 +98,10 @@ class RunConfig:
         for key, low in at_least.items():
             if getattr(self, key) < low:
                 raise ValueError(f"run.{key} must be >= {low}, got {getattr(self, key)}")
-        if self.cpus_per_worker <= 0 or self.resources_timeout_s < 0:
-            raise ValueError("run.cpus_per_worker must be > 0 and run.resources_timeout_s >= 0")
+        if self.cpus_per_worker <= 0 or self.resources_timeout_s < 0 or self.preemption_grace_s < 0:
+            raise ValueError(
+                "run.cpus_per_worker must be > 0, run.resources_timeout_s and run.preemption_grace_s >= 0"
+            )
 
 
 @dataclass

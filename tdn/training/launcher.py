@@ -15,31 +15,33 @@ bad input ends the run at once (failures.py).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import secrets
 import time
 from typing import Any
 
 from pipeline import storage
-from pipeline.config import config_to_dict
-from pipeline.forwarded_env import forwardable
+from pipeline.errors import Stopped
+from pipeline.forwarded_env import runtime_env
 from pipeline.ray_connect import init_ray
 from tdn.tracking.journal import journal_uri
 from tdn.tracking.lineage import git_commit, source_tags
-from tdn.tracking.mlflow_store import GIT_COMMIT_TAG
+from tdn.tracking.mlflow_store import (
+    FAILURE_TAG,
+    GIT_COMMIT_TAG,
+    STOP_REASON_TAG,
+    TRAIN_RUN_TAG,
+    find_run_by_tag,
+    tracking_client,
+)
 from tdn.training.config import TrainConfig
 from tdn.training.failures import StopOnInputError, input_error_of
 from tdn.training.loop import train_loop_per_worker
-from tdn.training.preflight import check_inputs, check_resources, resources_per_worker
-
-# Environment that workers on other nodes need to reach the same S3 endpoint / tracking server. Never
-# credentials (pipeline/forwarded_env.py drops them): nodes take those from their own environment.
-FORWARDED_ENV = (
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
-    "MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DISABLE_TELEMETRY",
-)  # fmt: skip
+from tdn.training.metric_names import STEP
+from tdn.training.preemption import EXIT_CODES, DriverSignals, StopRequest, clear_stop
+from tdn.training.preflight import check_inputs, check_resources, locate_shards, resources_per_worker
+from tdn.training.selection import is_measured
+from tdn.training.worker import RunSpec
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -90,11 +92,10 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-def worker_env(cfg: TrainConfig) -> dict[str, str]:
-    env = forwardable(FORWARDED_ENV)
-    if cfg.tracking.uri:
-        env["MLFLOW_TRACKING_URI"] = cfg.tracking.uri
-    return env
+def worker_env(cfg: TrainConfig) -> dict[str, Any]:
+    """The workers' runtime_env: the forwarded variables (pipeline/forwarded_env.py, never credentials) and
+    the run's tracking URI."""
+    return runtime_env({"MLFLOW_TRACKING_URI": cfg.tracking.uri} if cfg.tracking.uri else None)
 
 
 def build_trainer(cfg: TrainConfig) -> Any:
@@ -114,12 +115,9 @@ def build_trainer(cfg: TrainConfig) -> Any:
 
     name = run_name(cfg)
     commit = git_commit()
-    loop_config = {
-        "train": config_to_dict(cfg),
-        "run_key": name,
-        # taken here on the driver: the launching user and job script, not the worker's
-        "tags": {**source_tags(commit), **({GIT_COMMIT_TAG: commit} if commit else {})},
-    }
+    # tags taken here on the driver: the launching user and job script, not the worker's
+    tags = {**source_tags(commit), **({GIT_COMMIT_TAG: commit} if commit else {})}
+    loop_config = {"spec": RunSpec(train=cfg, run_key=name, tags=tags)}
     resources = resources_per_worker(cfg)
     return TorchTrainer(
         train_loop_per_worker,
@@ -138,7 +136,7 @@ def build_trainer(cfg: TrainConfig) -> Any:
                 checkpoint_score_attribute=cfg.checkpoint.monitor,
                 checkpoint_score_order=cfg.checkpoint.mode,
             ),
-            worker_runtime_env={"env_vars": worker_env(cfg)},
+            worker_runtime_env=worker_env(cfg),
             # a bad input ends the run at once (failures.py). RunConfig types callbacks as UserCallbacks, but
             # passes the others to the controller as they are (DataParallelTrainer._create_default_callbacks)
             callbacks=[StopOnInputError()],  # type: ignore[list-item]
@@ -147,12 +145,12 @@ def build_trainer(cfg: TrainConfig) -> Any:
 
 
 def best_checkpoint(cfg: TrainConfig, result: Any) -> Any:
-    """The best checkpoint Ray kept by ``checkpoint.monitor`` (an epoch that did not measure it, NaN, never
-    is); the last one when none did (no validation). None when the run reported no checkpoint."""
+    """The best checkpoint Ray kept by ``checkpoint.monitor`` (an epoch that did not measure it never is:
+    selection.UNMEASURED); the last one when none did (no validation). None when the run reported no checkpoint."""
     scored = [
         (checkpoint, float(metrics[cfg.checkpoint.monitor]))
         for checkpoint, metrics in (result.best_checkpoints or [])
-        if not math.isnan(float(metrics.get(cfg.checkpoint.monitor, math.nan)))
+        if is_measured(metrics.get(cfg.checkpoint.monitor))
     ]
     if not scored:
         return result.checkpoint
@@ -166,18 +164,64 @@ def fit(cfg: TrainConfig, address: str | None = None) -> Any:
     Before any worker starts, the shards, the weights files and the cluster's resources are checked
     (tdn/training/preflight.py). Raises an InputError (pipeline/errors.py; a ValueError) or FileNotFoundError
     naming the file or key for a bad input, found there or by a worker (then without restarting the workers:
-    tdn/training/failures.py), and ``ray.train.TrainingFailedError`` once ``run.max_failures`` restarts after
-    lost workers are used up.
+    tdn/training/failures.py), ``ray.train.TrainingFailedError`` once ``run.max_failures`` restarts after
+    lost workers are used up, and RunStopped when SIGTERM/SIGINT stopped the run (tdn/training/preemption.py).
     """
-    cfg = with_absolute_paths(cfg)
+    cfg = locate_shards(
+        with_absolute_paths(cfg)
+    )  # a split folder or its parent (pipeline/shards/location.py)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=run_name(cfg)))
     check_inputs(cfg)
     init_ray(address)
     check_resources(cfg)
     trainer = build_trainer(cfg)
+    clear_stop(cfg.run.name)  # a stop of an earlier launch of this run name is over
+    signals = DriverSignals(cfg.run.name, cfg.run.preemption_grace_s)
     try:
-        return trainer.fit()
+        result = signals.run(trainer.fit)
     except Exception as exc:
         bad_input = input_error_of(exc)
-        if bad_input is None:
+        if bad_input is None or signals.request is not None:
             raise
+        # rank 0 ends its MLflow run FAILED, unless the worker group is shut down first: then it is done here
+        end_mlflow_run(cfg, "FAILED", str(bad_input))
         raise bad_input from None
+    if signals.request is None:
+        return result
+    if result is None:  # the workers did not stop within the grace period: the run ends here all the same
+        reason = f"{signals.request.reason()}; its workers did not stop within the grace period"
+        end_mlflow_run(cfg, "KILLED", reason)
+    raise RunStopped(cfg.run.name, signals.request, result)
+
+
+class RunStopped(Stopped):
+    """A training run stopped by SIGTERM/SIGINT to its driver (its workers stopped at a step boundary)."""
+
+    def __init__(self, run_key: str, request: StopRequest, result: Any) -> None:
+        checkpoint = getattr(result, "checkpoint", None)
+        step = (getattr(result, "metrics", None) or {}).get(STEP)
+        where = f"last checkpoint {checkpoint.path}" if checkpoint is not None else "no checkpoint"
+        at = f" after step {step}" if step is not None else ""
+        message = f"run {run_key} stopped by {request.signal}{at} ({where})"
+        super().__init__(message, EXIT_CODES.get(request.signal, 143))
+        self.run_key = run_key
+
+
+def end_mlflow_run(cfg: TrainConfig, status: str, reason: str) -> None:
+    """End the run's MLflow run from the driver when its rank 0 could not (a worker group shut down, workers
+    that did not stop in time), the reason as a tag; best effort, and only a run still RUNNING."""
+    if not cfg.tracking.enabled:
+        return
+    try:
+        client = tracking_client(cfg.tracking.uri)
+        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        run = (
+            find_run_by_tag(client, experiment.experiment_id, TRAIN_RUN_TAG, cfg.run.name)
+            if experiment
+            else None
+        )
+        if run is not None and run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, STOP_REASON_TAG if status == "KILLED" else FAILURE_TAG, reason)
+            client.set_terminated(run.info.run_id, status)
+    except Exception:  # noqa: BLE001 - the job ends with its own message whatever MLflow answers
+        pass

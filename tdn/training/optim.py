@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pipeline.config import require_finite
+
 
 @dataclass
 class OptimConfig:
@@ -39,6 +41,7 @@ class OptimConfig:
     clip_grad_norm: float | None = 20.0  # None = no clipping
 
     def __post_init__(self) -> None:
+        require_finite(self, "optim")
         if self.lr <= 0 or self.reference_batch < 1:
             raise ValueError(
                 f"lr must be > 0 and reference_batch >= 1, got {self.lr}, {self.reference_batch}"

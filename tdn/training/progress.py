@@ -45,11 +45,13 @@ class ProgressClock:
     steps_per_epoch: int  # optimiser steps per epoch
     clock: Callable[[], float] = time.monotonic  # seconds; tests pass a fake one
     epoch: int = 0  # the epoch running now
-    epoch_started: float = 0.0  # clock() when it started
+    epoch_started: float = 0.0  # clock() when it started (or resumed)
+    resumed_at: int = 0  # steps of the epoch done before it (re)started here
     finished: list[float] = field(default_factory=list)  # wall times of the epochs this process finished
 
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def start_epoch(self, epoch: int, done: int = 0) -> None:
+        """``done``: steps of the epoch already done (a run resumed in the middle of it)."""
+        self.epoch, self.resumed_at = epoch, done
         self.epoch_started = self.clock()
 
     def end_epoch(self) -> float:
@@ -61,7 +63,8 @@ class ProgressClock:
     def eta(self, done: int) -> tuple[float, float]:
         """(seconds left in this epoch, seconds left in the run) after ``done`` steps of this epoch."""
         elapsed = self.clock() - self.epoch_started
-        per_step = elapsed / done if done > 0 else 0.0
+        ran = done - self.resumed_at  # steps this process ran in the epoch
+        per_step = elapsed / ran if ran > 0 else 0.0
         epoch_left = per_step * (self.steps_per_epoch - done)
         done_epochs = len(self.finished)
         per_epoch = sum(self.finished) / done_epochs if done_epochs else per_step * self.steps_per_epoch

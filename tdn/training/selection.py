@@ -17,6 +17,23 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# What a checkpoint without the monitored value (an epoch not validated, a stop inside an epoch) reports to Ray
+# as that value: it ranks last whatever the mode, and it survives Ray's JSON snapshot of its checkpoint
+# manager, where NaN and infinities come back as null and crash a resumed run's ranking (Ray 2.60, pydantic).
+UNMEASURED = 1e300
+
+
+def ray_score(value: float | None, mode: str) -> float:
+    """The value reported to Ray for ranking: ``value``, or the one that ranks last when it is missing."""
+    if value is None or math.isnan(value):
+        return -UNMEASURED if mode == "max" else UNMEASURED
+    return float(value)
+
+
+def is_measured(value: float | None) -> bool:
+    """False for a value Ray got as UNMEASURED (or a missing or NaN one)."""
+    return value is not None and not math.isnan(value) and abs(value) < UNMEASURED
+
 
 def epoch_dir(epoch: int) -> str:
     """A checkpoint's folder under the run's storage: ``epoch_0003`` after 3 epochs."""

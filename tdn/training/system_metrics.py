@@ -88,7 +88,7 @@ class NodeSystemMetrics:
         """Stop sampling and flush the last values (before the run is ended, so they are accepted)."""
         self._stop.set()
         self._thread.join(timeout=timeout_s)
-        monitor = self._monitor
+        monitor, self._monitor = self._monitor, None  # a second stop() has nothing left to flush
         if monitor is None:
             return
         finisher = threading.Thread(target=monitor.finish, name="system-metrics-finish", daemon=True)
@@ -96,14 +96,16 @@ class NodeSystemMetrics:
         finisher.join(timeout=timeout_s)
 
 
-def start_node_sampler(cfg: TrackingConfig, run_key: str, local_rank: int, tracker: Tracker | None,
-                       node_id: str) -> NodeSystemMetrics | None:  # fmt: skip
+def start_node_sampler(
+    cfg: TrackingConfig, run_key: str, local_rank: int, tracker: Tracker | None, node_id: str
+) -> NodeSystemMetrics | None:
     """The sampler of this node, on its local rank 0 (None elsewhere, or when switched off). Rank 0 takes the
     run id from its Tracker; the other nodes find the run by its tag once rank 0 has created it."""
     if not cfg.enabled or not cfg.system_metrics or local_rank != 0:
         return None
     run_id: Callable[[], str | None] = (
-        (lambda: tracker.run_id) if tracker is not None
+        (lambda: tracker.run_id)
+        if tracker is not None
         else find_train_run_id(cfg.resolved_uri(), cfg.experiment, run_key)
-    )  # fmt: skip
+    )
     return NodeSystemMetrics(cfg, node_id, run_id).start()

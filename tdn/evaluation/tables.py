@@ -5,9 +5,10 @@
         ├─ accuracy_table(dataset)   Table 2/3 layout: Method, Backbone, Frames, Input, GFLOPs, Top-1, Top-5
         ├─ transfer_table()          Table 4: UCF101 / HMDB51, mean top-1 over the three splits
         └─ timing_table()            Table 5: Frames x Clips x Crops, ms per video (loading included), Top-1
-    -> Markdown, CSV and HTML files, logged as artifacts of a run tagged tdn.kind=tables.
+    -> Markdown, CSV and HTML files (write_tables); loading the runs and logging the tables: table_runs.py.
 
-With ``with_paper`` the published rows (tdn/reporting/paper_results.py) are added, their method marked "(paper)".
+With ``with_paper`` the published rows (tdn/evaluation/paper_results.py) are added, their method marked
+"(paper)".
 """
 
 from __future__ import annotations
@@ -15,19 +16,14 @@ from __future__ import annotations
 import csv
 import html
 import io
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tdn.evaluation.results import EvalResult, result_from_run
-from tdn.reporting.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
-from tdn.tracking import mlflow_store
-from tdn.tracking.lineage import source_tags
-from tdn.tracking.mlflow_store import KIND_EVALUATION, KIND_TABLES, KIND_TAG, TRANSFER_TAG
-
-log = logging.getLogger(__name__)
+from tdn.evaluation.paper_results import TABLE2, TABLE3, TABLE4, TABLE5, PaperRow
+from tdn.evaluation.results import EvalResult
+from tdn.tracking.mlflow_store import TRANSFER_TAG
 
 TABLES_EXPERIMENT = "tdn-tables"
 PAPER = " (paper)"
@@ -40,9 +36,12 @@ _BACKBONES = {
     "resnet101": "ResNet101",
 }
 _DATASET_TITLES = {
-    "ssv1": "Something-Something V1", "ssv2": "Something-Something V2", "kinetics": "Kinetics-400",
-    "ucf101": "UCF101", "hmdb51": "HMDB51",
-}  # fmt: skip
+    "ssv1": "Something-Something V1",
+    "ssv2": "Something-Something V2",
+    "kinetics": "Kinetics-400",
+    "ucf101": "UCF101",
+    "hmdb51": "HMDB51",
+}
 
 
 @dataclass
@@ -85,28 +84,21 @@ class Table:
         return f"<h3>{esc(self.title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}</table>\n{notes}\n"
 
 
-# ----------------------------------------------------------------------------------------------- loading
-
-
-def load_evaluations(tracking_uri: str | None = None) -> list[Evaluation]:
-    """Every FINISHED evaluation run in every experiment of the tracking server."""
-    runs = mlflow_store.search_runs_everywhere(
-        mlflow_store.tracking_client(tracking_uri),
-        f"tags.`{KIND_TAG}` = '{KIND_EVALUATION}' and attributes.status = 'FINISHED'",
-    )
-    return [
-        Evaluation(run.info.run_id, int(run.info.start_time or 0), result_from_run(run), dict(run.data.tags))
-        for run in runs
-    ]
-
-
 def latest_per_setting(evals: Iterable[Evaluation]) -> list[Evaluation]:
     """Keep the newest run for each (model, dataset, split, split number, protocol, shard checksum)."""
     best: dict[tuple, Evaluation] = {}
     for e in evals:
         r = e.result
-        key = (r.model_id, r.dataset, r.split, r.split_number, r.protocol, r.index_checksum, r.input_size,
-               tuple(r.ensemble_of))  # fmt: skip
+        key = (
+            r.model_id,
+            r.dataset,
+            r.split,
+            r.split_number,
+            r.protocol,
+            r.index_checksum,
+            r.input_size,
+            tuple(r.ensemble_of),
+        )
         if key not in best or e.start_time > best[key].start_time:
             best[key] = e
     return sorted(best.values(), key=lambda e: (e.result.dataset, e.start_time))
@@ -156,8 +148,18 @@ def _model_label(r: EvalResult) -> str:
     return r.model_id
 
 
-ACCURACY_COLUMNS = ["Method", "Backbone", "Frames", "Input", "GFLOPs", "Top-1", "Top-5", "Model", "Split",
-                    "Videos"]  # fmt: skip
+ACCURACY_COLUMNS = [
+    "Method",
+    "Backbone",
+    "Frames",
+    "Input",
+    "GFLOPs",
+    "Top-1",
+    "Top-5",
+    "Model",
+    "Split",
+    "Videos",
+]
 
 
 def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool = False) -> Table:
@@ -167,19 +169,39 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
         r = e.result
         if r.dataset != dataset:
             continue
-        rows.append([
-            method_name(r), backbone_name(r.arch), _frames(r.frames, r.clips, r.crops), _input(r),
-            _gflops(r.gflops, r.views), _pct(r.top1_pct), _pct(r.top5_pct), _model_label(r),
-            r.split + (f"{r.split_number}" if r.split_number else ""), str(r.num_videos),
-        ])  # fmt: skip
+        rows.append(
+            [
+                method_name(r),
+                backbone_name(r.arch),
+                _frames(r.frames, r.clips, r.crops),
+                _input(r),
+                _gflops(r.gflops, r.views),
+                _pct(r.top1_pct),
+                _pct(r.top5_pct),
+                _model_label(r),
+                r.split + (f"{r.split_number}" if r.split_number else ""),
+                str(r.num_videos),
+            ]
+        )
     paper: tuple[PaperRow, ...] = TABLE3 if dataset == "kinetics" else TABLE2
     if with_paper:
         for p in paper:
             if p.dataset == dataset:
                 clips, crops = (10, 3) if p.views == 30 else (1, 1)
-                rows.append([p.method + PAPER, p.backbone, _frames(p.frames, clips, crops),
-                             _paper_input(p.views), _gflops(p.gflops, p.views), _pct(p.top1_pct),
-                             _pct(p.top5_pct), "-", "-", "-"])  # fmt: skip
+                rows.append(
+                    [
+                        p.method + PAPER,
+                        p.backbone,
+                        _frames(p.frames, clips, crops),
+                        _paper_input(p.views),
+                        _gflops(p.gflops, p.views),
+                        _pct(p.top1_pct),
+                        _pct(p.top5_pct),
+                        "-",
+                        "-",
+                        "-",
+                    ]
+                )
     number = "3" if dataset == "kinetics" else "2" if dataset in ("ssv1", "ssv2") else ""
     title = (
         f"Table {number} layout: {_DATASET_TITLES.get(dataset, dataset)}"
@@ -191,10 +213,12 @@ def accuracy_table(evals: Sequence[Evaluation], dataset: str, with_paper: bool =
         title=title,
         columns=ACCURACY_COLUMNS,
         rows=rows,
-        notes=["Top-1/Top-5 in %; Input is the crop side in pixels ('(trained N)': evaluated at a size other "
-               "than the model's own); GFLOPs are multiply-adds per view (x views); rows marked (paper) are "
-               "quoted from Wang et al., CVPR 2021."],
-    )  # fmt: skip
+        notes=[
+            "Top-1/Top-5 in %; Input is the crop side in pixels ('(trained N)': evaluated at a size other "
+            "than the model's own); GFLOPs are multiply-adds per view (x views); rows marked (paper) are "
+            "quoted from Wang et al., CVPR 2021."
+        ],
+    )
 
 
 def transfer_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Table:
@@ -218,17 +242,35 @@ def transfer_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Tab
     rows = []
     for key, by_ds in groups.items():
         r = meta[key]
-        rows.append([method_name(r), r.pretrain or "-", backbone_name(r.arch), r.frames,
-                     cell(by_ds.get("ucf101")), cell(by_ds.get("hmdb51")),
-                     " ".join(f"{ds}:{s}={v:.1f}" for ds in ("ucf101", "hmdb51")
-                              for s, v in sorted(by_ds.get(ds, {}).items()))])  # fmt: skip
+        rows.append(
+            [
+                method_name(r),
+                r.pretrain or "-",
+                backbone_name(r.arch),
+                r.frames,
+                cell(by_ds.get("ucf101")),
+                cell(by_ds.get("hmdb51")),
+                " ".join(
+                    f"{ds}:{s}={v:.1f}"
+                    for ds in ("ucf101", "hmdb51")
+                    for s, v in sorted(by_ds.get(ds, {}).items())
+                ),
+            ]
+        )
     if with_paper:
         for method in dict.fromkeys(p.method for p in TABLE4):
             pr = {p.dataset: p for p in TABLE4 if p.method == method}
             first = next(iter(pr.values()))
-            rows.append([method + PAPER, first.pretrain, first.backbone, first.frames or "-",
-                         *(f"{pr[d].top1_pct:.1f}%" if d in pr else "-" for d in ("ucf101", "hmdb51")),
-                         "-"])  # fmt: skip
+            rows.append(
+                [
+                    method + PAPER,
+                    first.pretrain,
+                    first.backbone,
+                    first.frames or "-",
+                    *(f"{pr[d].top1_pct:.1f}%" if d in pr else "-" for d in ("ucf101", "hmdb51")),
+                    "-",
+                ]
+            )
     return Table(
         name="table4_transfer",
         title="Table 4 layout: UCF101 and HMDB51 (mean top-1 over the 3 official splits)",
@@ -245,31 +287,63 @@ def timing_table(evals: Sequence[Evaluation], with_paper: bool = False) -> Table
         r = e.result
         if r.ensemble_of:
             continue  # ensembles reuse stored scores: their time is not an inference time
-        rows.append([method_name(r), backbone_name(r.arch), f"{r.frames}×{r.clips}×{r.crops}", _input(r),
-                     f"{r.ms_per_video:.1f}", f"{r.videos_per_s:.1f}", _pct(r.top1_pct),
-                     _DATASET_TITLES.get(r.dataset, r.dataset), f"{r.device} x{r.replicas}"])  # fmt: skip
+        rows.append(
+            [
+                method_name(r),
+                backbone_name(r.arch),
+                f"{r.frames}×{r.clips}×{r.crops}",
+                _input(r),
+                f"{r.ms_per_video:.1f}",
+                f"{r.videos_per_s:.1f}",
+                _pct(r.top1_pct),
+                _DATASET_TITLES.get(r.dataset, r.dataset),
+                f"{r.device} x{r.replicas}",
+            ]
+        )
     if with_paper:
         for p in TABLE5:
-            rows.append([p.method + PAPER, p.backbone, p.views_label, _paper_input(p.views),
-                         f"{p.ms_per_video:.1f}", "-", _pct(p.top1_pct),
-                         _DATASET_TITLES[p.dataset], "Tesla V100, batch 16"])  # fmt: skip
+            rows.append(
+                [
+                    p.method + PAPER,
+                    p.backbone,
+                    p.views_label,
+                    _paper_input(p.views),
+                    f"{p.ms_per_video:.1f}",
+                    "-",
+                    _pct(p.top1_pct),
+                    _DATASET_TITLES[p.dataset],
+                    "Tesla V100, batch 16",
+                ]
+            )
     return Table(
         name="table5_timing",
         title="Table 5 layout: running time per video (whole evaluation incl. data loading)",
-        columns=["Method", "Backbone", "Frames×Clips×Crops", "Input", "Time (ms/video)", "Videos/s",
-                 "Top-1 (%)", "Dataset", "Device"],
+        columns=[
+            "Method",
+            "Backbone",
+            "Frames×Clips×Crops",
+            "Input",
+            "Time (ms/video)",
+            "Videos/s",
+            "Top-1 (%)",
+            "Dataset",
+            "Device",
+        ],
         rows=rows,
         notes=["Our times depend on the machine in the Device column; the paper's were measured on a V100."],
-    )  # fmt: skip
+    )
 
 
 def build_tables(evals: Sequence[Evaluation], with_paper: bool = False) -> list[Table]:
     latest = latest_per_setting(evals)
     # UCF101/HMDB51 runs of an official split belong to Table 4; others (e.g. the quickstart) get their own table.
-    datasets = sorted({
-        e.result.dataset for e in latest
-        if e.result.dataset not in ("ucf101", "hmdb51") or not e.result.split_number
-    })  # fmt: skip
+    datasets = sorted(
+        {
+            e.result.dataset
+            for e in latest
+            if e.result.dataset not in ("ucf101", "hmdb51") or not e.result.split_number
+        }
+    )
     if with_paper:
         datasets = sorted(set(datasets) | {"ssv1", "ssv2", "kinetics"})
     tables = [accuracy_table(latest, d, with_paper) for d in datasets]
@@ -294,26 +368,3 @@ def write_tables(tables: Sequence[Table], out_dir: str | os.PathLike) -> list[Pa
     )
     (out / "tables.html").write_text(page, encoding="utf-8")
     return files + [out / "tables.md", out / "tables.html"]
-
-
-def log_tables(files: Sequence[Path], tracking_uri: str | None, num_runs: int) -> str:
-    """A run tagged tdn.kind=tables holding the files under artifacts/tables/; returns its id."""
-    client = mlflow_store.tracking_client(tracking_uri)
-    tags = {**source_tags(), KIND_TAG: KIND_TABLES}
-    with mlflow_store.logged_run(client, TABLES_EXPERIMENT, "tables", tags) as run:
-        run.log(params={"evaluation_runs": num_runs})
-        for f in files:
-            run.log_artifact(str(f), "tables")
-    return run.run_id
-
-
-def refresh_tables(
-    tracking_uri: str | None, out_dir: str | os.PathLike, with_paper: bool = False, log_run: bool = True
-) -> tuple[list[Table], str]:
-    """Load every evaluation run, write the tables to ``out_dir`` and log them; returns (tables, run id)."""
-    evals = load_evaluations(tracking_uri)
-    tables = build_tables(evals, with_paper)
-    files = write_tables(tables, out_dir)
-    run_id = log_tables(files, tracking_uri, len(evals)) if log_run else ""
-    log.info("tables: %d evaluation runs -> %s", len(evals), out_dir)
-    return tables, run_id
