@@ -341,9 +341,11 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
     )
 
 
-def _clear_partials(split_dirs: list[str], timeout_s: float = 15.0) -> None:
-    """After a full disk: the tasks still writing fail at once and remove their own temporaries, or are
-    cancelled with the job (their temporaries then stale); wait for both, so the job leaves whole shards only."""
+def _clear_partials(split_dirs: list[str], timeout_s: float = 120.0) -> None:
+    """After a full disk: the tasks still writing fail at their next write and remove their own temporaries,
+    or are cancelled with the job (their temporaries then stale); wait for both, so the job leaves whole shards
+    only. A task fails at its next write, which comes after the video it is decoding: seconds, but a 15 s
+    wait was seen to run out on a loaded 2-core machine (a partial left behind), hence the generous bound."""
     deadline = time.monotonic() + timeout_s
     while True:
         for split_dir in split_dirs:
