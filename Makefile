@@ -35,7 +35,7 @@ browser:
 	.ci/ensure-chromium
 
 test: lint browser
-	$(BIN)/python -m pytest -q tests -n 2 --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .

@@ -79,8 +79,8 @@ def synthetic_shards(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> P
 @dataclass(frozen=True)
 class QuickstartRun:
     """One ``python -m jobs.quickstart`` run, shared by every test that needs a trained TDN and TSN: the
-    quickstart's own test (tests/test_quickstart.py) and the training tests that read its MLflow runs
-    (tests/test_train.py). Read-only: a test that would change it makes its own."""
+    quickstart's own test and the training tests that read its MLflow runs, all in tests/test_quickstart.py
+    (one file: one xdist worker, tests/tiers.py). Read-only: a test that would change it makes its own."""
 
     workdir: Path
     tracking_uri: str  # the session's mlflow server: the runs, the registered models, the evaluations

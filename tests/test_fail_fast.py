@@ -5,7 +5,7 @@ A bad index, a missing or truncated shard, a weights file of the wrong shape or 
 starts (tdn/training/preflight.py): no Ray Train run at all. A shard whose bytes changed without changing its
 size can only be seen by the worker reading it: the run then ends on its first worker group
 (tdn/training/failures.py counts them) instead of ``run.max_failures + 1`` of them. Each message names the file.
-The retry of a killed worker is tests/test_train.py::test_worker_crash_resumes_and_resume_is_reproducible.
+The retry of a killed worker is tests/test_fault_matrix.py::test_queued_calls_survive_an_outage_and_a_killed_rank0.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The two test tiers, and the guard that keeps them honest.
 
     make test-fast   pytest -m "not integration"   no Ray, no servers, no browser: the inner loop (< 3 min)
-    make test        pytest -n 2 --dist loadgroup   the whole suite, what CI runs (< 15 min on 2 cores)
+    make test        pytest -n 2 --dist loadfile    the whole suite, what CI runs (< 15 min on 2 cores)
 
 A test is ``integration`` when it says so (a module's ``pytestmark`` or a decorator: tests that launch a job
 process which starts its own Ray, or a local cluster) or when it uses a fixture that starts a service
@@ -12,12 +12,14 @@ test is caught by CI rather than by a slow inner loop. (Ray's ``ray.init()`` sta
 ``raylet`` through ``subprocess.Popen``, so in-process Ray is caught the same way.)
 
 ``make test`` runs on two pytest-xdist workers: a serial run left a third of the 2 cores idle (vmstat over
-the whole suite: 34 % idle, the integration tests waiting on process start-ups and servers). Each test goes
-into an ``xdist_group`` (one worker runs a group, in file order): its module, so module-scoped fixtures are
-built once and file-ordered tests (tests/test_infra_local.py) keep their order, except that every test of a
-``SHARED_RUN_FIXTURES`` fixture joins one group, so that run happens once. Session fixtures that are cheap
-(the test Ray cluster, an MLflow server, the synthetic shards: seconds) are built by each worker that needs
-them. The longest groups are handed out first (``LONGEST_FIRST``), so no worker starts one near the end.
+the whole suite: 34 % idle, the integration tests waiting on process start-ups and servers). ``--dist
+loadfile`` gives each test file to one worker, so module-scoped fixtures are built once and file-ordered tests
+(tests/test_infra_local.py) keep their order; the readers of the one shared training (``quickstart_run``) are
+one file, tests/test_quickstart.py, so it runs once. (``--dist loadgroup`` would group across files, but with
+pytest 9 its ``xdist_group`` markers are silently ignored: xdist 3.8 renames ``item._nodeid``, which pytest 9
+no longer reads.) Session fixtures that are cheap (the test Ray cluster, an MLflow server, the synthetic
+shards: seconds) are built by each worker that needs them. The longest files are handed out first
+(``LONGEST_FIRST``), so no worker starts one near the end.
 """
 
 from __future__ import annotations
@@ -44,14 +46,11 @@ SERVICE_COMMAND = re.compile(
 )
 
 
-# Session fixtures too costly to build on both workers: the tests that use one run in one group.
-SHARED_RUN_FIXTURES = ("quickstart_run",)  # one make-quickstart run: 166 s of the suite's 1528 s
-
-# Groups handed out first, longest first (longest-processing-time scheduling); seconds of a serial run on the
-# 2-core machine (2026-12-07). The order only decides which worker starts what: a group missing here still runs.
+# Test files handed out first, longest first (longest-processing-time scheduling); seconds of a serial run on
+# the 2-core machine (2026-12-07). The order only decides which worker starts what: a file not here still runs.
 LONGEST_FIRST = (
     "test_fault_matrix",  # 286 s
-    "quickstart_run",  # 173 s (test_quickstart + the tests of test_train that read its runs)
+    "test_quickstart",  # 183 s, most of it the shared quickstart run
     "test_transfer",  # 134 s
     "test_infra_local",  # 123 s
     "test_tracking_journal",  # 105 s
@@ -64,21 +63,19 @@ class UnitTestStartedAService(AssertionError):
     """A test not marked ``integration`` started a service."""
 
 
-def worker_group(item: pytest.Item) -> str:
-    """The xdist group of a test: the shared run it reads, else its module."""
-    fixtures = set(getattr(item, "fixturenames", ()))
-    shared = [name for name in SHARED_RUN_FIXTURES if name in fixtures]
-    return shared[0] if shared else Path(item.nodeid.split("::", 1)[0]).stem
+def file_of(item: pytest.Item) -> str:
+    """``test_x`` for ``tests/test_x.py::test_y``."""
+    return Path(item.nodeid.split("::", 1)[0]).stem
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m reads the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
-    # a stable sort: within a group the file order stays; the same order on every worker (xdist checks)
-    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(worker_group(item), len(rank)))
+    # a stable sort: within a file the order stays; the same order on every worker (xdist checks)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(file_of(item), len(rank)))
 
 
 def service_in(args: Any) -> str | None:
