@@ -18,17 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import load_config
 from pipeline.shards.contract import ContractError, CorruptShardError, ShardIndex
 from tdn.checkpoints.project import CheckpointError, save_checkpoint
 from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.training.config import TrainConfig
 from tdn.training.failures import WorkerInputError, one_line
+from tests.train_runs import RECIPE, fit, tiny
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
-RECIPE = REPO / "jobs" / "configs" / "synthetic_tiny.yaml"
 # the cheapest run that starts workers: TSN at 32 px, one epoch, no validation; 2 restarts allowed
 CHEAP = (
     "model.variant=tsn",
@@ -41,23 +39,7 @@ CHEAP = (
 
 
 def cheap(shards: Path, tmp_path: Path, *overrides: str) -> TrainConfig:
-    return load_config(
-        TrainConfig,
-        RECIPE,
-        [
-            f"data.shards={shards}",
-            f"run.storage_path={tmp_path / 'ray'}",
-            "tracking.enabled=false",
-            *CHEAP,
-            *overrides,
-        ],
-    )
-
-
-def fit(cfg: TrainConfig):
-    from tdn.training.launcher import fit as trainer_fit
-
-    return trainer_fit(cfg)
+    return tiny(shards, tmp_path, *CHEAP, *overrides)
 
 
 @pytest.fixture
