@@ -17,6 +17,14 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 # epoch of the tests' tiny recipes takes about as long as one wait. 0.25 s keeps the polling cheap and takes
 # most of that wait out of every training run the tests start (the jobs they launch inherit it).
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+# One torch/OpenMP thread per process on pytest-xdist workers (make test: two workers on 2 cores, and every job,
+# Ray worker and server they start shares those cores): a second thread mostly spins waiting for the other.
+# Measured on the unit tier (2026-12-07, 2-core machine): two workers 105 s -> 78 s (user CPU 183 s -> 129 s);
+# serially (make test-fast) one thread was slower, 115 s -> 130 s, so it is left alone there. Set before
+# anything imports torch (OpenMP reads it once; xdist sets PYTEST_XDIST_WORKER before conftest loads); the
+# processes the tests start inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Keep tests from spending time on Ray Data's progress bars.
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
