@@ -133,10 +133,11 @@ def wait_for_file(path: Path, job: JobProcess, timeout: float = 600.0) -> None:
 def test_queued_calls_survive_an_outage_and_a_killed_rank0(
     ray_cluster, synthetic_shards, reference, tmp_path
 ):
-    """MLflow goes down (kill -9) after epoch 1; rank 0 is killed (kill -9) after epoch 2 (its calls only queued, epoch
-    2's checkpoint written); MLflow comes back while the restarted workers train: the run resumes from its
-    checkpoint (epoch 2's, or epoch 1's when Ray had not recorded epoch 2 yet, so epoch 2 is trained again),
-    nothing is missing, nothing is logged twice, and the registered weights are the uninterrupted run's."""
+    """MLflow goes down (kill -9) after epoch 1; rank 0 is killed (kill -9) after epoch 2 (its calls only
+    queued, epoch 2's checkpoint written); MLflow comes back while the restarted workers train: the run
+    resumes from its checkpoint (epoch 2's, or epoch 1's when Ray had not recorded epoch 2 yet, so epoch 2 is
+    trained again), nothing is missing, nothing is logged twice, and the registered weights are the
+    uninterrupted run's."""
     own = MlflowServer(tmp_path / "mlflow").start()
     since = time.time()
     try:
