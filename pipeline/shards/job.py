@@ -21,8 +21,9 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pipeline import storage
 from pipeline.config import ConfigError
@@ -316,8 +317,11 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
         rows = [{"task": pickle.dumps(t), "id": i} for i, t in enumerate(tasks)]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(write_shard_row, **remote_args)
         progress = _Progress(len(tasks), total_videos, cfg.progress_interval_s)
-        for row in ds.iter_rows():
+        # Ray Data's row iterable hands out a generator: closing it shuts the executor down (below)
+        written = cast(Generator[dict[str, Any], None, None], iter(ds.iter_rows()))
+        for row in written:
             if row["disk_full"]:  # pipeline/disk.py: one line naming the shard, no retry can help
+                written.close()  # no task starts after this; the running ones are cancelled (killed)
                 _clear_partials([storage.join(cfg.output, s) for s in splits])
                 raise DiskFullError(row["disk_full"])
             task = tasks[int(row["id"])]
@@ -342,10 +346,9 @@ def run_shard_job(cfg: ShardConfig, address: str | None = None) -> ShardJobSumma
 
 
 def _clear_partials(split_dirs: list[str], timeout_s: float = 120.0) -> None:
-    """After a full disk: the tasks still writing fail at their next write and remove their own temporaries,
-    or are cancelled with the job (their temporaries then stale); wait for both, so the job leaves whole shards
-    only. A task fails at its next write, which comes after the video it is decoding: seconds, but a 15 s
-    wait was seen to run out on a loaded 2-core machine (a partial left behind), hence the generous bound."""
+    """After a full disk, with Ray Data's executor shut down (its running tasks' workers killed: their
+    temporaries are stale), remove what is left, so the job leaves whole shards only. Clearing before the
+    shutdown raced: a task started after the last check and was killed with the job, its temporary left."""
     deadline = time.monotonic() + timeout_s
     while True:
         for split_dir in split_dirs:
