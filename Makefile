@@ -16,9 +16,13 @@ STAMP := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# pip byte-compiles what it installs on one core; compileall -j 0 does it on all of them afterwards (same .pyc
+# files; one torch test helper in 3.12 syntax fails on 3.11 either way, hence the ignored status). Measured on a
+# fresh clone, 2 cores (2026-12-07): install 2 min 22 s -> 1 min 54 s.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --no-compile torch==2.13.0
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,7 +38,11 @@ lint: $(STAMP)
 browser:
 	.ci/ensure-chromium
 
+# The project's own .pyc files, written once before the suite starts some 300 processes that import the project
+# (jobs, Ray Train workers, Ray Data tasks): where PYTHONDONTWRITEBYTECODE is set, as on this machine, each of
+# them would compile it again (about 0.2 s of CPU each, measured on jobs.train + tdn.training.loop).
 test: lint browser
+	$(BIN)/python -m compileall -qq -j 0 jobs pipeline tdn tests benchmarks
 	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
