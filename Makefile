@@ -38,9 +38,9 @@ lint: $(STAMP)
 browser:
 	.ci/ensure-chromium
 
-# The project's own .pyc files, written once before the suite starts some 300 processes that import the project
-# (jobs, Ray Train workers, Ray Data tasks): where PYTHONDONTWRITEBYTECODE is set, as on this machine, each of
-# them would compile it again (about 0.2 s of CPU each, measured on jobs.train + tdn.training.loop).
+# The project's own .pyc files, written once before the suite starts its 45 job processes and 230-odd Ray
+# workers, many of which import the project: where PYTHONDONTWRITEBYTECODE is set, as on this machine, each
+# would compile it again (about 0.2 s of CPU each, measured on jobs.train + tdn.training.loop).
 test: lint browser
 	$(BIN)/python -m compileall -qq -j 0 jobs pipeline tdn tests benchmarks
 	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
