@@ -44,9 +44,9 @@ def render_dom(url: str, profile: Path, ready: str, attempts: int = 3) -> str:
     """The DOM of ``url`` after headless Chromium ran its JavaScript, as HTML text.
 
     ``ready`` is a piece of the page's layout (not one of the facts under test) whose presence says the
-    page's data arrived. Under load a dump can come before that (CI, stop 28: the model version page had its side bar
-    but not its body); such a render is repeated with twice the virtual time, at most ``attempts`` times, and
-    the last DOM is returned either way, so the test's own assertions decide.
+    page's data arrived. Under load a dump can come before that (CI, stop 28: the model version page had its
+    side bar but not its body); such a render is repeated with twice the virtual time, at most ``attempts``
+    times, and the last DOM is returned either way, so the test's own assertions decide.
     """
     dom = ""
     for attempt in range(attempts):
