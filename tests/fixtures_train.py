@@ -15,10 +15,12 @@ session's MLflow server: the one TDN-vs-TSN training the tests share.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +71,30 @@ def make_synthetic_shards(root: Path) -> Path:
     return out
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)``'s result, built once per ``make test`` run however many pytest-xdist workers ask: the
+    first takes a lock in the folder the run's workers share and builds, the others wait and read it (a
+    build that failed leaves no marker, and the next worker to ask starts it over). Without xdist, a folder of
+    this session's own."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, whose popen-gwK/ are the workers' own
+    folder, marker = shared / name, shared / f"{name}.built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not marker.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            marker.write_text(str(build(folder)))
+        return Path(marker.read_text())
+
+
 @pytest.fixture(scope="session")
 def synthetic_shards(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shard root with ``train/`` (120 videos x 2 views) and ``test/`` (56 videos), 4 classes, 4 segments,
-    64x64 frames. Read-only."""
-    return make_synthetic_shards(tmp_path_factory.mktemp("synthetic_shards"))
+    64x64 frames. Read-only; built once for both workers of ``make test`` (176 encoded videos and a shard job
+    on the first asking worker's test cluster: 22 s with the cluster's start-up, alone on 2 cores)."""
+    return built_once(tmp_path_factory, "synthetic_shards", make_synthetic_shards)
 
 
 @dataclass(frozen=True)

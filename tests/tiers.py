@@ -17,9 +17,10 @@ loadfile`` gives each test file to one worker, so module-scoped fixtures are bui
 (tests/test_infra_local.py) keep their order; the readers of the one shared training (``quickstart_run``) are
 one file, tests/test_quickstart.py, so it runs once. (``--dist loadgroup`` would group across files, but with
 pytest 9 its ``xdist_group`` markers are silently ignored: xdist 3.8 renames ``item._nodeid``, which pytest 9
-no longer reads.) Session fixtures that are cheap (the test Ray cluster, an MLflow server, the synthetic
-shards: seconds) are built by each worker that needs them. The longest files are handed out first
-(``LONGEST_FIRST``), so no worker starts one near the end.
+no longer reads.) Session fixtures that are services (the test Ray cluster, an MLflow server) are started by
+each worker that needs them; the synthetic shards, files, are built once for both (tests/fixtures_train.py
+``built_once``). The longest files are handed out first (``LONGEST_FIRST``), so no worker starts one near
+the end.
 """
 
 from __future__ import annotations
