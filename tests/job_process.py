@@ -1,5 +1,6 @@
 """A job run as its own process (``python -m jobs.<name> ...``), its output read as it comes: for tests that
-signal or kill it, or a process of its, at a moment its output names."""
+signal or kill it, or a process of its, at a moment its output names; ``assert_quiet`` for a job that ended
+well (issue 25: what a user reads when the output goes to a pipe or a log file)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline import ray_noise
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER_PID = re.compile(r"\((?:RayTrainWorker|RayTrainWorker\w*) pid=(\d+)")
+COLOUR = re.compile(r"\x1b\[")
 
 
 class JobProcess:
@@ -107,3 +111,16 @@ def worker_pid_from_logs(session_dir: str, pattern: str, since: float, timeout: 
             return int(path.stem.rsplit("-", 1)[1])
         time.sleep(0.05)
     raise AssertionError(f"no worker log in {logs} matched {pattern!r} within {timeout} s")
+
+
+def assert_quiet(job: JobProcess, name: str) -> None:
+    """``job`` (``python -m jobs.<name>``, stdout and stderr to a pipe, not a terminal) exits 0 and its output
+    holds no line of a known-harmless Ray pattern (pipeline/ray_noise.py, what ``--verbose`` brings back), no
+    colour code, no traceback, and ends with the job's summary (``<name>: done: ...``)."""
+    assert job.finish() == 0, job.output[-5000:]
+    noise = [line for line in job.lines if ray_noise.match(line) is not None]
+    assert not noise, f"{name}: known-harmless lines on the console:\n" + "\n".join(noise[:10])
+    coloured = [line for line in job.lines if COLOUR.search(line)]
+    assert not coloured, f"{name}: colour codes off a terminal:\n" + "\n".join(coloured[:10])
+    assert "Traceback" not in job.output, job.output[-5000:]
+    assert any(line.startswith(f"{name}: done: ") for line in job.lines), f"{name}: no summary:\n{job.output}"

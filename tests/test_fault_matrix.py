@@ -28,7 +28,7 @@ import torch
 from tdn.checkpoints.project import load_checkpoint
 from tdn.tracking.mlflow_store import STOP_REASON_TAG, TRAIN_RUN_TAG, tracking_client
 from tdn.tracking.registry import download_checkpoint
-from tests.job_process import JobProcess, worker_pid_from_logs
+from tests.job_process import JobProcess, assert_quiet, worker_pid_from_logs
 from tests.services import MlflowServer
 
 pytestmark = pytest.mark.integration
@@ -105,10 +105,11 @@ def server(tmp_path_factory) -> MlflowServer:
 
 @pytest.fixture(scope="module")
 def reference(ray_cluster, synthetic_shards, server, tmp_path_factory) -> dict[str, torch.Tensor]:
-    """The weights an uninterrupted run of the same recipe registers."""
+    """The weights an uninterrupted run of the same recipe registers. Its output is also the train job's quiet
+    console check (issue 25; shard, evaluate and predict: tests/test_quiet_jobs.py)."""
     storage = tmp_path_factory.mktemp("fault-ref")
     job = JobProcess("train", job_args(synthetic_shards, storage, server.uri, "ref", ray_cluster.address))
-    assert job.finish() == 0, job.output[-5000:]
+    assert_quiet(job, "train")
     run, history = run_history(server.uri, "ref")
     assert run.info.status == "FINISHED"
     assert_exactly_once(history)

@@ -55,7 +55,6 @@ LONGEST_FIRST = (
     "test_transfer",  # 134 s
     "test_infra_local",  # 123 s
     "test_tracking_journal",  # 105 s
-    "test_quiet_jobs",  # 58 s
     "test_benchmarks",  # 48 s
 )
 
