@@ -17,15 +17,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch comes from pip (pip's configuration here points at the CPU wheel on disk; uv reads none of it), everything
-# else from uv, which downloads and installs in parallel and byte-compiles what it installed; torch is then
-# compiled on all cores (one of its test helpers is 3.12 syntax and fails on 3.11, hence the ignored status).
+# else from uv, which downloads and installs in parallel and byte-compiles what it installed; what pip put
+# there (torch, sympy, networkx, ...) is then compiled on all cores. Every .pyc matters: with
+# PYTHONDONTWRITEBYTECODE set, as on this machine, a process importing a module without one compiles it
+# again (one torch test helper is 3.12 syntax and fails on 3.11, hence the ignored status).
 # uv keeps the installed torch: pyproject.toml's range admits it. Measured on fresh clones, 2 cores, cold caches
-# (2026-12-07): pip for all, compiling on one core 139 s; pip + compileall -j 0 105 s; this 71 s.
+# (2026-12-07): pip for all, compiling on one core 139 s; pip + compileall -j 0 105 s; this 58 s.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-compile torch==2.13.0 uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -e '.[dev]' \
 		--config-settings editable_mode=compat
-	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib/python*/site-packages/torch || true
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $(STAMP)
 
 venv: $(STAMP)

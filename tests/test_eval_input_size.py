@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.config import config_to_dict
+from pipeline.errors import InputError
 from pipeline.loading.config import LoaderConfig
 from pipeline.synthetic.frame_shards import SplitLayout, render_videos, write_split
 from tdn.checkpoints.project import TrainingState, save_checkpoint
@@ -72,6 +73,22 @@ def test_evaluated_at_the_checkpoints_size(split, trained_48, tmp_path):
     ref = _scores_at(model, split, 48, 56)
     for vid, row in zip(out.video.video_ids, out.video.scores):
         np.testing.assert_allclose(row, ref[vid], atol=1e-5)
+
+
+def test_views_the_network_cannot_take_end_in_one_line_before_scoring(split, trained_48, tmp_path):
+    """32 px views: the TDN's last stage would have one cell, which its L-TDM halves; one InputError naming
+    the model and the size, and no result file (tdn/model/networks.py ``too_small_for``)."""
+    path, _ = trained_48
+    with pytest.raises(InputError, match=r"views of 32 px are too small for this model: ") as info:
+        evaluate(
+            ModelSource(uri=path),
+            str(split),
+            EvalConfig(engine="local", input_size=32),
+            tmp_path / "o",
+            log_to_mlflow=False,
+        )
+    assert path in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "o" / "results.json").exists()
 
 
 def test_a_size_mismatch_is_printed_and_recorded(split, trained_48, tmp_path, caplog):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdn.model.networks import ModelConfig, build_model, build_model_from_config
+from tdn.model.networks import ModelConfig, build_model, build_model_from_config, too_small_for
 from tdn.model.temporal_modules import LongTermTDM, ShortTermTDM, TemporalConv
 
 VARIANTS = ["tdn", "tsn", "tconv", "stdm", "ltdm"]
@@ -455,3 +455,43 @@ def test_ltdm_fused_gate_under_bfloat16_autocast():
         err_fused = (pa.grad.double() - pt.grad).abs().max().item()
         err_plain = (pb.grad.double() - pt.grad).abs().max().item()
         assert err_fused <= max(3 * err_plain, 1e-3 * largest), name
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(variant="tdn"),
+        dict(variant="tdn", arch="resnet50"),
+        dict(variant="ltdm"),
+        dict(variant="tdn", l_tdm_stages=(3, 4)),
+        dict(variant="tdn", l_tdm_stages=(3,)),
+        dict(variant="ltdm", l_tdm_stages=(2, 3, 4, 5)),
+        dict(variant="tdn", s_tdm_stages=3, l_tdm_stages=(4, 5)),
+        dict(variant="tdn", l_tdm_multiscale=False),
+        dict(variant="tdn", l_tdm_fusion="channel_attention"),
+        dict(variant="stdm"),
+        dict(variant="tconv"),
+        dict(variant="tsn"),
+    ],
+    ids=repr,
+)
+def test_the_smallest_view_each_network_takes(options):
+    """``smallest_view`` against real forwards: one pixel less fails, its answer runs (a TDN: 33 px, not 32:
+    its L-TDM halves the 1 x 1 map of stage 5)."""
+    cfg = ModelConfig(**{"arch": "resnet18", "num_classes": 3, "num_segments": 2, "width": 0.125, **options})
+    model = build_model_from_config(cfg).eval()
+    smallest = cfg.smallest_view()
+
+    def runs(size: int) -> bool:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 2, 5, 3, size, size))
+        except RuntimeError:
+            return False
+        return True
+
+    assert runs(smallest)
+    assert smallest == 1 or not runs(smallest - 1)
+    assert too_small_for(cfg, smallest) == ""
+    if smallest > 1:
+        assert too_small_for(cfg, smallest - 1).startswith(f"views of {smallest - 1} px are too small")

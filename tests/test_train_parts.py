@@ -110,6 +110,31 @@ def test_train_config_validation(repo_root):
         load_config(TrainConfig, None, ["optim.lrr=1"])
 
 
+def test_a_crop_the_model_cannot_take_is_refused_before_the_shards_are_read(repo_root, capsys):
+    """A TDN at 32 px would fail in every worker's first step (its L-TDM halves a 1 x 1 map): the driver
+    refuses it in one line naming the flag, before data.shards is even looked at; a TSN takes 32 px."""
+    from jobs.train import main
+
+    recipe = str(repo_root / "jobs/configs/synthetic_tiny.yaml")
+    assert main(["--config", recipe, "--data.shards", "/nowhere", "--loader.input_size", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        "train: error: loader.input_size 32: views of 32 px are too small for this model"
+    ), err
+    args = [
+        "--config",
+        recipe,
+        "--data.shards",
+        "/nowhere",
+        "--loader.input_size",
+        "32",
+        "--model.variant",
+        "tsn",
+    ]
+    assert main(args) == 2
+    assert "data.shards: /nowhere does not exist" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_flags_and_missing_data(repo_root, capsys):
     from jobs.train import main
 

@@ -4,7 +4,8 @@
       │ read_split (split.py)                 index.json read once, checksum verified; shards present
       │ load_model (model_source.py)          ModelSource -> LoadedModel (weights + identity), on the driver
       │ resolve_protocol (protocol.py)        once: clips x crops, input size, short side (given > the
-      │                                       model's recipe > the protocol's), clips checked vs the shards
+      │                                       model's recipe > the protocol's), clips checked vs the shards;
+      │                                       views the network cannot take (networks.too_small_for): InputError
       │ run_inference (replica_pool.py)       pool of model replicas (Ray Data) or this process, given the
       │                                       split and the protocol -> VideoScores (V, C)
       ▼ summary (metrics.py) -> EvalResult (sizes and their origin from the EvalProtocol) -> result files,
@@ -51,7 +52,7 @@ from tdn.evaluation.results import (
 )
 from tdn.evaluation.split import EvalSplit, read_split
 from tdn.model.flops import count_flops
-from tdn.model.networks import ModelConfig
+from tdn.model.networks import ModelConfig, too_small_for
 from tdn.tracking.lineage import ShardDataset
 from tdn.tracking.mlflow_store import eval_version_tag
 from tdn.tracking.registry import tag_model_version
@@ -120,6 +121,9 @@ def evaluate(
     model_cfg = check_model_fits(loaded, split)
     classes = list(index.classes)
     protocol = resolve_protocol(cfg, split, loaded.trained)
+    too_small = too_small_for(model_cfg, protocol.input_size if protocol.crops == 1 else protocol.short_side)
+    if too_small:
+        raise InputError(f"{loaded.model_id}: {too_small}")
     if protocol.mismatch:
         log.warning("%s: %s", loaded.model_id, protocol.mismatch)
     video, replicas, device = run_inference(loaded, split, cfg, protocol)

@@ -128,6 +128,17 @@ class ModelConfig:
             return self.l_tdm_stages
         return () if self.variant == "tsn" else (3, 4, 5)
 
+    def smallest_view(self) -> int:
+        """The smallest crop side (px) the network takes. Stage s (2..5) sees ceil(H / 2**s) px (the stem's
+        stride-2 conv and max pool, then one stride-2 stage each); a multi-scale L-TDM halves its map
+        (avg_pool2d 2), so it needs 2 px there: H > 2**s for its deepest stage, 33 px for the paper's TDN. The
+        S-TDM halves the frame differences at the input: 2 px. (tests/test_model.py checks each ablation
+        against real forwards on both sides of its answer.)"""
+        pooled_long = self.variant in ("tdn", "ltdm") and self.l_tdm_multiscale and self.long_stages()
+        if pooled_long:
+            return 2 ** max(self.long_stages()) + 1
+        return 2 if self.stdm_stages() > 0 else 1
+
     def resolved_fusion_weights(self) -> tuple[float, float]:
         if self.fusion_weights is not None:
             return self.fusion_weights
@@ -236,6 +247,17 @@ class InputShapeError(ValueError):
 def build_model_from_config(cfg: ModelConfig) -> TDNNet:
     """A freshly initialised model (weights from files: tdn.checkpoints)."""
     return TDNNet(cfg)
+
+
+def too_small_for(cfg: ModelConfig, size: int) -> str:
+    """Why the network of ``cfg`` cannot take ``size`` px views, in one line; "" when it can."""
+    smallest = cfg.smallest_view()
+    if size >= smallest:
+        return ""
+    return (
+        f"views of {size} px are too small for this model: a {cfg.variant} network takes {smallest} px or more "
+        "(its temporal modules halve feature maps that would be a single cell)"
+    )
 
 
 def build_model(

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import torch
 
 from pipeline import storage
 from pipeline.config import config_from_dict
@@ -32,7 +30,7 @@ from pipeline.loading.raw_views import ViewSettings
 from tdn.evaluation.model_source import LoadedModel, recipe_sizes
 from tdn.evaluation.protocol import EvalConfig, EvalProtocol, protocol_for
 from tdn.model.gradcam import pick_layer
-from tdn.model.networks import ModelConfig, build_model_from_config
+from tdn.model.networks import ModelConfig, too_small_for
 from tdn.prediction.config import PredictConfig
 from tdn.prediction.output import PredictionRow, format_of
 from tdn.prediction.replica import top_k
@@ -100,7 +98,9 @@ def plan_prediction(cfg: PredictConfig, loaded: LoadedModel) -> PredictPlan:
             )
         explain_class = names.index(cfg.explain_class)
     size = protocol.input_size if protocol.crops == 1 else protocol.short_side
-    check_input_size(loaded.model_config, size)
+    too_small = too_small_for(config_from_dict(ModelConfig, loaded.model_config), size)
+    if too_small:
+        raise InputError(too_small)
     segments = int(loaded.model_config.get("num_segments", recipe.num_segments))
     views = ViewSettings(
         segments,
@@ -125,31 +125,6 @@ def plan_prediction(cfg: PredictConfig, loaded: LoadedModel) -> PredictPlan:
         model_name=loaded.model_id,
     )
     return PredictPlan(spec, protocol, tuple(overrides), loaded.model_id, loaded.model_version)
-
-
-CHECKED_BELOW = 64  # px: larger views give every network at least 2 x 2 cells at stride 32
-
-
-def check_input_size(model_config: Mapping[str, Any], size: int) -> None:
-    """InputError in one line when the network cannot take ``size`` px views (its last stage's map would be
-    empty: e.g. L-TDM's pooled branch needs >= 2 x 2 at stride 32); run on the meta device, nothing computed.
-
-    Only below ``CHECKED_BELOW`` px: the meta forward is not free (ResNet18 x0.25, 2 shared cores: 4.2 s as
-    a process's first call, 0.5 s after; a fixed cost that halved predict's videos/s on 12 small videos),
-    and every variant (tsn ... tdn, ResNet18 and 50: measured) runs from 33 px (2 x 2 cells at stride 32;
-    32 px fails)."""
-    if size >= CHECKED_BELOW:
-        return
-    cfg = config_from_dict(ModelConfig, model_config)
-    with torch.device("meta"):
-        model = build_model_from_config(cfg).eval()
-    try:
-        with torch.no_grad():
-            model(torch.empty(1, cfg.num_segments, 5, 3, size, size, device="meta"))
-    except RuntimeError as exc:
-        raise InputError(
-            f"views of {size} px are too small for this model: {str(exc).splitlines()[0]}"
-        ) from exc
 
 
 def plan_parts(videos: Sequence[VideoInput], plan: PredictPlan, cfg: PredictConfig) -> list[Part]:

@@ -1,7 +1,8 @@
 """What the driver checks before any training worker starts, so that a bad input costs seconds, not restarts.
 
     locate_shards(cfg)     data.shards given as a split folder: its parent and data.train_split its name
-    check_inputs(cfg)      data.shards: each split's index.json (contract reader: schema, checksum, shard names),
+    check_inputs(cfg)      loader.input_size: a crop the model takes (networks.too_small_for: a TDN needs 33 px);
+                           data.shards: each split's index.json (contract reader: schema, checksum, shard names),
                            its classes, segments per clip and windows against the model, the stored frame size
                            against the loader's crop sizes, every listed shard present with its size;
                            init.imagenet / init.checkpoint / run.resume: readable (weights_only) and of the
@@ -29,6 +30,7 @@ from pipeline.loading.shard_reading import read_index
 from pipeline.shards.contract import CorruptShardError
 from pipeline.shards.location import is_split, missing_split, parent_and_split
 from pipeline.shards.sampling import WINDOW
+from tdn.model.networks import too_small_for
 from tdn.training.checkpointing import check_weights
 from tdn.training.config import TrainConfig
 
@@ -71,7 +73,10 @@ def check_split(split_dir: str, cfg: TrainConfig) -> None:
 
 
 def check_inputs(cfg: TrainConfig) -> None:
-    """The shards and the weights files of ``cfg`` (absolute paths: launcher.with_absolute_paths)."""
+    """The crop size, the shards and the weights files of ``cfg`` (absolute paths: launcher.with_absolute_paths)."""
+    too_small = too_small_for(cfg.model, cfg.loader.input_size)
+    if too_small:
+        raise ConfigError(f"loader.input_size {cfg.loader.input_size}: {too_small}")
     if not cfg.data.shards:
         raise ConfigError("data.shards is empty: pass --data.shards DIR (the shard job's output folder)")
     if not storage.exists(cfg.data.shards):
