@@ -15,12 +15,10 @@ session's MLflow server: the one TDN-vs-TSN training the tests share.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import pytest
 from pipeline.datasets import DatasetConfig
 from pipeline.shards.job import ShardConfig, SplitShardConfig, run_shard_job
 from pipeline.synthetic.generate import SyntheticConfig, generate
+from tests.built_once import built_once
 
 REPO = Path(__file__).resolve().parent.parent
 MOTIONS = ("pan_left", "pan_right", "zoom_in", "zoom_out")
@@ -69,24 +68,6 @@ def make_synthetic_shards(root: Path) -> Path:
     if not summary.ok:
         raise RuntimeError(f"shard job failed: {summary}")
     return out
-
-
-def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
-    """``build(folder)``'s result, built once per ``make test`` run however many pytest-xdist workers ask: the
-    first takes a lock in the folder the run's workers share and builds, the others wait and read it (a
-    build that failed leaves no marker, and the next worker to ask starts it over). Without xdist, a folder of
-    this session's own."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return build(tmp_path_factory.mktemp(name))
-    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, whose popen-gwK/ are the workers' own
-    folder, marker = shared / name, shared / f"{name}.built"
-    with open(shared / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not marker.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            marker.write_text(str(build(folder)))
-        return Path(marker.read_text())
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ something and looks somewhere.
     train_object_tdn(path)     ResNet-18 x0.25, T = 4, 200 steps of 8 clips (random windows, TrainSampler),
                                SGD lr 0.02 cosine; saved with a training config whose crop and eval short side
                                are 80, so its recipe says: frames as they are, the whole frame as the crop
-    object_tdn (fixture)       trained once per test session (about 45 s of one CPU core)
+    object_tdn (fixture)       trained once per test run (about 45 s of one CPU core; tests/built_once.py)
 
 Measured (16 held-out clips): 94-100 % top-1; Grad-CAM mass inside the object's box 3.2x the box's share of
 the frame at layer2 (the stage pick_layer takes at 80 px), against 0.8x for the same network untrained.
@@ -31,6 +31,7 @@ from tdn.model.networks import ModelConfig, build_model_from_config
 from tdn.training.config import TrainConfig
 from tdn.training.optim import OptimConfig
 from tdn.training.trainer import Trainer, TrainerSettings
+from tests.built_once import built_once
 
 SIZE, FRAMES, T = 80, 20, 4
 STEPS, BATCH = 200, 8
@@ -114,5 +115,9 @@ def encode_clips(clips: list[tuple[ObjectClip, int]], folder: Path, codec: Codec
 
 @pytest.fixture(scope="session")
 def object_tdn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The trained checkpoint (module docstring), once per session."""
-    return train_object_tdn(tmp_path_factory.mktemp("object_tdn") / "object_tdn.pt")
+    """The trained checkpoint (module docstring): once per ``make test`` run, for both xdist workers (three
+    files read it, and two of them landed on different workers in a measured run: it was trained twice)."""
+    built = built_once(
+        tmp_path_factory, "object_tdn", lambda folder: Path(train_object_tdn(folder / "object_tdn.pt"))
+    )
+    return str(built)

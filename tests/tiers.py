@@ -18,8 +18,8 @@ loadfile`` gives each test file to one worker, so module-scoped fixtures are bui
 one file, tests/test_quickstart.py, so it runs once. (``--dist loadgroup`` would group across files, but with
 pytest 9 its ``xdist_group`` markers are silently ignored: xdist 3.8 renames ``item._nodeid``, which pytest 9
 no longer reads.) Session fixtures that are services (the test Ray cluster, an MLflow server) are started by
-each worker that needs them; the synthetic shards, files, are built once for both (tests/fixtures_train.py
-``built_once``). The longest files are handed out first (``LONGEST_FIRST``), so no worker starts one near
+each worker that needs them; what is built into files (the synthetic shards, the object-tracking TDN) is
+built once for both (tests/built_once.py). The longest files are handed out first (``LONGEST_FIRST``), so no worker starts one near
 the end.
 """
 
