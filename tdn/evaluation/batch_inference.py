@@ -121,7 +121,7 @@ def evaluate(
     model_cfg = check_model_fits(loaded, split)
     classes = list(index.classes)
     protocol = resolve_protocol(cfg, split, loaded.trained)
-    too_small = too_small_for(model_cfg, protocol.input_size if protocol.crops == 1 else protocol.short_side)
+    too_small = too_small_for(model_cfg, protocol.view_side)
     if too_small:
         raise InputError(f"{loaded.model_id}: {too_small}")
     if protocol.mismatch:

@@ -78,7 +78,7 @@ def confusion_cams(
     cfg = LoaderConfig(
         input_size=protocol.input_size, eval_short_side=protocol.short_side, eval_crops=protocol.crops
     )
-    size = protocol.input_size if protocol.crops == 1 else protocol.short_side
+    size = protocol.view_side
     figures = []
     for vid, pair, score in picks:
         raw = samples.get(vid)

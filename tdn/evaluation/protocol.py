@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from pipeline.errors import InputError
+from pipeline.loading.transforms import eval_output_size
 from tdn.checkpoints.recipe import ProtocolName
 from tdn.evaluation.split import EvalSplit
 
@@ -114,6 +115,11 @@ class EvalProtocol:
     sizes_from: SizesFrom  # "user" (given), "checkpoint" (the model's training config), "protocol"
     trained: TrainedSizes  # the model's own sizes; (0, 0) when its checkpoint does not say
     mismatch: str = ""  # one line when the sizes given differ from the model's; "" otherwise
+
+    @property
+    def view_side(self) -> int:
+        """The side (px) of each view the model sees: the crop, or the short side when 3 crops cover it."""
+        return eval_output_size(self.input_size, self.short_side, self.crops)
 
     @property
     def views_per_video(self) -> int:

@@ -97,8 +97,7 @@ def plan_prediction(cfg: PredictConfig, loaded: LoadedModel) -> PredictPlan:
                 f"--explain-class {cfg.explain_class!r}: the model's classes are {', '.join(names[:20])}"
             )
         explain_class = names.index(cfg.explain_class)
-    size = protocol.input_size if protocol.crops == 1 else protocol.short_side
-    too_small = too_small_for(config_from_dict(ModelConfig, loaded.model_config), size)
+    too_small = too_small_for(config_from_dict(ModelConfig, loaded.model_config), protocol.view_side)
     if too_small:
         raise InputError(too_small)
     segments = int(loaded.model_config.get("num_segments", recipe.num_segments))
@@ -121,7 +120,7 @@ def plan_prediction(cfg: PredictConfig, loaded: LoadedModel) -> PredictPlan:
         features=cfg.features,
         explain_dir=cfg.explain,
         explain_class=explain_class,
-        explain_layer=pick_layer(size) if cfg.explain_layer == "auto" else cfg.explain_layer,
+        explain_layer=pick_layer(protocol.view_side) if cfg.explain_layer == "auto" else cfg.explain_layer,
         model_name=loaded.model_id,
     )
     return PredictPlan(spec, protocol, tuple(overrides), loaded.model_id, loaded.model_version)

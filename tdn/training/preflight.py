@@ -73,7 +73,8 @@ def check_split(split_dir: str, cfg: TrainConfig) -> None:
 
 
 def check_inputs(cfg: TrainConfig) -> None:
-    """The crop size, the shards and the weights files of ``cfg`` (absolute paths: launcher.with_absolute_paths)."""
+    """The crop size, the shards and the weights files of ``cfg`` (absolute paths:
+    launcher.with_absolute_paths)."""
     too_small = too_small_for(cfg.model, cfg.loader.input_size)
     if too_small:
         raise ConfigError(f"loader.input_size {cfg.loader.input_size}: {too_small}")
