@@ -47,9 +47,17 @@ browser:
 # The project's own .pyc files, written once before the suite starts its 45 job processes and 230-odd Ray
 # workers, many of which import the project: where PYTHONDONTWRITEBYTECODE is set, as on this machine, each
 # would compile it again (about 0.2 s of CPU each, measured on jobs.train + tdn.training.loop).
-test: lint browser
+# mypy (36 s on one core) runs beside the suite rather than before it: the suite's first minute, its Ray
+# clusters and servers starting, leaves a third of the 2 cores idle (vmstat, 2026-12-08). Its report is
+# printed after the suite's, and either failing fails the target.
+test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m compileall -qq -j 0 jobs pipeline tdn tests benchmarks
-	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+	$(BIN)/mypy pipeline tdn > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS); \
+	tests=$$?; wait $$mypy; typed=$$?; echo "$(BIN)/mypy pipeline tdn"; cat $(VENV)/mypy.log; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 test-fast: $(STAMP)
 	$(BIN)/ruff check .

@@ -94,6 +94,11 @@ def check_weights(cfg: TrainConfig) -> None:
     """On the driver, before workers start: ``init.imagenet``, ``init.checkpoint`` and ``run.resume`` are
     readable (weights_only=True) and fit the model ``cfg.model`` describes, which is built on the meta device
     (shapes, no memory); raises CheckpointError / FileNotFoundError naming the file."""
+    if not (cfg.init.imagenet or cfg.init.checkpoint or cfg.run.resume):
+        # Nothing to read. Building even the meta model imports torch._dynamo (torch's init functions
+        # go through it): 1.6 s of the driver's CPU for each training run (py-spy, 2026-12-08). ModelConfig
+        # has already checked the architecture.
+        return
     with torch.device("meta"):
         model = build_model_from_config(cfg.model)
     with (
