@@ -99,6 +99,10 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], where:
 
 def strict_load(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
     check_state_dict(model, state, where)
+    if any(p.is_meta for p in model.parameters()):
+        # a shape check on the meta device (tdn/training/checkpointing.py check_weights): copying into meta
+        # tensors does nothing, and torch warns once per parameter that it does nothing
+        return
     model.load_state_dict(state, strict=True)
 
 

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -101,11 +100,7 @@ def check_weights(cfg: TrainConfig) -> None:
         return
     with torch.device("meta"):
         model = build_model_from_config(cfg.model)
-    with (
-        warnings.catch_warnings()
-    ):  # torch warns that copying into a meta tensor does nothing: that is the point
-        warnings.simplefilter("ignore", UserWarning)
-        init_weights(model, cfg.init)
+    init_weights(model, cfg.init)
     if cfg.run.resume:
         path = resolve_checkpoint(cfg.run.resume)
         ckpt = load_checkpoint(path)
