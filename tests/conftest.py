@@ -57,15 +57,11 @@ def ray_cluster() -> Iterator[object]:
     creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
     creds.chmod(0o600)
     os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", str(creds))
-    # One CPU per node: the two nodes share this machine's 2 cores. With 2 per node, every job on the cluster
-    # started up to 4 task workers, each importing Ray twice and the project's modules once, for 2 cores'
-    # worth of work: a 160-video shard job took 21.0 CPU-s (12.9 s) there and 14.8 CPU-s (10.4 s) here
-    # (2026-12-08, idle 2-core machine, /tmp/shardprof.py-style sampling of every process's CPU time).
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False},
+        head_node_args={"num_cpus": 2, "include_dashboard": False},
     )
-    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     try:

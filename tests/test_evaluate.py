@@ -75,15 +75,7 @@ def test_10x3_views_split_across_shards_and_replicas(
         CLASSES,
         SplitLayout(num_segments=4, clips=2, num_shards=2, shard_of=lambda i, v: (i + v) % 2),
     )
-    cfg = EvalConfig(
-        protocol="k400_10x3",
-        clips=2,
-        input_size=64,
-        short_side=64,
-        replicas=2,
-        batch_size=4,
-        cpus_per_replica=0.5,
-    )
+    cfg = EvalConfig(protocol="k400_10x3", clips=2, input_size=64, short_side=64, replicas=2, batch_size=4)
     out = tmp_path / "out"
     outcome = evaluate(ModelSource(uri=tiny_checkpoint), str(split), cfg, out, mlflow_server.uri)
 

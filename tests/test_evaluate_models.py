@@ -178,8 +178,6 @@ def test_official_checkpoint_through_the_cli(ray_cluster, split_1clip, tmp_path)
             "72",
             "--replicas",
             "2",
-            "--eval.cpus_per_replica",
-            "0.5",  # two replicas fit the test cluster's 2 CPUs, one left free
             "--out",
             str(out),
             "--tracking_uri",

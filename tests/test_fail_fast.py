@@ -121,10 +121,10 @@ def test_cli_rejects_val_every_0_and_more_workers_than_the_cluster_holds(
     assert "run.val_every_epochs must be >= 1" in err and len(err.splitlines()) == 1
 
     t0 = time.monotonic()
-    assert main([*base, "--workers", "8", "--run.resources_timeout_s", "2"]) == 2  # 2 CPUs on 2 nodes here
+    assert main([*base, "--workers", "8", "--run.resources_timeout_s", "2"]) == 2  # 4 CPUs on 2 nodes here
     err = capsys.readouterr().err.strip()
     assert time.monotonic() - t0 < 60
-    assert "run.workers=8" in err and "hold only 2" in err and len(err.splitlines()) == 1
+    assert "run.workers=8" in err and "hold only 4" in err and len(err.splitlines()) == 1
 
     # a GPU request on a cluster without GPUs: at once, one line saying so (not a wait, then "lower --workers")
     t0 = time.monotonic()

@@ -90,16 +90,7 @@ def test_ray_engine_gives_the_local_engines_rows_and_resumes(ray_cluster, many, 
     predict(_cfg(many, checkpoint, local, engine="local"), log=lambda _: None)
     lines: list[str] = []
     on_ray = tmp_path / "ray.jsonl"
-    cfg = _cfg(
-        many,
-        checkpoint,
-        on_ray,
-        engine="ray",
-        replicas=2,
-        cpus_per_replica=0.5,
-        batch_size=2,
-        progress_interval_s=0.0,
-    )
+    cfg = _cfg(many, checkpoint, on_ray, engine="ray", replicas=2, batch_size=2, progress_interval_s=0.0)
     summary = predict(cfg, log=lines.append)
     assert summary.engine == "ray" and summary.failed == 1 and summary.parts_already_done == 0
     assert _rows(on_ray) == _rows(local)
