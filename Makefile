@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart test test-fast lint venv browser clean-quickstart
+.PHONY: quickstart test test-fast lint ruff venv browser clean-quickstart
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,11 @@ venv: $(STAMP)
 quickstart: $(STAMP)
 	$(BIN)/python -m jobs.quickstart $(ARGS)
 
-lint: $(STAMP)
+ruff: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+lint: ruff
 	$(BIN)/mypy pipeline tdn
 
 browser:
@@ -50,9 +52,7 @@ browser:
 # mypy (36 s on one core) runs beside the suite rather than before it: the suite's first minute, its Ray
 # clusters and servers starting, leaves a third of the 2 cores idle (vmstat, 2026-12-08). Its report is
 # printed after the suite's, and either failing fails the target.
-test: $(STAMP) browser
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: ruff browser
 	$(BIN)/python -m compileall -qq -j 0 jobs pipeline tdn tests benchmarks
 	$(BIN)/mypy pipeline tdn > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
 	$(BIN)/python -m pytest -q tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS); \
